@@ -1,0 +1,1 @@
+"""The shop's bounded contexts. Each module's `contract.py` is its only public file."""

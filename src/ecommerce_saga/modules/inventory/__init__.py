@@ -1,0 +1,1 @@
+"""Inventory: the catalog, stock levels and per-order reservations."""

@@ -1,0 +1,212 @@
+"""The inventory module's contract: its port, DTOs and errors. Other modules import only this."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Protocol
+
+from pydantic import Field
+
+from ecommerce_saga.shared.contracts import (
+    SAFE_ID_PATTERN,
+    ConflictError,
+    ContractError,
+    FrozenModel,
+    NotFoundError,
+    Page,
+    PageRequest,
+)
+
+ProductId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["sku-keyboard"])]
+OrderId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["ord_3f2a9c"])]
+Quantity = Annotated[int, Field(ge=1, le=1000)]
+
+
+class ItemQuantity(FrozenModel):
+    """A product and how many of it."""
+
+    product_id: ProductId
+    quantity: Quantity
+
+
+class PricedItem(FrozenModel):
+    """An item priced from the catalog."""
+
+    product_id: str
+    name: str
+    quantity: int
+    price_cents: int
+    line_total_cents: int
+
+
+class Quote(FrozenModel):
+    """Catalog prices for a list of items (the client never sets prices)."""
+
+    items: list[PricedItem]
+    total_cents: int
+    currency: str
+
+
+class ProductHold(FrozenModel):
+    """Stock of one product held for one order."""
+
+    order_id: str
+    quantity: int
+
+
+class Product(FrozenModel):
+    """A catalog product and its stock levels."""
+
+    product_id: str
+    name: str
+    category: str
+    price_cents: int
+    currency: str
+    available: int
+    reserved: int
+    in_stock: bool
+    reservations: list[ProductHold] = Field(default_factory=list)
+
+
+class NewProduct(FrozenModel):
+    """A product to add to the catalog."""
+
+    product_id: ProductId
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _-]+$")
+    price_cents: int = Field(ge=0, le=100_000_000)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    quantity: int = Field(ge=0, le=1_000_000)
+
+
+class Restock(FrozenModel):
+    """Units to add to a product's available stock."""
+
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class ProductFilter(PageRequest):
+    """Which products to list."""
+
+    category: str | None = Field(default=None, max_length=100)
+    in_stock: bool | None = None
+
+
+class ReservationStatus(StrEnum):
+    """Where a reservation is."""
+
+    PENDING = "PENDING"
+    RESERVED = "RESERVED"
+    REJECTED = "REJECTED"
+    RELEASED = "RELEASED"
+
+
+class ReserveItems(FrozenModel):
+    """Reserve every item for an order, or none of them."""
+
+    order_id: OrderId
+    items: list[ItemQuantity] = Field(min_length=1, max_length=50)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class ReleaseItems(FrozenModel):
+    """Give back what was reserved for an order (a no-op if nothing was)."""
+
+    order_id: OrderId
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class Reservation(FrozenModel):
+    """Stock held for one order."""
+
+    reservation_id: str
+    order_id: str
+    status: ReservationStatus
+    items: list[PricedItem]
+    total_cents: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class InventoryUnavailableError(ContractError):
+    """An item is unknown or not in stock in the quantity asked for."""
+
+    code = "inventory.unavailable"
+    status = 409
+    title = "Inventory unavailable"
+
+
+class ProductNotFoundError(NotFoundError):
+    """No product with that id."""
+
+    code = "inventory.product_not_found"
+    title = "Product not found"
+
+
+class ProductExistsError(ConflictError):
+    """A product with that id exists already."""
+
+    code = "inventory.product_exists"
+    title = "Product exists"
+
+
+class ReservationReleasedError(ConflictError):
+    """The order's reservation was released already; it cannot be reserved again."""
+
+    code = "inventory.reservation_released"
+    title = "Reservation released"
+
+
+class InventoryService(Protocol):
+    """The inventory module's port."""
+
+    async def quote(self, items: list[ItemQuantity]) -> Quote:
+        """Price `items` from the catalog.
+
+        Raises:
+            InventoryUnavailableError: If a product is unknown.
+        """
+        ...
+
+    async def reserve(self, command: ReserveItems) -> Reservation:
+        """Reserve all items or none; idempotent per order.
+
+        Raises:
+            InventoryUnavailableError: If a product is unknown or short of stock.
+            ReservationReleasedError: If the order's reservation was released already.
+        """
+        ...
+
+    async def release(self, command: ReleaseItems) -> Reservation:
+        """Release the order's reservation; idempotent, and a no-op if nothing was reserved."""
+        ...
+
+    async def get_product(self, product_id: str) -> Product:
+        """One product with its stock and active reservations.
+
+        Raises:
+            ProductNotFoundError: If there is no such product.
+        """
+        ...
+
+    async def list_products(self, query: ProductFilter) -> Page[Product]:
+        """Products by category and stock, ordered by id."""
+        ...
+
+    async def create_product(self, product: NewProduct) -> Product:
+        """Add a product to the catalog.
+
+        Raises:
+            ProductExistsError: If the id is taken.
+        """
+        ...
+
+    async def restock(self, product_id: str, restock: Restock) -> Product:
+        """Add stock to a product.
+
+        Raises:
+            ProductNotFoundError: If there is no such product.
+        """
+        ...

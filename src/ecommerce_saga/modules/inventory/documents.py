@@ -1,0 +1,50 @@
+"""Beanie documents of the inventory module (collections `products` and `reservations`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from beanie import Document
+from pydantic import Field
+from pymongo import ASCENDING, IndexModel
+
+from ecommerce_saga.modules.inventory.contract import PricedItem, ReservationStatus
+from ecommerce_saga.shared.clock import utcnow
+
+
+class ProductDocument(Document):
+    """A product; `holds` maps order ids to units held for them (changed only atomically)."""
+
+    id: str  # type: ignore[assignment]  # the product id is the document id
+    name: str
+    category: str
+    price_cents: int
+    currency: str = "USD"
+    available: int
+    reserved: int = 0
+    holds: dict[str, int] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "products"
+        indexes = [IndexModel([("category", ASCENDING), ("_id", ASCENDING)])]
+
+
+class ReservationDocument(Document):
+    """One order's reservation; the order id is the document id, so there is one per order."""
+
+    id: str  # type: ignore[assignment]  # the order id
+    reservation_id: str
+    status: ReservationStatus
+    items: list[PricedItem]
+    total_cents: int
+    currency: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "reservations"
+
+
+DOCUMENT_MODELS: list[type[Document]] = [ProductDocument, ReservationDocument]
+"""The module's Beanie documents, registered by the composition root."""

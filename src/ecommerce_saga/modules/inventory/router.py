@@ -1,0 +1,80 @@
+"""The inventory module over HTTP: catalog reads, catalog administration, and saga endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, status
+
+from ecommerce_saga.modules.inventory.contract import (
+    InventoryService,
+    NewProduct,
+    Product,
+    ProductFilter,
+    ReleaseItems,
+    Reservation,
+    ReserveItems,
+    Restock,
+)
+from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.problems import responses
+
+ProductPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The product's id")]
+
+
+def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
+    """Routes under `/api/inventory`."""
+    router = APIRouter(prefix="/api/inventory", tags=["inventory"])
+    admin = [Depends(tokens.require_admin)]
+    saga = [Depends(tokens.require_service)]
+
+    @router.get("", response_model=Page[Product], responses=responses())
+    async def list_products(
+        category: Annotated[str | None, Query(max_length=100)] = None,
+        in_stock: Annotated[bool | None, Query(alias="inStock")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Page[Product]:
+        """List products, optionally by category and by whether they are in stock."""
+        query = ProductFilter(category=category, in_stock=in_stock, limit=limit, skip=skip)
+        return await service.list_products(query)
+
+    @router.get("/{product_id}", response_model=Product, responses=responses(404))
+    async def get_product(product_id: ProductPath) -> Product:
+        """A product's stock levels (`available`, `reserved`) and its active reservations."""
+        return await service.get_product(product_id)
+
+    @router.post(
+        "", response_model=Product, status_code=status.HTTP_201_CREATED,
+        dependencies=admin, responses=responses(401, 403, 409),
+    )  # fmt: skip
+    async def create_product(product: NewProduct) -> Product:
+        """Add a product to the catalog (admin token)."""
+        return await service.create_product(product)
+
+    @router.post(
+        "/{product_id}/restock", response_model=Product, dependencies=admin,
+        responses=responses(401, 403, 404),
+    )  # fmt: skip
+    async def restock(product_id: ProductPath, restock: Restock) -> Product:
+        """Add units to a product's available stock (admin token)."""
+        return await service.restock(product_id, restock)
+
+    @router.post(
+        "/reserve", response_model=Reservation, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403, 409),
+    )  # fmt: skip
+    async def reserve(command: ReserveItems) -> Reservation:
+        """Saga step: reserve every item of an order, or none (service token)."""
+        return await service.reserve(command)
+
+    @router.post(
+        "/release", response_model=Reservation, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403),
+    )  # fmt: skip
+    async def release(command: ReleaseItems) -> Reservation:
+        """Saga compensation: release an order's reservation (service token)."""
+        return await service.release(command)
+
+    return router

@@ -1,0 +1,191 @@
+"""MongoDB connection, and the embedded MongoDB-wire server used when no URL is configured."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_SERVER_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
+
+MongoDocument: TypeAlias = dict[str, Any]
+
+
+class DatabaseStartupError(RuntimeError):
+    """The database could not be reached or the embedded server could not be started."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask the kernel to stop the server when the process that started it dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_data_dir(data_dir: Path) -> Path:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        msg = f"the embedded database's data folder {str(data_dir)!r} is unusable: {exc.strerror}"
+        raise DatabaseStartupError(msg) from exc
+    return data_dir.resolve()
+
+
+@dataclass
+class EmbeddedMongo:
+    """An `nx-27017` server (MongoDB wire protocol on SQLite) run as a child process.
+
+    The child is bound to loopback on a free port, keeps its data in `data_dir`, and is stopped
+    by `stop()`; if this process dies without stopping it (even by SIGKILL), the kernel sends it
+    SIGTERM, so no orphan is left behind.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The connection string of the running server."""
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server and return once it answers a ping."""
+        data_dir = _check_data_dir(self.data_dir)
+        self.port = self.port or free_port(self.host)
+        log_path = data_dir / "nx-27017.log"
+        command = [
+            sys.executable, "-c", _SERVER_MAIN,
+            "--data-dir", str(data_dir), "--host", self.host, "--port", str(self.port),
+            "--log-file", str(log_path), "--pid-file", str(data_dir / "nx-27017.pid"),
+        ]  # fmt: skip
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - fixed command, our own interpreter
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+                start_new_session=True,
+            )
+        self._wait_until_answering(timeout, log_path)
+        logger.info("embedded database started", extra={"url": self.url, "data_dir": str(data_dir)})
+
+    def _wait_until_answering(self, timeout: float, log_path: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-800:]
+                msg = f"the embedded database exited with code {self.process.returncode}:\n{tail}"
+                raise DatabaseStartupError(msg)
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+                return
+            time.sleep(0.05)
+        self.stop()
+        msg = f"the embedded database did not answer on {self.host}:{self.port} in {timeout:.0f}s"
+        raise DatabaseStartupError(msg)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully, killing it if it does not exit in time."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+@dataclass
+class Database:
+    """An open MongoDB connection, and the embedded server behind it if there is one."""
+
+    client: AsyncMongoClient[MongoDocument]
+    db: AsyncDatabase[MongoDocument]
+    url: str
+    embedded: EmbeddedMongo | None = None
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            await self.db.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the client and stop the embedded server, if any."""
+        await self.client.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def connect(url: str, db_name: str) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
+    """A client and database for `url`; datetimes come back timezone-aware."""
+    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False
+    )
+    return client, client[db_name]
+
+
+async def open_database(
+    url: str | None, db_name: str, data_dir: Path, start_timeout: float = 20.0
+) -> Database:
+    """Connect to `url`, or start the embedded server in `data_dir` when `url` is None."""
+    embedded = None
+    if url is None:
+        embedded = EmbeddedMongo(data_dir=data_dir)
+        embedded.start(start_timeout)
+        url = embedded.url
+    client, db = connect(url, db_name)
+    database = Database(client=client, db=db, url=url, embedded=embedded)
+    if not await database.ping():
+        await database.close()
+        raise DatabaseStartupError(f"the database at {_redact(url)} does not answer")
+    return database
+
+
+def _redact(url: str) -> str:
+    """The URL without its credentials, for messages and logs."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def process_is_alive(pid: int) -> bool:
+    """True if a process with `pid` exists (used by tests that check for orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,101 @@
+"""A durable, in-process saga engine.
+
+Define a saga as an ordered list of steps, each with an action and an optional compensation;
+the engine runs it step by step, persisting every transition before acting on it, retries
+transient failures with backoff, compensates in reverse order on failure, and resumes sagas
+left unfinished by a crash. It knows nothing about any particular domain.
+
+Example::
+
+    import asyncio
+    from ecommerce_saga.saga import Saga, SagaEngine, SagaStep, StepContext
+    from ecommerce_saga.saga.stores.memory import InMemorySagaStore
+
+    async def reserve(ctx: StepContext) -> dict:
+        return {"reservation_id": f"r-{ctx.idempotency_key}"}
+
+    async def release(ctx: StepContext) -> None:
+        print("releasing", ctx.output)
+
+    async def charge(ctx: StepContext) -> dict:
+        return {"payment_id": "p-1", "amount": ctx.input["amount"]}
+
+    saga = Saga("checkout", [SagaStep("reserve", reserve, release), SagaStep("charge", charge)])
+
+    async def main() -> None:
+        engine = SagaEngine(InMemorySagaStore(), [saga])
+        state = await engine.start("checkout", {"amount": 1200}, saga_id="order-1")
+        state = await engine.wait(state.saga_id, timeout=5)
+        print(state.status, state.outputs)
+
+    asyncio.run(main())
+"""
+
+from ecommerce_saga.saga.definition import (
+    Action,
+    Compensation,
+    JsonObject,
+    Saga,
+    SagaStep,
+    StepContext,
+    StepKind,
+)
+from ecommerce_saga.saga.engine import SagaEngine
+from ecommerce_saga.saga.errors import (
+    ConcurrencyError,
+    LeaseLostError,
+    NonRetryableError,
+    RetryableError,
+    SagaConflictError,
+    SagaDefinitionError,
+    SagaError,
+    SagaNotFoundError,
+    StepError,
+    UnknownSagaTypeError,
+)
+from ecommerce_saga.saga.observers import EventKind, LoggingObserver, SagaEvent, SagaObserver
+from ecommerce_saga.saga.retry import NO_RETRY, RetryPolicy
+from ecommerce_saga.saga.state import (
+    AttemptStatus,
+    ErrorInfo,
+    HistoryEntry,
+    Phase,
+    SagaState,
+    SagaStatus,
+)
+from ecommerce_saga.saga.store import SagaQuery, SagaStore
+
+__all__ = [
+    "NO_RETRY",
+    "Action",
+    "AttemptStatus",
+    "Compensation",
+    "ConcurrencyError",
+    "ErrorInfo",
+    "EventKind",
+    "HistoryEntry",
+    "JsonObject",
+    "LeaseLostError",
+    "LoggingObserver",
+    "NonRetryableError",
+    "Phase",
+    "RetryPolicy",
+    "RetryableError",
+    "Saga",
+    "SagaConflictError",
+    "SagaDefinitionError",
+    "SagaEngine",
+    "SagaError",
+    "SagaEvent",
+    "SagaNotFoundError",
+    "SagaObserver",
+    "SagaQuery",
+    "SagaState",
+    "SagaStatus",
+    "SagaStep",
+    "SagaStore",
+    "StepContext",
+    "StepError",
+    "StepKind",
+    "UnknownSagaTypeError",
+]

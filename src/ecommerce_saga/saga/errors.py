@@ -1,0 +1,88 @@
+"""Errors of the saga engine.
+
+The tree::
+
+    SagaError
+    ├── SagaDefinitionError      a saga or step definition is invalid (raised when defined)
+    ├── SagaNotFoundError        no saga with that id
+    ├── SagaConflictError        the operation does not apply to the saga's current state
+    ├── UnknownSagaTypeError     no definition registered under that name
+    └── ConcurrencyError         the stored saga changed under us (version mismatch)
+        └── LeaseLostError       another worker owns the saga now; stop touching it
+
+    StepError                    raise from an action to say how the engine should treat a failure
+    ├── NonRetryableError        a business failure: stop and compensate
+    └── RetryableError           a transient failure: retry per the step's policy
+
+Any other exception raised by an action counts as retryable, unless it has a ``retryable``
+attribute set to ``False`` (so a participant's own business errors can opt out without importing
+the engine). Its ``code`` attribute, if present, is recorded with the failure.
+"""
+
+from __future__ import annotations
+
+
+class SagaError(Exception):
+    """Base class of the engine's own errors."""
+
+
+class SagaDefinitionError(SagaError, ValueError):
+    """A saga or step definition is invalid."""
+
+
+class SagaNotFoundError(SagaError, LookupError):
+    """No saga with the given id exists."""
+
+
+class SagaConflictError(SagaError):
+    """The requested operation does not apply to the saga in its current state."""
+
+
+class UnknownSagaTypeError(SagaError, LookupError):
+    """No saga definition is registered under the given name."""
+
+
+class ConcurrencyError(SagaError):
+    """The saga was changed by someone else since it was read (optimistic concurrency)."""
+
+
+class LeaseLostError(ConcurrencyError):
+    """This worker no longer holds the saga's lease; it must stop working on the saga."""
+
+
+class StepError(Exception):
+    """A failure raised by a step's action or compensation.
+
+    Args:
+        message: Human-readable description.
+        code: A stable, machine-readable code recorded in the saga's history.
+    """
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NonRetryableError(StepError):
+    """A business failure: retrying cannot help, so the saga compensates."""
+
+    retryable = False
+
+
+class RetryableError(StepError):
+    """A transient failure: the engine retries the step per its retry policy."""
+
+    retryable = True
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the engine should retry after `exc` (see the module docstring)."""
+    return bool(getattr(exc, "retryable", True))
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The stable code of `exc`, if it carries one."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) else None

@@ -1,0 +1,98 @@
+"""Lifecycle hooks: the engine reports every transition to its observers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from ecommerce_saga.saga.state import ErrorInfo
+
+
+class EventKind(StrEnum):
+    """What happened."""
+
+    SAGA_STARTED = "saga_started"
+    STEP_STARTED = "step_started"
+    STEP_SUCCEEDED = "step_succeeded"
+    STEP_FAILED = "step_failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    COMPENSATION_STARTED = "compensation_started"
+    COMPENSATION_SUCCEEDED = "compensation_succeeded"
+    COMPENSATION_FAILED = "compensation_failed"
+    SAGA_COMPLETED = "saga_completed"
+    SAGA_COMPENSATED = "saga_compensated"
+    SAGA_PARKED = "saga_parked"
+    SAGA_RECOVERED = "saga_recovered"
+    LEASE_LOST = "lease_lost"
+    OPERATOR_ACTION = "operator_action"
+
+
+@dataclass(frozen=True, slots=True)
+class SagaEvent:
+    """One lifecycle event.
+
+    Attributes:
+        kind: What happened.
+        saga_id: The saga's id.
+        saga_type: The saga definition's name.
+        correlation_id: The saga's correlation id, if any.
+        step: The step concerned, if any.
+        attempt: The attempt number, for step events.
+        duration_seconds: How long the attempt (or, for final events, the saga) took.
+        error: The failure, for failure events.
+        detail: Free text (an operator's reason, a retry delay).
+    """
+
+    kind: EventKind
+    saga_id: str
+    saga_type: str
+    correlation_id: str | None = None
+    step: str | None = None
+    attempt: int | None = None
+    duration_seconds: float | None = None
+    error: ErrorInfo | None = None
+    detail: str | None = None
+
+
+class SagaObserver(Protocol):
+    """Receives every `SagaEvent`. Must be fast and must not raise; it runs on the engine's path."""
+
+    def notify(self, event: SagaEvent) -> None:
+        """Handle one event."""
+        ...
+
+
+_LEVELS = {
+    EventKind.STEP_FAILED: logging.WARNING,
+    EventKind.COMPENSATION_FAILED: logging.WARNING,
+    EventKind.SAGA_PARKED: logging.ERROR,
+    EventKind.LEASE_LOST: logging.WARNING,
+}
+
+
+class LoggingObserver:
+    """Logs every event as a structured record carrying the saga id, type and step."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger or logging.getLogger("ecommerce_saga.saga")
+
+    def notify(self, event: SagaEvent) -> None:
+        """Log `event` at INFO (failures at WARNING, parked sagas at ERROR)."""
+        level = _LEVELS.get(event.kind, logging.INFO)
+        if not self._logger.isEnabledFor(level):
+            return
+        extra = {
+            "saga_id": event.saga_id,
+            "saga_type": event.saga_type,
+            "correlation_id": event.correlation_id,
+            "step": event.step,
+            "attempt": event.attempt,
+            "duration_s": event.duration_seconds,
+            "error_code": event.error.code if event.error else None,
+            "error": event.error.message if event.error else None,
+            "detail": event.detail,
+        }
+        extra = {key: value for key, value in extra.items() if value is not None}
+        self._logger.log(level, event.kind.value, extra=extra)

@@ -1,0 +1,1 @@
+"""Saga store implementations: in-memory (tests, single process) and MongoDB (durable)."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every module's router: problem+json errors, auth, OpenAPI helpers."""

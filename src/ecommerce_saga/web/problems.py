@@ -1,0 +1,128 @@
+"""RFC 9457 problem+json: one place turns every error into a problem document with a stable code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ecommerce_saga.shared.contracts import ContractError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class InvalidParam(BaseModel):
+    """One invalid field of a request."""
+
+    name: str
+    reason: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; `code` is stable and machine-readable."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    instance: str | None = None
+    invalid_params: list[InvalidParam] | None = None
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str | None, request: Request, **extra: Any
+) -> JSONResponse:
+    """A problem+json response."""
+    body = Problem(
+        type=f"https://ecommerce-saga.dev/problems/{code}",
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        instance=request.url.path,
+        **extra,
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        body.model_dump(exclude_none=True, mode="json"),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json answers for `statuses`."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _HTTP_CODES.get(status, "error").replace("_", " ").capitalize(),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in (*statuses, 422)
+    }
+
+
+async def _contract_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ContractError)  # noqa: S101 - registered for this type only
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, request, **exc.extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+    params = [
+        InvalidParam(
+            name=".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body",
+            reason=str(error.get("msg", "invalid")),
+        )
+        for error in exc.errors()
+    ]
+    detail = "; ".join(f"{p.name}: {p.reason}" for p in params[:5])
+    return problem_response(422, "validation_error", "Invalid request", detail, request, invalid_params=params)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    title = code.replace("_", " ").capitalize()
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(exc.status_code, code, title, detail, request)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return problem_response(500, "internal_error", "Internal error", "an unexpected error occurred", request)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error answer problem+json with a stable `code`."""
+    app.add_exception_handler(ContractError, _contract_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

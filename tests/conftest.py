@@ -1,0 +1,47 @@
+"""Shared fixtures: one MongoDB for the whole run — the embedded server, or SHOP_MONGODB_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.persistence import EmbeddedMongo
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MongoDB URL: SHOP_MONGODB_URL if set, else an embedded server started for the run."""
+    configured = os.environ.get("SHOP_MONGODB_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedMongo(data_dir=Path(tmp_path_factory.mktemp("mongo")))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_name() -> str:
+    """A database name of the test's own, so tests never see each other's data."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def mongo_db(mongo_url: str, db_name: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """A fresh database, dropped afterwards."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        yield client[db_name]
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
