@@ -82,10 +82,20 @@ class EmbeddedMongo:
         self.port = self.port or free_port(self.host)
         log_path = data_dir / "nx-27017.log"
         command = [
-            sys.executable, "-c", _SERVER_MAIN,
-            "--data-dir", str(data_dir), "--host", self.host, "--port", str(self.port),
-            "--log-file", str(log_path), "--pid-file", str(data_dir / "nx-27017.pid"),
-        ]  # fmt: skip
+            sys.executable,
+            "-c",
+            _SERVER_MAIN,
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log-file",
+            str(log_path),
+            "--pid-file",
+            str(data_dir / "nx-27017.pid"),
+        ]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed command, our own interpreter
                 command,
@@ -127,12 +137,41 @@ class EmbeddedMongo:
 
 @dataclass
 class Database:
-    """An open MongoDB connection, and the embedded server behind it if there is one."""
+    """A MongoDB connection, and the embedded server behind it if there is one.
+
+    Built without I/O (the embedded server's port is chosen up front); `open()` starts the
+    embedded server if any and checks that the database answers.
+    """
 
     client: AsyncMongoClient[MongoDocument]
     db: AsyncDatabase[MongoDocument]
     url: str
     embedded: EmbeddedMongo | None = None
+    start_timeout: float = 20.0
+
+    @classmethod
+    def configure(
+        cls, url: str | None, db_name: str, data_dir: Path, start_timeout: float = 20.0
+    ) -> Database:
+        """`url`, or an embedded server in `data_dir` when `url` is None."""
+        embedded = None
+        if url is None:
+            embedded = EmbeddedMongo(data_dir=data_dir, port=free_port())
+            url = embedded.url
+        client, db = connect(url, db_name)
+        return cls(client=client, db=db, url=url, embedded=embedded, start_timeout=start_timeout)
+
+    async def open(self) -> None:
+        """Start the embedded server (if any) and wait until the database answers.
+
+        Raises:
+            DatabaseStartupError: If the data folder is unusable or the database does not answer.
+        """
+        if self.embedded is not None:
+            self.embedded.start(self.start_timeout)
+        if not await self.ping():
+            await self.close()
+            raise DatabaseStartupError(f"the database at {_redact(self.url)} does not answer")
 
     async def ping(self) -> bool:
         """True when the database answers."""
@@ -150,28 +189,11 @@ class Database:
 
 
 def connect(url: str, db_name: str) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
-    """A client and database for `url`; datetimes come back timezone-aware."""
+    """A client and database for `url`; datetimes come back timezone-aware. No I/O yet."""
     client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
         url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False
     )
     return client, client[db_name]
-
-
-async def open_database(
-    url: str | None, db_name: str, data_dir: Path, start_timeout: float = 20.0
-) -> Database:
-    """Connect to `url`, or start the embedded server in `data_dir` when `url` is None."""
-    embedded = None
-    if url is None:
-        embedded = EmbeddedMongo(data_dir=data_dir)
-        embedded.start(start_timeout)
-        url = embedded.url
-    client, db = connect(url, db_name)
-    database = Database(client=client, db=db, url=url, embedded=embedded)
-    if not await database.ping():
-        await database.close()
-        raise DatabaseStartupError(f"the database at {_redact(url)} does not answer")
-    return database
 
 
 def _redact(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from ecommerce_saga.saga.errors import SagaDefinitionError
 from ecommerce_saga.saga.retry import RetryPolicy
+from ecommerce_saga.saga.state import ErrorInfo
 
 JsonObject = dict[str, Any]
 """A step's output: a JSON-compatible mapping (datetimes allowed), stored under the step's name."""
@@ -49,6 +51,7 @@ class StepContext:
         output: For a compensation, the output of the step being undone (None if it never
             succeeded); for an action, None.
         compensating: True when running a compensation.
+        failure: For a compensation, the failure that stopped the saga (None for an action).
     """
 
     saga_id: str
@@ -60,6 +63,7 @@ class StepContext:
     outputs: Mapping[str, Mapping[str, Any]]
     output: Mapping[str, Any] | None = None
     compensating: bool = False
+    failure: ErrorInfo | None = None
 
 
 Action = Callable[[StepContext], Awaitable[JsonObject | None]]
@@ -119,9 +123,7 @@ class Saga:
     name: str
     steps: Sequence[SagaStep]
     compensation_retry: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(
-            initial_interval=0.1, maximum_interval=10.0, maximum_attempts=8
-        )
+        default_factory=lambda: RetryPolicy(initial_interval=0.1, maximum_interval=10.0, maximum_attempts=8)
     )
     deadline: float | None = None
 
@@ -156,7 +158,7 @@ def _check_kind_order(saga: str, steps: Sequence[SagaStep]) -> None:
     pivots = [step.name for step in steps if step.kind is StepKind.PIVOT]
     if len(pivots) > 1:
         raise SagaDefinitionError(f"saga {saga!r} has more than one pivot step: {pivots}")
-    for before, after in zip(steps, steps[1:], strict=False):
+    for before, after in itertools.pairwise(steps):
         if _KIND_ORDER[after.kind] < _KIND_ORDER[before.kind]:
             msg = (
                 f"saga {saga!r}: {after.kind.value} step {after.name!r} cannot follow "

@@ -96,9 +96,9 @@ class SagaEngine:
         self._registry: Mapping[str, Saga] = build_registry(definitions)
         self._lease_ms = int(lease_seconds * 1000)
         self._recovery_interval = recovery_interval
-        self._observers = list(observers) if observers is not None else [LoggingObserver()]
+        self._observers: list[SagaObserver] = list(observers) if observers is not None else [LoggingObserver()]
         self._clock = clock
-        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._recovery_task: asyncio.Task[None] | None = None
 
@@ -278,7 +278,11 @@ class SagaEngine:
         self._check_cancellable(state)
         entry = state.open_entry()
         if entry is not None:
-            self._close(entry, AttemptStatus.FAILED, ErrorInfo(type="Cancelled", message=reason, code="saga.cancelled", retryable=False))
+            self._close(
+                entry,
+                AttemptStatus.FAILED,
+                ErrorInfo(type="Cancelled", message=reason, code="saga.cancelled", retryable=False),
+            )
         self._record_operator(state, "cancel", actor, reason)
         failure = ErrorInfo(type="Cancelled", message=reason, code="saga.cancelled", retryable=False)
         definition = self._definition(state.saga_type)
@@ -291,16 +295,22 @@ class SagaEngine:
 
     def _check_cancellable(self, state: SagaState) -> None:
         if state.status is not SagaStatus.RUNNING:
-            raise SagaConflictError(f"saga {state.saga_id} is {state.status}; only running sagas can be cancelled")
+            raise SagaConflictError(
+                f"saga {state.saga_id} is {state.status}; only running sagas can be cancelled"
+            )
         step = self._definition(state.saga_type).steps[state.current_step]
         if step.kind is not StepKind.COMPENSATABLE:
             raise SagaConflictError(f"saga {state.saga_id} has passed its point of no return ({step.name})")
 
     async def _force_claim(self, saga_id: str) -> SagaState:
         state = await self.store.claim(
-            self.worker_id, self._now_ms(), self._lease_ms,
-            saga_types=self._registry.keys(), saga_id=saga_id, force=True,
-        )  # fmt: skip
+            self.worker_id,
+            self._now_ms(),
+            self._lease_ms,
+            saga_types=self._registry.keys(),
+            saga_id=saga_id,
+            force=True,
+        )
         if state is None:
             raise SagaNotFoundError(saga_id)
         return state
@@ -309,9 +319,15 @@ class SagaEngine:
         now = utcnow()
         state.history.append(
             HistoryEntry(
-                step=action, phase=Phase.OPERATOR, status=AttemptStatus.SUCCEEDED,
-                started_at=now, ended_at=now, worker=self.worker_id, actor=actor, reason=reason,
-            )  # fmt: skip
+                step=action,
+                phase=Phase.OPERATOR,
+                status=AttemptStatus.SUCCEEDED,
+                started_at=now,
+                ended_at=now,
+                worker=self.worker_id,
+                actor=actor,
+                reason=reason,
+            )
         )
 
     # ------------------------------------------------------------------ driving a saga
@@ -332,7 +348,7 @@ class SagaEngine:
     async def _run(self, state: SagaState) -> None:
         """Drive one saga while holding its lease; on any crash-like stop leave it for recovery."""
         me = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat(state.saga_id, state.fencing_token, me))
+        heartbeat = asyncio.create_task(self._heartbeat(state, me))
         try:
             while state.status.is_active:
                 definition = self._definition(state.saga_type)
@@ -347,7 +363,9 @@ class SagaEngine:
                 await asyncio.shield(self.store.release(state.saga_id, self.worker_id, state.fencing_token))
             raise
         except Exception:
-            logger.exception("saga run stopped; it resumes when its lease expires", extra={"saga_id": state.saga_id})
+            logger.exception(
+                "saga run stopped; it resumes when its lease expires", extra={"saga_id": state.saga_id}
+            )
         except BaseException as exc:  # a simulated or real crash: write nothing more
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -355,17 +373,21 @@ class SagaEngine:
         finally:
             heartbeat.cancel()
 
-    async def _heartbeat(self, saga_id: str, fencing_token: int, runner: asyncio.Task[Any] | None) -> None:
+    async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
+        saga_id, fencing_token = state.saga_id, state.fencing_token
         interval = self._lease_ms / 3000
         while True:
             await asyncio.sleep(interval)
             try:
-                held = await self.store.renew(saga_id, self.worker_id, fencing_token, self._now_ms() + self._lease_ms)
+                held = await self.store.renew(
+                    saga_id, self.worker_id, fencing_token, self._now_ms() + self._lease_ms
+                )
             except Exception:
                 logger.warning("lease renewal failed", exc_info=True, extra={"saga_id": saga_id})
                 continue
             if not held and runner is not None:
                 logger.warning("lease lost; stopping", extra={"saga_id": saga_id})
+                self._emit(EventKind.LEASE_LOST, state)
                 runner.cancel()
                 return
 
@@ -376,8 +398,10 @@ class SagaEngine:
         ctx = self._context(state, step, attempt.attempt, compensating=False)
         try:
             output = await asyncio.wait_for(step.action(ctx), step.timeout)
-        except Exception as exc:
-            return await self._forward_failed(definition, state, step, attempt, _error_info(exc, step.timeout))
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            return await self._forward_failed(
+                definition, state, step, attempt, _error_info(exc, step.timeout)
+            )
         return await self._forward_succeeded(definition, state, step, attempt, output or {})
 
     async def _forward_succeeded(
@@ -386,11 +410,23 @@ class SagaEngine:
         self._close(entry, AttemptStatus.SUCCEEDED)
         state.outputs[step.name] = output
         state.current_step += 1
-        self._emit(EventKind.STEP_SUCCEEDED, state, step=step.name, attempt=entry.attempt, duration=entry.duration_seconds)
+        self._emit(
+            EventKind.STEP_SUCCEEDED,
+            state,
+            step=step.name,
+            attempt=entry.attempt,
+            duration=entry.duration_seconds,
+        )
         if state.current_step == len(definition.steps):
             state.status = SagaStatus.COMPLETED
-        elif self._past_deadline(state):
-            failure = ErrorInfo(type="DeadlineExceeded", message="the saga's deadline passed", code="saga.deadline_exceeded", retryable=False)
+        elif step.kind is StepKind.COMPENSATABLE and self._past_deadline(state):
+            # Past the pivot the saga is committed: a deadline must not undo it, only stop it early.
+            failure = ErrorInfo(
+                type="DeadlineExceeded",
+                message="the saga's deadline passed",
+                code="saga.deadline_exceeded",
+                retryable=False,
+            )
             self._begin_compensation(definition, state, failure, include_current=False)
         else:
             self._open(state, definition.steps[state.current_step].name, Phase.ACTION)
@@ -402,15 +438,29 @@ class SagaEngine:
         self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, error: ErrorInfo
     ) -> SagaState:
         self._close(entry, AttemptStatus.FAILED, error)
-        self._emit(EventKind.STEP_FAILED, state, step=step.name, attempt=entry.attempt, error=error, duration=entry.duration_seconds)
+        self._emit(
+            EventKind.STEP_FAILED,
+            state,
+            step=step.name,
+            attempt=entry.attempt,
+            error=error,
+            duration=entry.duration_seconds,
+        )
         if error.retryable and step.retry.allows_another(entry.attempt) and not self._past_deadline(state):
             delay = step.retry.delay(entry.attempt, self._rng)
             self._open(state, step.name, Phase.ACTION, attempt=entry.attempt + 1, delay=delay)
             state = await self._save(state)
-            self._emit(EventKind.RETRY_SCHEDULED, state, step=step.name, attempt=entry.attempt + 1, detail=f"in {delay:.3f}s")
+            self._emit(
+                EventKind.RETRY_SCHEDULED,
+                state,
+                step=step.name,
+                attempt=entry.attempt + 1,
+                detail=f"in {delay:.3f}s",
+            )
             return state
         committed = step.kind is StepKind.RETRIABLE or (
-            state.current_step > 0 and definition.steps[state.current_step - 1].kind is not StepKind.COMPENSATABLE
+            state.current_step > 0
+            and definition.steps[state.current_step - 1].kind is not StepKind.COMPENSATABLE
         )
         if committed:
             self._park(state, SagaStatus.RUNNING, error)
@@ -423,7 +473,7 @@ class SagaEngine:
     def _begin_compensation(
         self, definition: Saga, state: SagaState, failure: ErrorInfo, *, include_current: bool
     ) -> None:
-        """Plan the compensations: succeeded steps in reverse, and the failed step if its outcome is unknown."""
+        """Plan compensations: succeeded steps in reverse, and the failed step if its outcome is unknown."""
         done = [s.name for s in definition.steps[: state.current_step] if s.compensation is not None]
         current = definition.steps[state.current_step] if state.current_step < len(definition.steps) else None
         if include_current and current is not None and current.compensation is not None:
@@ -446,10 +496,16 @@ class SagaEngine:
         assert step.compensation is not None  # noqa: S101 - only steps with one are planned
         try:
             await asyncio.wait_for(step.compensation(ctx), step.timeout)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             return await self._compensation_failed(definition, state, entry, _error_info(exc, step.timeout))
         self._close(entry, AttemptStatus.SUCCEEDED)
-        self._emit(EventKind.COMPENSATION_SUCCEEDED, state, step=name, attempt=entry.attempt, duration=entry.duration_seconds)
+        self._emit(
+            EventKind.COMPENSATION_SUCCEEDED,
+            state,
+            step=name,
+            attempt=entry.attempt,
+            duration=entry.duration_seconds,
+        )
         state.compensation_position += 1
         if state.compensation_position == len(state.compensation_plan):
             state.status = SagaStatus.COMPENSATED
@@ -469,7 +525,13 @@ class SagaEngine:
             delay = policy.delay(entry.attempt, self._rng)
             self._open(state, entry.step, Phase.COMPENSATION, attempt=entry.attempt + 1, delay=delay)
             state = await self._save(state)
-            self._emit(EventKind.RETRY_SCHEDULED, state, step=entry.step, attempt=entry.attempt + 1, detail=f"in {delay:.3f}s")
+            self._emit(
+                EventKind.RETRY_SCHEDULED,
+                state,
+                step=entry.step,
+                attempt=entry.attempt + 1,
+                detail=f"in {delay:.3f}s",
+            )
             return state
         self._park(state, SagaStatus.COMPENSATING, error)
         state = await self._save(state)
@@ -496,9 +558,13 @@ class SagaEngine:
     def _past_deadline(self, state: SagaState) -> bool:
         return state.deadline_at_ms is not None and self._now_ms() >= state.deadline_at_ms
 
-    def _open(self, state: SagaState, step: str, phase: Phase, *, attempt: int = 1, delay: float = 0.0) -> HistoryEntry:
+    def _open(
+        self, state: SagaState, step: str, phase: Phase, *, attempt: int = 1, delay: float = 0.0
+    ) -> HistoryEntry:
         started = utcnow() + timedelta(seconds=delay) if delay else utcnow()
-        entry = HistoryEntry(step=step, phase=phase, attempt=attempt, started_at=started, worker=self.worker_id)
+        entry = HistoryEntry(
+            step=step, phase=phase, attempt=attempt, started_at=started, worker=self.worker_id
+        )
         state.history.append(entry)
         return entry
 
@@ -537,6 +603,7 @@ class SagaEngine:
             outputs=MappingProxyType(state.outputs),
             output=state.outputs.get(step.name) if compensating else None,
             compensating=compensating,
+            failure=state.failure if compensating else None,
         )
 
     async def _save(self, state: SagaState) -> SagaState:
@@ -574,10 +641,16 @@ class SagaEngine:
         detail: str | None = None,
     ) -> None:
         event = SagaEvent(
-            kind=kind, saga_id=state.saga_id, saga_type=state.saga_type,
-            correlation_id=state.correlation_id, step=step, attempt=attempt,
-            duration_seconds=duration, error=error, detail=detail,
-        )  # fmt: skip
+            kind=kind,
+            saga_id=state.saga_id,
+            saga_type=state.saga_type,
+            correlation_id=state.correlation_id,
+            step=step,
+            attempt=attempt,
+            duration_seconds=duration,
+            error=error,
+            detail=detail,
+        )
         for observer in self._observers:
             try:
                 observer.notify(event)

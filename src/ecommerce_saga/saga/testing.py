@@ -31,7 +31,7 @@ DO = "do"
 UNDO = "undo"
 
 
-class SimulatedCrash(BaseException):  # noqa: N818 - it models a crash, not an error
+class SimulatedCrash(BaseException):
     """Raised by a scripted step to model the worker dying: the engine writes nothing more."""
 
 
@@ -165,7 +165,11 @@ def scripted_step(
     async def compensation(ctx: StepContext) -> JsonObject:
         if name in plan.compensation_permanent or plan._take(plan.compensation_transient, name):
             raise RetryableError(f"undo of {name} unavailable", code="test.unavailable")
-        await ledger.apply(Effect(ctx.saga_id, name, UNDO, ctx.idempotency_key, time.time_ns()))
+        # Like a real participant, undo only what was done: the engine also compensates a step
+        # whose last attempt failed retryably (its outcome unknown), which may have done nothing.
+        applied = await ledger.effects(ctx.saga_id)
+        if any(e.step == name and e.kind == DO for e in applied):
+            await ledger.apply(Effect(ctx.saga_id, name, UNDO, ctx.idempotency_key, time.time_ns()))
         return {}
 
     return SagaStep(
@@ -208,7 +212,9 @@ def invariant_violations(state: SagaState, definition: Saga, effects: Sequence[E
     keys: dict[tuple[str, str], set[str]] = {}
     for effect in effects:
         keys.setdefault((effect.step, effect.kind), set()).add(effect.key)
-    problems += [f"{step} {kind} applied under keys {sorted(k)}" for (step, kind), k in keys.items() if len(k) > 1]
+    problems += [
+        f"{step} {kind} applied under keys {sorted(k)}" for (step, kind), k in keys.items() if len(k) > 1
+    ]
     done = [e.step for e in effects if e.kind == DO]
     undone = [e.step for e in effects if e.kind == UNDO]
     if state.status is SagaStatus.COMPLETED:

@@ -104,7 +104,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     detail = "; ".join(f"{p.name}: {p.reason}" for p in params[:5])
-    return problem_response(422, "validation_error", "Invalid request", detail, request, invalid_params=params)
+    return problem_response(
+        422, "validation_error", "Invalid request", detail, request, invalid_params=params
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -41,11 +41,15 @@ class PricedItem(FrozenModel):
 
 
 class Quote(FrozenModel):
-    """Catalog prices for a list of items (the client never sets prices)."""
+    """Catalog prices for a list of items (the client never sets prices).
+
+    Unknown products are priced 0 and listed in `unknown_products`; reserving them fails.
+    """
 
     items: list[PricedItem]
     total_cents: int
     currency: str
+    unknown_products: list[str] = Field(default_factory=list)
 
 
 class ProductHold(FrozenModel):
@@ -163,11 +167,7 @@ class InventoryService(Protocol):
     """The inventory module's port."""
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
-        """Price `items` from the catalog.
-
-        Raises:
-            InventoryUnavailableError: If a product is unknown.
-        """
+        """Price `items` from the catalog; unknown products are listed, not raised."""
         ...
 
     async def reserve(self, command: ReserveItems) -> Reservation:

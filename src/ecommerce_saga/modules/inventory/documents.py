@@ -27,7 +27,7 @@ class ProductDocument(Document):
 
     class Settings:
         name = "products"
-        indexes = [IndexModel([("category", ASCENDING), ("_id", ASCENDING)])]
+        indexes = [IndexModel([("category", ASCENDING)])]
 
 
 class ReservationDocument(Document):

@@ -46,33 +46,44 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
         return await service.get_product(product_id)
 
     @router.post(
-        "", response_model=Product, status_code=status.HTTP_201_CREATED,
-        dependencies=admin, responses=responses(401, 403, 409),
-    )  # fmt: skip
+        "",
+        response_model=Product,
+        status_code=status.HTTP_201_CREATED,
+        dependencies=admin,
+        responses=responses(401, 403, 409),
+    )
     async def create_product(product: NewProduct) -> Product:
         """Add a product to the catalog (admin token)."""
         return await service.create_product(product)
 
     @router.post(
-        "/{product_id}/restock", response_model=Product, dependencies=admin,
+        "/{product_id}/restock",
+        response_model=Product,
+        dependencies=admin,
         responses=responses(401, 403, 404),
-    )  # fmt: skip
+    )
     async def restock(product_id: ProductPath, restock: Restock) -> Product:
         """Add units to a product's available stock (admin token)."""
         return await service.restock(product_id, restock)
 
     @router.post(
-        "/reserve", response_model=Reservation, dependencies=saga, tags=["saga"],
+        "/reserve",
+        response_model=Reservation,
+        dependencies=saga,
+        tags=["saga"],
         responses=responses(401, 403, 409),
-    )  # fmt: skip
+    )
     async def reserve(command: ReserveItems) -> Reservation:
         """Saga step: reserve every item of an order, or none (service token)."""
         return await service.reserve(command)
 
     @router.post(
-        "/release", response_model=Reservation, dependencies=saga, tags=["saga"],
+        "/release",
+        response_model=Reservation,
+        dependencies=saga,
+        tags=["saga"],
         responses=responses(401, 403),
-    )  # fmt: skip
+    )
     async def release(command: ReleaseItems) -> Reservation:
         """Saga compensation: release an order's reservation (service token)."""
         return await service.release(command)

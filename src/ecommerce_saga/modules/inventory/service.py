@@ -70,25 +70,18 @@ class LocalInventoryService:
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
         """See `InventoryService.quote`."""
-        wanted = {item.product_id for item in items}
-        docs = {d.id: d for d in await ProductDocument.find({"_id": {"$in": sorted(wanted)}}).to_list()}
-        missing = sorted(wanted - docs.keys())
-        if missing:
-            raise InventoryUnavailableError(f"unknown product(s): {', '.join(missing)}")
-        currencies = {docs[item.product_id].currency for item in items}
+        wanted = sorted({item.product_id for item in items})
+        docs = {d.id: d for d in await ProductDocument.find({"_id": {"$in": wanted}}).to_list()}
+        currencies = {doc.currency for doc in docs.values()} or {"USD"}
         if len(currencies) > 1:
-            raise InventoryUnavailableError("items are priced in different currencies")
-        priced = [
-            PricedItem(
-                product_id=item.product_id,
-                name=docs[item.product_id].name,
-                quantity=item.quantity,
-                price_cents=docs[item.product_id].price_cents,
-                line_total_cents=docs[item.product_id].price_cents * item.quantity,
-            )
-            for item in items
-        ]
-        return Quote(items=priced, total_cents=sum(p.line_total_cents for p in priced), currency=currencies.pop())
+            raise InventoryUnavailableError("the items are priced in different currencies")
+        priced = [_priced(item, docs.get(item.product_id)) for item in items]
+        return Quote(
+            items=priced,
+            total_cents=sum(p.line_total_cents for p in priced),
+            currency=currencies.pop(),
+            unknown_products=[pid for pid in wanted if pid not in docs],
+        )
 
     async def reserve(self, command: ReserveItems) -> Reservation:
         """See `InventoryService.reserve`."""
@@ -112,9 +105,13 @@ class LocalInventoryService:
         doc = await ReservationDocument.get(command.order_id)
         if doc is None:
             doc = ReservationDocument(
-                id=command.order_id, reservation_id=f"res_{command.order_id}",
-                status=ReservationStatus.RELEASED, items=[], total_cents=0, currency="USD",
-            )  # fmt: skip
+                id=command.order_id,
+                reservation_id=f"res_{command.order_id}",
+                status=ReservationStatus.RELEASED,
+                items=[],
+                total_cents=0,
+                currency="USD",
+            )
             try:
                 await doc.insert()  # a tombstone: a late reserve for this order must not hold stock
                 return _reservation(doc)
@@ -131,11 +128,16 @@ class LocalInventoryService:
         if existing is not None:
             return existing
         quote = await self.quote(command.items)
+        if quote.unknown_products:
+            raise InventoryUnavailableError(f"unknown product(s): {', '.join(quote.unknown_products)}")
         doc = ReservationDocument(
-            id=command.order_id, reservation_id=f"res_{command.order_id}",
-            status=ReservationStatus.PENDING, items=quote.items,
-            total_cents=quote.total_cents, currency=quote.currency,
-        )  # fmt: skip
+            id=command.order_id,
+            reservation_id=f"res_{command.order_id}",
+            status=ReservationStatus.PENDING,
+            items=quote.items,
+            total_cents=quote.total_cents,
+            currency=quote.currency,
+        )
         try:
             await doc.insert()
         except DuplicateKeyError:
@@ -154,7 +156,9 @@ class LocalInventoryService:
                 {"_id": product_id, "available": {"$gte": quantity}, hold: {"$exists": False}},
                 {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {hold: quantity}},
             )
-            if result.modified_count == 0 and not await products.find_one({"_id": product_id, hold: {"$exists": True}}):
+            if result.modified_count == 0 and not await products.find_one(
+                {"_id": product_id, hold: {"$exists": True}}
+            ):
                 return product_id
         return None
 
@@ -199,9 +203,13 @@ class LocalInventoryService:
     async def create_product(self, product: NewProduct) -> Product:
         """See `InventoryService.create_product`."""
         doc = ProductDocument(
-            id=product.product_id, name=product.name, category=product.category,
-            price_cents=product.price_cents, currency=product.currency, available=product.quantity,
-        )  # fmt: skip
+            id=product.product_id,
+            name=product.name,
+            category=product.category,
+            price_cents=product.price_cents,
+            currency=product.currency,
+            available=product.quantity,
+        )
         try:
             await doc.insert()
         except DuplicateKeyError:
@@ -216,6 +224,17 @@ class LocalInventoryService:
         if result.matched_count == 0:
             raise ProductNotFoundError(f"no product {product_id!r}")
         return await self.get_product(product_id)
+
+
+def _priced(item: ItemQuantity, doc: ProductDocument | None) -> PricedItem:
+    price = doc.price_cents if doc else 0
+    return PricedItem(
+        product_id=item.product_id,
+        name=doc.name if doc else "",
+        quantity=item.quantity,
+        price_cents=price,
+        line_total_cents=price * item.quantity,
+    )
 
 
 def _merged(items: list[PricedItem]) -> dict[str, int]:

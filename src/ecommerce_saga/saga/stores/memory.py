@@ -99,10 +99,9 @@ class InMemorySagaStore:
         """See `SagaStore.release`."""
         async with self._lock:
             stored = self._sagas.get(saga_id)
-            if stored is not None and stored.lease_owner == owner:
-                if stored.fencing_token == fencing_token:
-                    self.writes += 1
-                    stored.lease_expires_at_ms = 0
+            if stored is not None and (stored.lease_owner, stored.fencing_token) == (owner, fencing_token):
+                self.writes += 1
+                stored.lease_expires_at_ms = 0
 
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """See `SagaStore.find`."""

@@ -9,6 +9,7 @@ on `version` and `fencing_token` (optimistic concurrency); leases are claimed wi
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -26,7 +27,10 @@ class MongoSagaStore:
     """Saga state in one MongoDB collection (default ``sagas``)."""
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
-        self._collection = collection
+        # Read datetimes back timezone-aware whatever the client's options: the engine compares
+        # them with aware ones, and PyMongo's default (tz_aware=False) would break recovery.
+        codec_options = collection.codec_options.with_options(tz_aware=True, tzinfo=UTC)
+        self._collection = collection.with_options(codec_options=codec_options)
 
     async def create_indexes(self) -> None:
         """Create the indexes recovery, listing and look-ups rely on (idempotent)."""

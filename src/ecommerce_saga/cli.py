@@ -1,0 +1,53 @@
+"""The `ecommerce-saga` command: `serve` runs the app, `demo` walks through four orders."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from ecommerce_saga.demo import run_demo
+from ecommerce_saga.logs import configure_logging
+from ecommerce_saga.persistence import DatabaseStartupError
+from ecommerce_saga.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecommerce-saga", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve", help="run the app (embedded database unless SHOP_MONGODB_URL is set)"
+    )
+    serve.add_argument("--host", help="address to bind (default SHOP_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default SHOP_PORT or 8000)")
+    demo = commands.add_parser("demo", help="place four demo orders against a running server")
+    demo.add_argument("--url", default=os.environ.get("SHOP_URL", "http://127.0.0.1:8000"))
+    return parser
+
+
+def serve(host: str | None, port: int | None) -> int:
+    """Run the app with uvicorn until interrupted."""
+    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_format, settings.log_level)
+    from ecommerce_saga.main import create_app  # noqa: PLC0415 - after logging is configured
+
+    try:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
+    except DatabaseStartupError as exc:
+        sys.stderr.write(f"ecommerce-saga: {exc}\n")
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port)
+    return run_demo(args.url)

@@ -1,0 +1,177 @@
+"""Demo data (a small catalog) and the `ecommerce-saga demo` walk-through of four orders."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import httpx
+
+from ecommerce_saga.modules.inventory.contract import (
+    InventoryService,
+    NewProduct,
+    ProductExistsError,
+    ProductFilter,
+)
+
+logger = logging.getLogger(__name__)
+
+DEMO_CATALOG = [
+    NewProduct(
+        product_id="sku-keyboard",
+        name="Mechanical keyboard",
+        category="peripherals",
+        price_cents=8999,
+        quantity=50,
+    ),
+    NewProduct(
+        product_id="sku-mouse", name="Wireless mouse", category="peripherals", price_cents=2999, quantity=100
+    ),
+    NewProduct(
+        product_id="sku-monitor", name='27" 4K monitor', category="displays", price_cents=32999, quantity=20
+    ),
+    NewProduct(
+        product_id="sku-laptop-stand",
+        name="Aluminium laptop stand",
+        category="accessories",
+        price_cents=4599,
+        quantity=35,
+    ),
+    NewProduct(
+        product_id="sku-usb-hub", name="USB-C hub", category="accessories", price_cents=3999, quantity=60
+    ),
+    NewProduct(
+        product_id="sku-headphones",
+        name="Noise-cancelling headphones",
+        category="audio",
+        price_cents=19999,
+        quantity=15,
+    ),
+    NewProduct(
+        product_id="sku-webcam", name="HD webcam", category="peripherals", price_cents=6999, quantity=25
+    ),
+    NewProduct(
+        product_id="sku-vintage-camera",
+        name="Vintage film camera",
+        category="cameras",
+        price_cents=45000,
+        quantity=0,
+    ),
+]
+
+
+async def load_demo_catalog(inventory: InventoryService) -> int:
+    """Add the demo products if the catalog is empty; return how many were added."""
+    if (await inventory.list_products(ProductFilter(limit=1))).total > 0:
+        return 0
+    added = 0
+    for product in DEMO_CATALOG:
+        try:
+            await inventory.create_product(product)
+            added += 1
+        except ProductExistsError:
+            continue
+    logger.info("demo catalog loaded", extra={"products": added})
+    return added
+
+
+_ADDRESS = {
+    "name": "Ada Lovelace",
+    "street": "12 St James's Square",
+    "city": "London",
+    "postal_code": "SW1Y 4JH",
+    "country": "GB",
+}
+_CARD = {
+    "method": "CREDIT_CARD",
+    "card_number": "4242424242424242",
+    "expiry_month": 12,
+    "expiry_year": 2030,
+    "cvv": "123",
+    "cardholder_name": "Ada Lovelace",
+}
+
+DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "a successful order",
+        {
+            "customer_id": "cust-ada",
+            "items": [
+                {"product_id": "sku-keyboard", "quantity": 1},
+                {"product_id": "sku-mouse", "quantity": 2},
+            ],
+            "payment": _CARD,
+            "shipping_address": _ADDRESS,
+            "shipping_method": "EXPRESS",
+        },
+    ),
+    (
+        "an item out of stock",
+        {
+            "customer_id": "cust-ada",
+            "items": [{"product_id": "sku-vintage-camera", "quantity": 1}],
+            "payment": _CARD,
+            "shipping_address": _ADDRESS,
+        },
+    ),
+    (
+        "a declined card",
+        {
+            "customer_id": "cust-ada",
+            "items": [{"product_id": "sku-monitor", "quantity": 1}],
+            "payment": {**_CARD, "card_number": "4000000000000002"},
+            "shipping_address": _ADDRESS,
+        },
+    ),
+    (
+        "an undeliverable country",
+        {
+            "customer_id": "cust-ada",
+            "items": [{"product_id": "sku-webcam", "quantity": 1}],
+            "payment": _CARD,
+            "shipping_address": {**_ADDRESS, "country": "BR", "city": "São Paulo"},
+        },
+    ),
+]
+
+
+def _print_order(title: str, status_code: int, order: dict[str, Any], out: TextIO) -> None:
+    outcome = order.get("status", "?")
+    reason = (
+        f" ({order['failure_reason']}: {order.get('failure_detail')})" if order.get("failure_reason") else ""
+    )
+    out.write(f"\n== {title}: HTTP {status_code}, order {order.get('order_id')} {outcome}{reason}\n")
+    out.write(f"   total {order.get('total_cents', 0) / 100:.2f} {order.get('currency', '')}")
+    if order.get("tracking_number"):
+        out.write(f", tracking {order['tracking_number']}, arrives {order.get('estimated_delivery')}")
+    out.write("\n")
+    for entry in order.get("history", []):
+        error = f"  [{entry['error_code']}] {entry['error']}" if entry.get("error_code") else ""
+        duration = f"{entry['duration_ms']:.1f} ms" if entry.get("duration_ms") is not None else "…"
+        out.write(
+            f"   {entry['phase']:<12} {entry['step']:<20} #{entry['attempt']} "
+            f"{entry['status']:<9} {duration:>9}{error}\n"
+        )
+
+
+def run_demo(base_url: str, out: TextIO = sys.stdout) -> int:
+    """Place the four demo orders against a running server and print their outcomes; 0 on success."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        try:
+            client.get("/healthz").raise_for_status()
+        except httpx.HTTPError as exc:
+            out.write(f"cannot reach {base_url}: {exc}\nStart the server first: make run\n")
+            return 1
+        for title, body in DEMO_ORDERS:
+            response = client.post("/api/orders", json=body)
+            order = response.json()
+            if response.status_code >= 400:
+                out.write(
+                    f"\n== {title}: HTTP {response.status_code} {order.get('code')}: {order.get('detail')}\n"
+                )
+                continue
+            if response.status_code == 202:
+                order = client.get(response.headers["Location"]).json()
+            _print_order(title, response.status_code, order, out)
+    return 0

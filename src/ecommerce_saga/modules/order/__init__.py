@@ -1,0 +1,1 @@
+"""Orders: the order record, the place-order and cancel-order sagas, and the order API."""

@@ -1,0 +1,109 @@
+"""Order records: optimistic-concurrency updates and in-process waiters for settled orders."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection
+from typing import Any
+
+from beanie.exceptions import DocumentNotFound
+from pymongo.errors import DuplicateKeyError
+
+from ecommerce_saga.modules.order.contract import OrderFilter, OrderStatus
+from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.shared.clock import utcnow
+
+
+class StaleOrderError(Exception):
+    """The order changed between read and write; read it again."""
+
+
+class OrderRepository:
+    """Reads and writes order documents; wakes waiters when an order's status changes."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, asyncio.Event] = {}
+
+    async def insert(self, doc: OrderDocument) -> bool:
+        """Insert a new order; False if its id or idempotency key exists."""
+        try:
+            await doc.insert()
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, order_id: str) -> OrderDocument | None:
+        """The order, or None."""
+        return await OrderDocument.get(order_id)
+
+    async def by_idempotency_key(self, key: str) -> OrderDocument | None:
+        """The order placed with `key`, or None."""
+        return await OrderDocument.find_one({"idempotency_key": key})
+
+    async def update(
+        self,
+        order_id: str,
+        change: Callable[[OrderDocument], None],
+        *,
+        allowed_from: Collection[OrderStatus] | None = None,
+        attempts: int = 5,
+    ) -> OrderDocument | None:
+        """Apply `change` and store the order, if its status is in `allowed_from`.
+
+        Returns the stored order, or None if it does not exist or its status is not allowed.
+        Retries on concurrent changes.
+        """
+        for _ in range(attempts):
+            doc = await self.get(order_id)
+            if doc is None or (allowed_from is not None and doc.status not in allowed_from):
+                return None
+            expected = doc.version
+            change(doc)
+            doc.version = expected + 1
+            doc.updated_at = utcnow()
+            try:
+                await OrderDocument.find_one({"_id": order_id, "version": expected}).replace_one(doc)
+            except DocumentNotFound:
+                continue
+            self._wake(order_id)
+            return doc
+        raise StaleOrderError(order_id)
+
+    async def find(self, query: OrderFilter) -> tuple[list[OrderDocument], int]:
+        """Orders matching `query`, newest first, and their total count."""
+        criteria: dict[str, Any] = {}
+        if query.customer_id is not None:
+            criteria["customer_id"] = query.customer_id
+        if query.status is not None:
+            criteria["status"] = str(query.status)
+        total = await OrderDocument.find(criteria).count()
+        docs = (
+            await OrderDocument.find(criteria)
+            .sort([("created_at", -1), ("_id", -1)])
+            .skip(query.skip)
+            .limit(query.limit)
+            .to_list()
+        )
+        return docs, total
+
+    async def wait_settled(self, order_id: str, timeout: float) -> OrderDocument | None:
+        """Wait up to `timeout` seconds for the order to be settled; return it as it is then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = self._waiters.setdefault(order_id, asyncio.Event())
+            doc = await self.get(order_id)
+            remaining = deadline - loop.time()
+            if doc is None or doc.status.is_settled or remaining <= 0:
+                self._waiters.pop(order_id, None)
+                return doc
+            # woken by a change made in this process; polls for changes made elsewhere
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+            event.clear()
+
+    def _wake(self, order_id: str) -> None:
+        event = self._waiters.get(order_id)
+        if event is not None:
+            event.set()

@@ -1,0 +1,98 @@
+"""The order API: place, read, list and cancel orders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+
+from ecommerce_saga.modules.order.contract import (
+    Order,
+    OrderFilter,
+    OrderService,
+    OrderStatus,
+    OrderSummary,
+    PlacedOrder,
+    PlaceOrder,
+)
+from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.problems import responses
+
+OrderPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The order's id")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Same key and same body: the same order, no second saga.",
+    ),
+]
+Prefer = Annotated[
+    str | None,
+    Header(max_length=200, description="`respond-async` answers 202 at once, without waiting for the saga."),
+]
+
+_ACCEPTED = {
+    status.HTTP_202_ACCEPTED: {"model": Order, "description": "The saga is still running; poll `Location`."}
+}
+
+
+def _respond(placed: PlacedOrder, response: Response) -> Order:
+    order = placed.order
+    if not placed.settled:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/api/orders/{order.order_id}"
+    return order
+
+
+def build_router(service: OrderService, *, wait_seconds: float) -> APIRouter:
+    """Routes under `/api/orders`."""
+    router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+    @router.post(
+        "",
+        response_model=Order,
+        status_code=status.HTTP_201_CREATED,
+        responses={**_ACCEPTED, **responses(409)},
+    )
+    async def place_order(
+        command: PlaceOrder, response: Response, idempotency_key: IdempotencyKey = None, prefer: Prefer = None
+    ) -> Order:
+        """Place an order and run its saga: reserve items, charge, schedule delivery, notify.
+
+        Answers 201 with the settled order (`COMPLETED` or `FAILED` with `failure_reason`), or 202
+        with the pending order and a `Location` header if the saga is still running after the wait.
+        """
+        wait = 0.0 if prefer and "respond-async" in prefer.lower() else wait_seconds
+        placed = await service.place(command, idempotency_key=idempotency_key, wait_seconds=wait)
+        return _respond(placed, response)
+
+    @router.get("", response_model=Page[OrderSummary], responses=responses())
+    async def list_orders(
+        customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
+        order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Page[OrderSummary]:
+        """List orders by customer and status, newest first."""
+        query = OrderFilter(customer_id=customer_id, status=order_status, limit=limit, skip=skip)
+        return await service.list(query)
+
+    @router.get("/{order_id}", response_model=Order, responses=responses(404))
+    async def get_order(order_id: OrderPath) -> Order:
+        """An order with its saga's transaction history."""
+        return await service.get(order_id)
+
+    @router.post("/{order_id}/cancel", response_model=Order, responses={**_ACCEPTED, **responses(404, 409)})
+    async def cancel_order(order_id: OrderPath, response: Response, prefer: Prefer = None) -> Order:
+        """Cancel a COMPLETED order: cancel shipping, refund, release the items, notify.
+
+        Any other state answers 409.
+        """
+        wait = 0.0 if prefer and "respond-async" in prefer.lower() else wait_seconds
+        placed = await service.cancel(order_id, wait_seconds=wait)
+        return _respond(placed, response)
+
+    return router

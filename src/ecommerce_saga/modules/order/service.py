@@ -1,0 +1,260 @@
+"""The order module's local implementation: places orders, starts their sagas, reports outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ecommerce_saga.modules.inventory.contract import InventoryService
+from ecommerce_saga.modules.order.contract import (
+    HistoryItem,
+    IdempotencyKeyReusedError,
+    Order,
+    OrderFilter,
+    OrderLine,
+    OrderNotCancellableError,
+    OrderNotFoundError,
+    OrderStatus,
+    OrderSummary,
+    PaymentSummary,
+    PlacedOrder,
+    PlaceOrder,
+    PriceChangedError,
+)
+from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER
+from ecommerce_saga.modules.payment.contract import PaymentService
+from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaStatus
+from ecommerce_saga.shared.contracts import Page
+from ecommerce_saga.shared.ids import new_id
+
+_SETTLE_GRACE_SECONDS = 1.0
+
+
+def request_fingerprint(command: PlaceOrder) -> str:
+    """A hash of the request for idempotent replays.
+
+    It covers the card's last four digits and length, never the full number or the CVV, so a
+    replay with another card of the same ending counts as the same body (the order is not re-run).
+    """
+    body = command.model_dump(mode="json")
+    card = command.payment.card_number
+    if card is not None:
+        number = card.get_secret_value()
+        body["payment"]["card_number"] = f"{len(number)}:{number[-4:]}"
+    body["payment"].pop("cvv", None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _history(state: SagaState) -> list[HistoryItem]:
+    return [
+        HistoryItem(
+            saga=state.saga_type,
+            step=entry.step,
+            phase=entry.phase.value,
+            attempt=entry.attempt,
+            status=entry.status.value,
+            started_at=entry.started_at,
+            ended_at=entry.ended_at,
+            duration_ms=None if entry.duration_seconds is None else round(entry.duration_seconds * 1000, 3),
+            error_code=entry.error.code if entry.error else None,
+            error=entry.error.message if entry.error else None,
+            actor=entry.actor,
+            reason=entry.reason,
+        )
+        for entry in state.history
+    ]
+
+
+def _summary(doc: OrderDocument) -> OrderSummary:
+    return OrderSummary(
+        order_id=doc.id,
+        saga_id=doc.saga_id,
+        customer_id=doc.customer_id,
+        status=doc.status,
+        failure_reason=doc.failure_reason,
+        total_cents=doc.total_cents,
+        currency=doc.currency,
+        created_at=doc.created_at,
+        updated_at=doc.updated_at,
+    )
+
+
+class LocalOrderService:
+    """`OrderService` on MongoDB and the saga engine."""
+
+    def __init__(
+        self,
+        orders: OrderRepository,
+        engine: SagaEngine,
+        inventory: InventoryService,
+        payment: PaymentService,
+        *,
+        wait_seconds: float = 5.0,
+    ) -> None:
+        self._orders = orders
+        self._engine = engine
+        self._inventory = inventory
+        self._payment = payment
+        self._wait_seconds = wait_seconds
+
+    async def place(
+        self, command: PlaceOrder, *, idempotency_key: str | None = None, wait_seconds: float | None = None
+    ) -> PlacedOrder:
+        """See `OrderService.place`."""
+        fingerprint = request_fingerprint(command)
+        if idempotency_key is not None:
+            replay = await self._replay(idempotency_key, fingerprint, wait_seconds)
+            if replay is not None:
+                return replay
+        doc = await self._new_order(command, idempotency_key, fingerprint)
+        if not await self._orders.insert(doc):  # lost a race for the same idempotency key
+            assert idempotency_key is not None  # noqa: S101 - order ids are unique
+            replay = await self._replay(idempotency_key, fingerprint, wait_seconds)
+            assert replay is not None  # noqa: S101 - the winner's order exists
+            return replay
+        await self._start_saga(doc)
+        return await self._outcome(doc.id, wait_seconds)
+
+    async def _replay(self, key: str, fingerprint: str, wait_seconds: float | None) -> PlacedOrder | None:
+        existing = await self._orders.by_idempotency_key(key)
+        if existing is None:
+            return None
+        if existing.request_hash != fingerprint:
+            raise IdempotencyKeyReusedError("this Idempotency-Key was used with a different request body")
+        await self._start_saga(existing)  # a no-op unless the first request died before starting it
+        placed = await self._outcome(existing.id, wait_seconds)
+        return placed.model_copy(update={"replayed": True})
+
+    async def _new_order(self, command: PlaceOrder, key: str | None, fingerprint: str) -> OrderDocument:
+        quote = await self._inventory.quote(command.items)
+        if command.expected_total_cents is not None and command.expected_total_cents != quote.total_cents:
+            raise PriceChangedError(
+                f"the catalog total is {quote.total_cents} {quote.currency}, "
+                f"not {command.expected_total_cents}",
+                total_cents=quote.total_cents,
+                currency=quote.currency,
+            )
+        method = await self._payment.tokenize(command.payment)
+        order_id = new_id("ord")
+        return OrderDocument(
+            id=order_id,
+            saga_id=order_id,
+            customer_id=command.customer_id,
+            items=[OrderLine.model_validate(item.model_dump()) for item in quote.items],
+            total_cents=quote.total_cents,
+            currency=quote.currency,
+            shipping_address=command.shipping_address,
+            shipping_method=command.shipping_method,
+            payment=PaymentSummary(method=method.method, brand=method.brand, last4=method.last4),
+            payment_token=method.token,
+            idempotency_key=key,
+            request_hash=fingerprint,
+        )
+
+    async def _start_saga(self, doc: OrderDocument) -> None:
+        saga_input = {
+            "order_id": doc.id,
+            "customer_id": doc.customer_id,
+            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in doc.items],
+            "total_cents": doc.total_cents,
+            "currency": doc.currency,
+            "payment_token": doc.payment_token,
+            "shipping_address": doc.shipping_address.model_dump(mode="json"),
+            "shipping_method": doc.shipping_method.value,
+        }
+        await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.id)
+
+    async def _outcome(self, order_id: str, wait_seconds: float | None) -> PlacedOrder:
+        timeout = self._wait_seconds if wait_seconds is None else wait_seconds
+        doc = (
+            await self._orders.wait_settled(order_id, timeout)
+            if timeout > 0
+            else await self._orders.get(order_id)
+        )
+        if doc is None:
+            raise OrderNotFoundError(f"no order {order_id!r}")
+        if doc.status.is_settled:
+            # The order settles a step before its saga ends (the notification follows);
+            # give that step a moment so the answer shows the whole history.
+            for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
+                if self._engine.is_running_here(saga_id):
+                    await self._engine.wait(saga_id, min(timeout, _SETTLE_GRACE_SECONDS))
+        return PlacedOrder(order=await self._view(doc), settled=doc.status.is_settled)
+
+    async def get(self, order_id: str) -> Order:
+        """See `OrderService.get`."""
+        doc = await self._orders.get(order_id)
+        if doc is None:
+            raise OrderNotFoundError(f"no order {order_id!r}")
+        return await self._view(doc)
+
+    async def list(self, query: OrderFilter) -> Page[OrderSummary]:
+        """See `OrderService.list`."""
+        docs, total = await self._orders.find(query)
+        return Page(items=[_summary(d) for d in docs], total=total, limit=query.limit, skip=query.skip)
+
+    async def cancel(self, order_id: str, *, wait_seconds: float | None = None) -> PlacedOrder:
+        """See `OrderService.cancel`."""
+        doc = await self._orders.get(order_id)
+        if doc is None:
+            raise OrderNotFoundError(f"no order {order_id!r}")
+        if doc.status is not OrderStatus.COMPLETED:
+            raise OrderNotCancellableError(
+                f"order {order_id} is {doc.status}; only COMPLETED orders can be cancelled"
+            )
+        saga_input = {"order_id": doc.id, "customer_id": doc.customer_id}
+        cancel_id = f"{doc.id}-cancel"
+        await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
+        return await self._outcome(order_id, wait_seconds)
+
+    async def _view(self, doc: OrderDocument) -> Order:
+        history: list[HistoryItem] = []
+        stage = None
+        for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
+            try:
+                state = await self._engine.get(saga_id)
+            except SagaNotFoundError:
+                continue
+            history += _history(state)
+            if state.status.is_active:
+                stage = _stage(state)
+        status = doc.status
+        if status is OrderStatus.PENDING and stage is None and history:
+            status = await self._parked_status(doc)
+        return Order(
+            order_id=doc.id,
+            saga_id=doc.saga_id,
+            customer_id=doc.customer_id,
+            status=status,
+            stage=stage,
+            failure_reason=doc.failure_reason,
+            failure_detail=doc.failure_detail,
+            items=doc.items,
+            total_cents=doc.total_cents,
+            currency=doc.currency,
+            shipping_address=doc.shipping_address,
+            shipping_method=doc.shipping_method,
+            payment=doc.payment,
+            payment_id=doc.payment_id,
+            shipping_id=doc.shipping_id,
+            tracking_number=doc.tracking_number,
+            estimated_delivery=doc.estimated_delivery,
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+            history=history,
+        )
+
+    async def _parked_status(self, doc: OrderDocument) -> OrderStatus:
+        state = await self._engine.get(doc.saga_id)
+        if state.status is SagaStatus.REQUIRES_ATTENTION:
+            return OrderStatus.REQUIRES_ATTENTION
+        return doc.status
+
+
+def _stage(state: SagaState) -> str | None:
+    entry = state.open_entry()
+    if entry is None:
+        return None
+    return f"{entry.phase.value}:{entry.step}"

@@ -1,0 +1,1 @@
+"""Payment: card and PayPal charges through a pluggable gateway, refunds, and payment history."""

@@ -1,0 +1,197 @@
+"""The payment gateway port, and a deterministic sandbox gateway that keeps its data in MongoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pymongo.errors import DuplicateKeyError
+
+from ecommerce_saga.modules.payment.contract import (
+    PaymentDetails,
+    PaymentMethod,
+    PaymentMethodKind,
+    PaymentMethodNotFoundError,
+)
+from ecommerce_saga.modules.payment.documents import (
+    GatewayTransactionDocument,
+    PaymentMethodDocument,
+)
+from ecommerce_saga.modules.payment.domain import card_brand, card_expired, last_four
+from ecommerce_saga.shared.clock import utcnow
+from ecommerce_saga.shared.ids import new_id
+
+CARD_DECLINED = "card_declined"
+INSUFFICIENT_FUNDS = "insufficient_funds"
+EXPIRED_CARD = "expired_card"
+PAYPAL_DECLINED = "paypal_declined"
+
+SANDBOX_DECLINING_CARDS = {
+    "4000000000000002": CARD_DECLINED,
+    "4000000000009995": INSUFFICIENT_FUNDS,
+}
+SANDBOX_DECLINING_PAYPAL_DOMAIN = "@decline.test"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCharge:
+    """Authorize and capture `amount_cents` on a tokenized method; `idempotency_key` makes it once."""
+
+    token: str
+    amount_cents: int
+    currency: str
+    idempotency_key: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRefund:
+    """Refund a captured charge in full; `idempotency_key` makes it once."""
+
+    charge_reference: str
+    amount_cents: int
+    currency: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    """What the provider answered: approved or not, its transaction reference, and why not."""
+
+    approved: bool
+    reference: str
+    decline_code: str | None = None
+
+
+class PaymentGateway(Protocol):
+    """A payment provider. Every call with the same idempotency key has the effect of one.
+
+    A provider that cannot be reached raises `PaymentGatewayUnavailableError` (retryable).
+    """
+
+    async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
+        """Vault the details; return a token and the parts that are safe to store."""
+        ...
+
+    async def payment_method(self, token: str) -> PaymentMethod | None:
+        """The vaulted method behind `token`, or None if it is unknown."""
+        ...
+
+    async def charge(self, request: GatewayCharge) -> GatewayResult:
+        """Authorize and capture. Raises `PaymentMethodNotFoundError` for an unknown token."""
+        ...
+
+    async def refund(self, request: GatewayRefund) -> GatewayResult:
+        """Refund an approved charge in full."""
+        ...
+
+
+class SandboxGateway:
+    """A deterministic `PaymentGateway` following the card networks' test conventions.
+
+    Outcomes depend only on the details tokenized and the date of the charge:
+
+    - card `4000000000000002` → declined, `card_declined`;
+    - card `4000000000009995` → declined, `insufficient_funds`;
+    - a card whose expiry (month/year) is before the current month at charge time → declined,
+      `expired_card`;
+    - any other Luhn-valid card number → approved;
+    - PAYPAL with an address ending in `@decline.test` → declined, `paypal_declined`;
+      any other PAYPAL address → approved.
+
+    Tokenizing stores a vault entry (`payment_methods`) with the brand, last four digits and
+    expiry, and the outcome decided from the test number; never the number or the CVV. Each
+    charge and refund is recorded once per idempotency key (`payment_gateway_transactions`), so
+    a repeated call, even a concurrent one, returns the first call's result and charges once.
+
+    Args:
+        clock: The current time, for the expiry check; `shared.clock.utcnow` by default.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self._clock = clock
+
+    async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
+        """See `PaymentGateway.tokenize`."""
+        doc = PaymentMethodDocument(id=new_id("pm"), method=details.method)
+        if details.method is PaymentMethodKind.PAYPAL:
+            doc.paypal_email = details.paypal_email
+            if (details.paypal_email or "").lower().endswith(SANDBOX_DECLINING_PAYPAL_DOMAIN):
+                doc.sandbox_decline_code = PAYPAL_DECLINED
+        elif details.card_number is not None:
+            digits = details.card_number.get_secret_value()
+            doc.brand, doc.last4 = card_brand(digits), last_four(digits)
+            doc.expiry_month, doc.expiry_year = details.expiry_month, details.expiry_year
+            doc.sandbox_decline_code = SANDBOX_DECLINING_CARDS.get(digits)
+        await doc.insert()
+        return _method(doc)
+
+    async def payment_method(self, token: str) -> PaymentMethod | None:
+        """See `PaymentGateway.payment_method`."""
+        doc = await PaymentMethodDocument.get(token)
+        return None if doc is None else _method(doc)
+
+    async def charge(self, request: GatewayCharge) -> GatewayResult:
+        """See `PaymentGateway.charge`."""
+        key = f"charge:{request.idempotency_key}"
+        done = await GatewayTransactionDocument.get(key)
+        if done is not None:
+            return _result(done)
+        vault = await PaymentMethodDocument.get(request.token)
+        if vault is None:
+            raise PaymentMethodNotFoundError(f"no payment method with token {request.token!r}")
+        decline_code = self._decline_code(vault)
+        charge = GatewayTransactionDocument(
+            id=key, kind="charge", reference=new_id("sbx_ch"), token=request.token,
+            amount_cents=request.amount_cents, currency=request.currency,
+            approved=decline_code is None, decline_code=decline_code,
+        )  # fmt: skip
+        return await _record(charge)
+
+    async def refund(self, request: GatewayRefund) -> GatewayResult:
+        """See `PaymentGateway.refund`. Raises `LookupError` if no such approved charge exists."""
+        key = f"refund:{request.idempotency_key}"
+        done = await GatewayTransactionDocument.get(key)
+        if done is not None:
+            return _result(done)
+        charge = await GatewayTransactionDocument.find_one(
+            {"kind": "charge", "reference": request.charge_reference}
+        )
+        if charge is None or not charge.approved:
+            raise LookupError(f"no approved charge {request.charge_reference!r} to refund")
+        refund = GatewayTransactionDocument(
+            id=key, kind="refund", reference=new_id("sbx_re"),
+            charge_reference=request.charge_reference, amount_cents=request.amount_cents,
+            currency=request.currency, approved=True,
+        )  # fmt: skip
+        return await _record(refund)
+
+    def _decline_code(self, vault: PaymentMethodDocument) -> str | None:
+        month, year = vault.expiry_month, vault.expiry_year
+        if month is not None and year is not None and card_expired(month, year, self._clock()):
+            return EXPIRED_CARD
+        return vault.sandbox_decline_code
+
+
+async def _record(doc: GatewayTransactionDocument) -> GatewayResult:
+    """Record a transaction once: a concurrent call with the same key gets the first's result."""
+    try:
+        await doc.insert()
+    except DuplicateKeyError:
+        first = await GatewayTransactionDocument.get(doc.id)
+        assert first is not None  # noqa: S101 - the duplicate exists
+        return _result(first)
+    return _result(doc)
+
+
+def _result(doc: GatewayTransactionDocument) -> GatewayResult:
+    return GatewayResult(approved=doc.approved, reference=doc.reference, decline_code=doc.decline_code)
+
+
+def _method(doc: PaymentMethodDocument) -> PaymentMethod:
+    return PaymentMethod(
+        token=doc.id, method=doc.method, brand=doc.brand, last4=doc.last4,
+        expiry_month=doc.expiry_month, expiry_year=doc.expiry_year, paypal_email=doc.paypal_email,
+    )  # fmt: skip

@@ -1,0 +1,86 @@
+"""The payment module over HTTP: payment reads, and saga endpoints to tokenize, charge and refund."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from ecommerce_saga.modules.payment.contract import (
+    ChargePayment,
+    Payment,
+    PaymentDetails,
+    PaymentFilter,
+    PaymentMethod,
+    PaymentService,
+    PaymentStatus,
+    RefundPayment,
+)
+from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.problems import responses
+
+PaymentPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The payment's id")]
+
+
+def build_router(service: PaymentService, tokens: Tokens) -> APIRouter:
+    """Routes under `/api/payments`."""
+    router = APIRouter(prefix="/api/payments", tags=["payments"])
+    saga = [Depends(tokens.require_service)]
+
+    @router.get("", response_model=Page[Payment], responses=responses())
+    async def list_payments(
+        *,
+        customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
+        payment_status: Annotated[PaymentStatus | None, Query(alias="status")] = None,
+        from_: Annotated[
+            datetime | None, Query(alias="from", description="Created at or after (ISO 8601).")
+        ] = None,
+        to: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Page[Payment]:
+        """List payments, newest first, by customer, status and creation time (UTC if no zone)."""
+        try:
+            query = PaymentFilter(
+                customer_id=customer_id, status=payment_status, from_=from_, to=to,
+                limit=limit, skip=skip,
+            )  # fmt: skip
+        except ValidationError as exc:  # e.g. `from` after `to`
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
+        return await service.list_payments(query)
+
+    @router.get("/{payment_id}", response_model=Payment, responses=responses(404))
+    async def get_payment(payment_id: PaymentPath) -> Payment:
+        """One payment: amount, method (brand and last four digits only) and status."""
+        return await service.get_payment(payment_id)
+
+    @router.post(
+        "/methods", response_model=PaymentMethod, status_code=status.HTTP_201_CREATED,
+        dependencies=saga, tags=["saga"], responses=responses(401, 403, 503),
+    )  # fmt: skip
+    async def tokenize(details: PaymentDetails) -> PaymentMethod:
+        """Exchange card or PayPal details for a token to charge later (service token)."""
+        return await service.tokenize(details)
+
+    @router.post(
+        "/process", response_model=Payment, dependencies=saga, tags=["saga"],
+        responses=responses(401, 402, 403, 404, 409, 503),
+    )  # fmt: skip
+    async def charge(command: ChargePayment) -> Payment:
+        """Saga step: charge an order once; 402 `payment.declined` if declined (service token)."""
+        return await service.charge(command)
+
+    @router.post(
+        "/refund", response_model=Payment, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403, 503),
+    )  # fmt: skip
+    async def refund(command: RefundPayment) -> Payment:
+        """Saga compensation: refund an order's payment, or void it if none (service token)."""
+        return await service.refund(command)
+
+    return router
