@@ -25,7 +25,7 @@ from ecommerce_saga.modules.inventory.contract import (
     ReserveItems,
     Restock,
 )
-from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
 
 
@@ -39,10 +39,14 @@ def _id(prefix: str = "p") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-async def _product(service: InventoryService, quantity: int, price: int = 1000, category: str = "misc") -> str:
+async def _product(
+    service: InventoryService, quantity: int, price: int = 1000, category: str = "misc"
+) -> str:
     product_id = _id()
     await service.create_product(
-        NewProduct(product_id=product_id, name="Thing", category=category, price_cents=price, quantity=quantity)
+        NewProduct(
+            product_id=product_id, name="Thing", category=category, price_cents=price, quantity=quantity
+        )
     )
     return product_id
 
@@ -62,7 +66,9 @@ def _release(order_id: str) -> ReleaseItems:
 class TestInventoryContract:
     async def test_prices_come_from_the_catalog_when_quoting(self, service: InventoryService) -> None:
         a, b = await _product(service, 5, 250), await _product(service, 5, 1000)
-        quote = await service.quote([ItemQuantity(product_id=a, quantity=2), ItemQuantity(product_id=b, quantity=1)])
+        quote = await service.quote(
+            [ItemQuantity(product_id=a, quantity=2), ItemQuantity(product_id=b, quantity=1)]
+        )
         assert quote.total_cents == 1500
         assert [i.line_total_cents for i in quote.items] == [500, 1000]
         assert quote.unknown_products == []
@@ -104,9 +110,9 @@ class TestInventoryContract:
         await service.reserve(_reserve("o5", (a, 1), (b, 1)))
         # Simulate a worker that died after holding one item: undo the second hold and the status.
         products = ProductDocument.get_pymongo_collection()
-        await products.update_one({"_id": b}, {"$inc": {"available": 1, "reserved": -1}, "$unset": {"holds.o5": ""}})
-        from ecommerce_saga.modules.inventory.documents import ReservationDocument
-
+        await products.update_one(
+            {"_id": b}, {"$inc": {"available": 1, "reserved": -1}, "$unset": {"holds.o5": ""}}
+        )
         doc = await ReservationDocument.get("o5")
         assert doc is not None
         doc.status = ReservationStatus.PENDING

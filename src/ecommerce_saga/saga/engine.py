@@ -96,7 +96,9 @@ class SagaEngine:
         self._registry: Mapping[str, Saga] = build_registry(definitions)
         self._lease_ms = int(lease_seconds * 1000)
         self._recovery_interval = recovery_interval
-        self._observers: list[SagaObserver] = list(observers) if observers is not None else [LoggingObserver()]
+        self._observers: list[SagaObserver] = (
+            list(observers) if observers is not None else [LoggingObserver()]
+        )
         self._clock = clock
         self._rng = random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}

@@ -21,6 +21,7 @@ from ecommerce_saga.shared.contracts import (
 ProductId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["sku-keyboard"])]
 OrderId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["ord_3f2a9c"])]
 Quantity = Annotated[int, Field(ge=1, le=1000)]
+CATEGORY_PATTERN = r"^[A-Za-z0-9 _-]+$"
 
 
 class ItemQuantity(FrozenModel):
@@ -78,7 +79,7 @@ class NewProduct(FrozenModel):
 
     product_id: ProductId
     name: str = Field(min_length=1, max_length=200)
-    category: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _-]+$")
+    category: str = Field(min_length=1, max_length=100, pattern=CATEGORY_PATTERN)
     price_cents: int = Field(ge=0, le=100_000_000)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     quantity: int = Field(ge=0, le=1_000_000)
@@ -93,7 +94,7 @@ class Restock(FrozenModel):
 class ProductFilter(PageRequest):
     """Which products to list."""
 
-    category: str | None = Field(default=None, max_length=100)
+    category: str | None = Field(default=None, max_length=100, pattern=CATEGORY_PATTERN)
     in_stock: bool | None = None
 
 

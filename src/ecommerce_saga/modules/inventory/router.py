@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from ecommerce_saga.modules.inventory.contract import (
+    CATEGORY_PATTERN,
     InventoryService,
     NewProduct,
     Product,
@@ -31,7 +32,7 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
 
     @router.get("", response_model=Page[Product], responses=responses())
     async def list_products(
-        category: Annotated[str | None, Query(max_length=100)] = None,
+        category: Annotated[str | None, Query(max_length=100, pattern=CATEGORY_PATTERN)] = None,
         in_stock: Annotated[bool | None, Query(alias="inStock")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Collection
 from typing import Any
 
+from beanie import SortDirection
 from beanie.exceptions import DocumentNotFound
 from pymongo.errors import DuplicateKeyError
 
@@ -80,7 +81,7 @@ class OrderRepository:
         total = await OrderDocument.find(criteria).count()
         docs = (
             await OrderDocument.find(criteria)
-            .sort([("created_at", -1), ("_id", -1)])
+            .sort([("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)])
             .skip(query.skip)
             .limit(query.limit)
             .to_list()

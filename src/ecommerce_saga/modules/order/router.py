@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
@@ -34,7 +34,7 @@ Prefer = Annotated[
     Header(max_length=200, description="`respond-async` answers 202 at once, without waiting for the saga."),
 ]
 
-_ACCEPTED = {
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
     status.HTTP_202_ACCEPTED: {"model": Order, "description": "The saga is still running; poll `Location`."}
 }
 

@@ -212,7 +212,9 @@ class OrderSagas:
         return {
             "shipping_id": shipment.shipping_id,
             "tracking_number": shipment.tracking_number,
-            "estimated_delivery": shipment.estimated_delivery.isoformat(),
+            "estimated_delivery": shipment.estimated_delivery.isoformat()
+            if shipment.estimated_delivery
+            else None,
         }
 
     async def _cancel_shipping(self, ctx: StepContext) -> JsonObject:
@@ -229,7 +231,8 @@ class OrderSagas:
             doc.payment_id = ctx.outputs["process_payment"]["payment_id"]
             doc.shipping_id = shipping["shipping_id"]
             doc.tracking_number = shipping["tracking_number"]
-            doc.estimated_delivery = date.fromisoformat(shipping["estimated_delivery"])
+            eta = shipping["estimated_delivery"]
+            doc.estimated_delivery = date.fromisoformat(eta) if eta else None
 
         await self.orders.update(
             ctx.input["order_id"],

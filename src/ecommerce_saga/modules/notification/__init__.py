@@ -1,0 +1,1 @@
+"""Notification: one message per order and outcome, sent through a pluggable sender."""

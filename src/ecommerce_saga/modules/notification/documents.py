@@ -1,0 +1,49 @@
+"""Beanie documents of the notification module (collection `notifications`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from beanie import Document
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from ecommerce_saga.modules.notification.contract import NotificationStatus, NotificationType
+from ecommerce_saga.shared.clock import utcnow
+
+
+class NotificationDocument(Document):
+    """One notification; a unique index allows one per order and type.
+
+    `read`, `status` and `sent_at` change by replacing the whole document (filtered on `version`),
+    never by `$set`; only the integers `claimed_until_ms` and `version` change in place, when a
+    call claims the record to send it.
+    """
+
+    id: str  # type: ignore[assignment]  # the notification id
+    order_id: str
+    customer_id: str
+    type: NotificationType
+    channel: str
+    status: NotificationStatus
+    read: bool = False
+    subject: str
+    message: str
+    details: dict[str, str | int] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    claimed_until_ms: int = 0  # a send in progress; an integer, as it is `$set` and compared
+    version: int = 0  # every write changes it; a replace is filtered on the version read
+
+    class Settings:
+        name = "notifications"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("order_id", ASCENDING), ("type", ASCENDING)], unique=True),
+            IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("created_at", DESCENDING)]),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [NotificationDocument]
+"""The module's Beanie documents, registered by the composition root."""

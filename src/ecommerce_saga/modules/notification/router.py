@@ -1,0 +1,71 @@
+"""The notification module over HTTP: a customer's notifications and the saga endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from ecommerce_saga.modules.notification.contract import (
+    CancelNotification,
+    Notification,
+    NotificationFilter,
+    NotificationService,
+    NotificationType,
+    ReadStatus,
+    SendNotification,
+)
+from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.problems import responses
+
+NotificationPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The notification's id")]
+
+
+def build_router(service: NotificationService, tokens: Tokens) -> APIRouter:
+    """Routes under `/api/notifications`."""
+    router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+    saga = [Depends(tokens.require_service)]
+
+    @router.get("", response_model=Page[Notification], responses=responses())
+    async def list_notifications(
+        customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
+        notification_type: Annotated[NotificationType | None, Query(alias="type")] = None,
+        read_status: Annotated[ReadStatus | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Page[Notification]:
+        """List notifications, newest first, by customer, type and whether they were read."""
+        query = NotificationFilter(
+            customer_id=customer_id, type=notification_type, read_status=read_status,
+            limit=limit, skip=skip,
+        )  # fmt: skip
+        return await service.list_notifications(query)
+
+    @router.get("/{notification_id}", response_model=Notification, responses=responses(404))
+    async def get_notification(notification_id: NotificationPath) -> Notification:
+        """A notification: its text, whether it went out, and whether it was read."""
+        return await service.get_notification(notification_id)
+
+    @router.post("/{notification_id}/read", response_model=Notification, responses=responses(404))
+    async def mark_read(notification_id: NotificationPath) -> Notification:
+        """Mark a notification read (repeating this changes nothing)."""
+        return await service.mark_read(notification_id)
+
+    @router.post(
+        "/send", response_model=Notification, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403, 503),
+    )  # fmt: skip
+    async def send(command: SendNotification) -> Notification:
+        """Saga step: notify a customer about an order, once per order and type (service token)."""
+        return await service.send(command)
+
+    @router.post(
+        "/cancel", response_model=Notification, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403, 503),
+    )  # fmt: skip
+    async def cancel(command: CancelNotification) -> Notification:
+        """Saga compensation: tell the customer the order was cancelled (service token)."""
+        return await service.cancel(command)
+
+    return router

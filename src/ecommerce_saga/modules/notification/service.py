@@ -1,0 +1,260 @@
+"""The notification module's local implementation: a stored record per order and type, then send.
+
+A notification is first recorded (PENDING) under a unique (order id, type) key, then claimed for
+a short lease (so that concurrent calls send it once), handed to the sender, and marked SENT. If
+the sender fails, the record stays (FAILED) and the call raises a retryable error; the saga engine
+retries, and the retry sends the same record again. A call that finds the record claimed by
+another raises the same retryable error. Delivery is at-least-once: a worker that dies between
+sending and marking SENT leaves a claim that expires, and the retry after that sends again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from beanie.exceptions import DocumentNotFound
+from pymongo.errors import DuplicateKeyError
+
+from ecommerce_saga.modules.notification.contract import (
+    CancelNotification,
+    Notification,
+    NotificationDeliveryError,
+    NotificationFilter,
+    NotificationNotFoundError,
+    NotificationStatus,
+    NotificationType,
+    ReadStatus,
+    SendNotification,
+)
+from ecommerce_saga.modules.notification.documents import NotificationDocument
+from ecommerce_saga.modules.notification.sender import LoggingSender, NotificationSender
+from ecommerce_saga.shared.clock import utcnow
+from ecommerce_saga.shared.contracts import Page
+from ecommerce_saga.shared.ids import new_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHANNEL = "email"
+_WRITE_ATTEMPTS = 10  # only a send and a mark_read ever race for one record
+
+_DEFAULT_TEXTS: dict[NotificationType, tuple[str, str]] = {
+    NotificationType.ORDER_CONFIRMED: (
+        "Your order {order_id} is confirmed",
+        "Thank you! We have received your order {order_id} and will let you know when it ships.",
+    ),
+    NotificationType.ORDER_FAILED: (
+        "We could not complete your order {order_id}",
+        "Sorry, we could not complete your order {order_id}. Any payment taken has been refunded.",
+    ),
+    NotificationType.ORDER_CANCELLED: (
+        "Your order {order_id} was cancelled",
+        "Your order {order_id} was cancelled. Any payment taken has been refunded.",
+    ),
+}
+
+
+def default_text(notification_type: NotificationType, order_id: str) -> tuple[str, str]:
+    """The standard subject and message of a notification of `notification_type`."""
+    subject, message = _DEFAULT_TEXTS[notification_type]
+    return subject.format(order_id=order_id), message.format(order_id=order_id)
+
+
+def _epoch_ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def _record_failure(doc: NotificationDocument) -> bool:
+    doc.status, doc.claimed_until_ms = NotificationStatus.FAILED, 0
+    return True
+
+
+def _mark_read(doc: NotificationDocument) -> bool:
+    if doc.read:
+        return False
+    doc.read = True
+    return True
+
+
+def _notification(doc: NotificationDocument) -> Notification:
+    return Notification(
+        notification_id=doc.id,
+        order_id=doc.order_id,
+        customer_id=doc.customer_id,
+        type=doc.type,
+        channel=doc.channel,
+        status=doc.status,
+        read=doc.read,
+        subject=doc.subject,
+        message=doc.message,
+        details=doc.details,
+        created_at=doc.created_at,
+        sent_at=doc.sent_at,
+    )
+
+
+class LocalNotificationService:
+    """`NotificationService` on MongoDB, delivering through a `NotificationSender`."""
+
+    def __init__(
+        self,
+        sender: NotificationSender | None = None,
+        channel: str = DEFAULT_CHANNEL,
+        clock: Callable[[], datetime] = utcnow,
+        send_timeout_seconds: float = 30.0,
+    ) -> None:
+        self._sender: NotificationSender = sender if sender is not None else LoggingSender()
+        self._channel = channel
+        self._clock = clock
+        self._send_timeout = send_timeout_seconds
+
+    def _now(self) -> datetime:
+        """The clock's time at MongoDB's millisecond precision, so a re-read compares equal."""
+        now = self._clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def send(self, command: SendNotification) -> Notification:
+        """See `NotificationService.send`."""
+        doc = await self._record_for(command)
+        if doc.status is NotificationStatus.SENT:
+            return _notification(doc)
+        if not await self._claim(doc.id):
+            doc = await self._get(doc.id)
+            if doc.status is NotificationStatus.SENT:
+                return _notification(doc)
+            msg = f"the {doc.type.value} notification of order {doc.order_id} is being sent by another call"
+            raise NotificationDeliveryError(msg)
+        return _notification(await self._deliver(doc.id))
+
+    async def cancel(self, command: CancelNotification) -> Notification:
+        """See `NotificationService.cancel`."""
+        message = None
+        if command.reason is not None:
+            _, standard = default_text(NotificationType.ORDER_CANCELLED, command.order_id)
+            message = f"{standard} Reason: {command.reason}"
+        return await self.send(
+            SendNotification(
+                order_id=command.order_id,
+                customer_id=command.customer_id,
+                type=NotificationType.ORDER_CANCELLED,
+                idempotency_key=command.idempotency_key,
+                message=message,
+                details={"reason": command.reason} if command.reason is not None else {},
+            )
+        )
+
+    async def _record_for(self, command: SendNotification) -> NotificationDocument:
+        existing = await self._find(command.order_id, command.type)
+        if existing is not None:
+            return existing
+        subject, message = default_text(command.type, command.order_id)
+        doc = NotificationDocument(
+            id=new_id("ntf"), order_id=command.order_id, customer_id=command.customer_id,
+            type=command.type, channel=self._channel, status=NotificationStatus.PENDING,
+            subject=command.subject or subject, message=command.message or message,
+            details=dict(command.details), created_at=self._now(),
+        )  # fmt: skip
+        try:
+            await doc.insert()
+        except DuplicateKeyError:
+            raced = await self._find(command.order_id, command.type)
+            assert raced is not None  # noqa: S101 - the duplicate exists
+            return raced
+        return doc
+
+    @staticmethod
+    async def _find(order_id: str, notification_type: NotificationType) -> NotificationDocument | None:
+        return await NotificationDocument.find_one({"order_id": order_id, "type": notification_type.value})
+
+    async def _claim(self, notification_id: str) -> bool:
+        """Take the unsent record for as long as a send may take; False if another call holds it."""
+        now_ms = _epoch_ms(self._clock())
+        result = await NotificationDocument.get_pymongo_collection().update_one(
+            {
+                "_id": notification_id,
+                "status": {"$ne": NotificationStatus.SENT.value},
+                "claimed_until_ms": {"$lt": now_ms},
+            },
+            {"$set": {"claimed_until_ms": now_ms + int(self._send_timeout * 1000)}, "$inc": {"version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def _deliver(self, notification_id: str) -> NotificationDocument:
+        """Send the claimed record, then store the outcome and drop the claim."""
+        doc = await self._get(notification_id)
+        try:
+            await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
+        except Exception as exc:
+            await self._update(notification_id, _record_failure)
+            logger.warning(
+                "notification not delivered",
+                extra={"notification_id": doc.id, "order_id": doc.order_id, "error": type(exc).__name__},
+            )
+            msg = f"the {doc.type.value} notification of order {doc.order_id} was not delivered"
+            raise NotificationDeliveryError(msg) from exc
+        sent_at = self._now()
+
+        def record_success(current: NotificationDocument) -> bool:
+            current.status, current.sent_at, current.claimed_until_ms = NotificationStatus.SENT, sent_at, 0
+            return True
+
+        return await self._update(notification_id, record_success)
+
+    async def _update(
+        self, notification_id: str, change: Callable[[NotificationDocument], bool]
+    ) -> NotificationDocument:
+        """Apply `change` to the stored record and replace it whole, again if it changed meanwhile.
+
+        `change` returns False when there is nothing to write. The replace is filtered on the
+        version read, so a send and a `mark_read` at the same time never undo each other.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            doc = await self._get(notification_id)
+            if not change(doc):
+                return doc
+            expected, doc.version = doc.version, doc.version + 1
+            try:
+                await NotificationDocument.find_one({"_id": doc.id, "version": expected}).replace_one(doc)
+            except DocumentNotFound:
+                continue
+            return doc
+        msg = f"notification {notification_id} kept changing while it was being written"
+        raise RuntimeError(msg)
+
+    async def mark_read(self, notification_id: str) -> Notification:
+        """See `NotificationService.mark_read`."""
+        return _notification(await self._update(notification_id, _mark_read))
+
+    async def get_notification(self, notification_id: str) -> Notification:
+        """See `NotificationService.get_notification`."""
+        return _notification(await self._get(notification_id))
+
+    @staticmethod
+    async def _get(notification_id: str) -> NotificationDocument:
+        doc = await NotificationDocument.get(notification_id)
+        if doc is None:
+            raise NotificationNotFoundError(f"no notification {notification_id!r}")
+        return doc
+
+    async def list_notifications(self, query: NotificationFilter) -> Page[Notification]:
+        """See `NotificationService.list_notifications`."""
+        criteria: dict[str, Any] = {}
+        if query.customer_id is not None:
+            criteria["customer_id"] = query.customer_id
+        if query.type is not None:
+            criteria["type"] = query.type.value
+        if query.read_status is not None:
+            criteria["read"] = query.read_status is ReadStatus.READ
+        total = await NotificationDocument.find(criteria).count()
+        docs = (
+            await NotificationDocument.find(criteria)
+            .sort("-created_at", "-_id")
+            .skip(query.skip)
+            .limit(query.limit)
+            .to_list()
+        )
+        items = [_notification(d) for d in docs]
+        return Page(items=items, total=total, limit=query.limit, skip=query.skip)

@@ -1,0 +1,1 @@
+"""Shipping: delivery estimates, carriers and one shipment per order."""

@@ -1,0 +1,69 @@
+"""The shipping module over HTTP: shipment reads and the saga endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import AwareDatetime
+
+from ecommerce_saga.modules.shipping.contract import (
+    CancelShipment,
+    ScheduleShipment,
+    Shipment,
+    ShipmentFilter,
+    ShipmentStatus,
+    ShippingService,
+)
+from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.problems import responses
+
+ShippingPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The shipment's id")]
+
+
+def build_router(service: ShippingService, tokens: Tokens) -> APIRouter:
+    """Routes under `/api/shipping`."""
+    router = APIRouter(prefix="/api/shipping", tags=["shipping"])
+    saga = [Depends(tokens.require_service)]
+
+    @router.get("", response_model=Page[Shipment], responses=responses())
+    async def list_shipments(
+        *,
+        customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
+        status: Annotated[ShipmentStatus | None, Query()] = None,
+        from_: Annotated[
+            AwareDatetime | None, Query(alias="from", description="Created at or after (ISO 8601)")
+        ] = None,
+        to: Annotated[AwareDatetime | None, Query(description="Created before (ISO 8601)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Page[Shipment]:
+        """List shipments, newest first, by customer, status and creation time."""
+        query = ShipmentFilter(
+            customer_id=customer_id, status=status, from_=from_, to=to, limit=limit, skip=skip
+        )
+        return await service.list_shipments(query)
+
+    @router.get("/{shipping_id}", response_model=Shipment, responses=responses(404))
+    async def get_shipment(shipping_id: ShippingPath) -> Shipment:
+        """A shipment: its carrier, tracking number, delivery estimate and address."""
+        return await service.get_shipment(shipping_id)
+
+    @router.post(
+        "/schedule", response_model=Shipment, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403, 409),
+    )  # fmt: skip
+    async def schedule(command: ScheduleShipment) -> Shipment:
+        """Saga step: schedule an order's shipment, once per order (service token)."""
+        return await service.schedule(command)
+
+    @router.post(
+        "/cancel", response_model=Shipment, dependencies=saga, tags=["saga"],
+        responses=responses(401, 403),
+    )  # fmt: skip
+    async def cancel(command: CancelShipment) -> Shipment:
+        """Saga compensation: cancel an order's shipment (service token)."""
+        return await service.cancel(command)
+
+    return router

@@ -1,0 +1,269 @@
+"""The notification contract, run against every `NotificationService`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from beanie import init_beanie
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.modules.notification.contract import (
+    CancelNotification,
+    Notification,
+    NotificationDeliveryError,
+    NotificationFilter,
+    NotificationNotFoundError,
+    NotificationService,
+    NotificationStatus,
+    NotificationType,
+    ReadStatus,
+    SendNotification,
+)
+from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.service import LocalNotificationService, default_text
+
+
+class FakeSender:
+    """A `NotificationSender` that records what it sent and fails the first `failures` calls."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.calls: list[Notification] = []
+        self.delivered: list[Notification] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.calls.append(notification)
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the mail gateway is down")
+        self.delivered.append(notification)
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def _send(
+    order_id: str,
+    notification_type: NotificationType = NotificationType.ORDER_CONFIRMED,
+    customer_id: str = "cus_ada",
+    **changes: Any,
+) -> SendNotification:
+    return SendNotification(
+        order_id=order_id, customer_id=customer_id, type=notification_type,
+        idempotency_key=f"{order_id}:{notification_type.value}", **changes,
+    )  # fmt: skip
+
+
+async def _open_connections(service: NotificationService) -> None:
+    """Read in parallel first, so that the calls under test overlap instead of queueing for connections."""
+    await asyncio.gather(*(service.list_notifications(NotificationFilter()) for _ in range(10)))
+
+
+class NotificationServiceContract:
+    """What every `NotificationService` does. Subclasses provide `service` and `sender`."""
+
+    async def test_sends_with_default_text_when_no_text_is_given(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+
+        sent = await service.send(_send(order_id, details={"total_cents": 1999}))
+
+        assert sent.status is NotificationStatus.SENT
+        assert sent.sent_at is not None
+        assert sent.read is False
+        assert sent.channel == "email"
+        assert (sent.subject, sent.message) == default_text(NotificationType.ORDER_CONFIRMED, order_id)
+        assert sent.details == {"total_cents": 1999}
+        assert [n.notification_id for n in sender.delivered] == [sent.notification_id]
+        assert await service.get_notification(sent.notification_id) == sent
+
+    async def test_uses_given_text_when_subject_and_message_are_given(
+        self, service: NotificationService
+    ) -> None:
+        sent = await service.send(_send(_id("ord"), subject="Hello", message="Your parcel ..."))
+
+        assert (sent.subject, sent.message) == ("Hello", "Your parcel ...")
+
+    async def test_sends_once_when_same_order_and_type_is_sent_again(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        first = await service.send(_send(order_id))
+
+        again = await service.send(_send(order_id, subject="Different"))
+
+        assert again == first
+        assert len(sender.delivered) == 1
+
+    async def test_sends_once_when_sent_concurrently(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        await _open_connections(service)
+
+        outcomes = await asyncio.gather(
+            *(service.send(_send(order_id)) for _ in range(5)), return_exceptions=True
+        )
+        settled = await service.send(_send(order_id))
+
+        returned = [o for o in outcomes if isinstance(o, Notification)]
+        busy = [o for o in outcomes if not isinstance(o, Notification)]
+        assert all(isinstance(o, NotificationDeliveryError) and o.retryable for o in busy)
+        assert {n.notification_id for n in returned} <= {settled.notification_id}
+        assert settled.status is NotificationStatus.SENT
+        assert [n.notification_id for n in sender.delivered] == [settled.notification_id]
+
+    async def test_sends_each_type_when_types_differ(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+
+        confirmed = await service.send(_send(order_id))
+        failed = await service.send(_send(order_id, NotificationType.ORDER_FAILED))
+
+        assert confirmed.notification_id != failed.notification_id
+        assert [n.type for n in sender.delivered] == [
+            NotificationType.ORDER_CONFIRMED,
+            NotificationType.ORDER_FAILED,
+        ]
+
+    async def test_raises_retryable_error_then_sends_once_when_sender_fails_once(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id, customer_id = _id("ord"), _id("cus")
+        sender.failures = 1
+
+        with pytest.raises(NotificationDeliveryError) as caught:
+            await service.send(_send(order_id, customer_id=customer_id))
+        retried = await service.send(_send(order_id, customer_id=customer_id))
+
+        assert caught.value.retryable is True
+        assert caught.value.code == "notification.delivery_failed"
+        assert caught.value.status == 503
+        assert retried.status is NotificationStatus.SENT
+        assert len(sender.calls) == 2
+        stored = await service.list_notifications(NotificationFilter(customer_id=customer_id))
+        assert [(n.notification_id, n.status) for n in stored.items] == [
+            (retried.notification_id, NotificationStatus.SENT)
+        ]
+
+    async def test_keeps_record_unsent_when_sender_fails(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        customer_id = _id("cus")
+        sender.failures = 1
+
+        with pytest.raises(NotificationDeliveryError):
+            await service.send(_send(_id("ord"), customer_id=customer_id))
+
+        [record] = (await service.list_notifications(NotificationFilter(customer_id=customer_id))).items
+        assert record.status is not NotificationStatus.SENT
+        assert record.sent_at is None
+
+    async def test_sends_cancellation_when_confirmation_is_compensated(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        await service.send(_send(order_id))
+        command = CancelNotification(
+            order_id=order_id, customer_id="cus_ada", idempotency_key="k", reason="out of stock"
+        )
+
+        cancelled = await service.cancel(command)
+        again = await service.cancel(command)
+
+        assert cancelled.type is NotificationType.ORDER_CANCELLED
+        assert cancelled.status is NotificationStatus.SENT
+        assert "out of stock" in cancelled.message
+        assert again == cancelled
+        assert [n.type for n in sender.delivered] == [
+            NotificationType.ORDER_CONFIRMED,
+            NotificationType.ORDER_CANCELLED,
+        ]
+
+    async def test_marks_read_once_when_marked_twice(self, service: NotificationService) -> None:
+        sent = await service.send(_send(_id("ord")))
+
+        read = await service.mark_read(sent.notification_id)
+        again = await service.mark_read(sent.notification_id)
+
+        assert read.read is True
+        assert again == read
+        assert (await service.get_notification(sent.notification_id)).read is True
+
+    async def test_marks_read_when_marked_concurrently(self, service: NotificationService) -> None:
+        sent = await service.send(_send(_id("ord")))
+        await _open_connections(service)
+
+        marked = await asyncio.gather(*(service.mark_read(sent.notification_id) for _ in range(10)))
+
+        assert {(n.read, n.status) for n in marked} == {(True, NotificationStatus.SENT)}
+        assert await service.get_notification(sent.notification_id) == marked[0]
+
+    async def test_raises_not_found_when_notification_is_unknown(self, service: NotificationService) -> None:
+        with pytest.raises(NotificationNotFoundError) as caught:
+            await service.get_notification(_id("ntf"))
+        with pytest.raises(NotificationNotFoundError):
+            await service.mark_read(_id("ntf"))
+
+        assert caught.value.code == "notification.not_found"
+
+    async def test_lists_by_customer_type_and_read_status_when_filtered(
+        self, service: NotificationService
+    ) -> None:
+        ada, bob = _id("cus"), _id("cus")
+        first, second = _id("ord"), _id("ord")
+        confirmed = await service.send(_send(first, customer_id=ada))
+        await service.send(_send(first, NotificationType.ORDER_CANCELLED, customer_id=ada))
+        await service.send(_send(second, NotificationType.ORDER_FAILED, customer_id=ada))
+        await service.send(_send(_id("ord"), customer_id=bob))
+        await service.mark_read(confirmed.notification_id)
+
+        def listed(**criteria: Any) -> Any:
+            return service.list_notifications(NotificationFilter(customer_id=ada, **criteria))
+
+        everything = await listed()
+        cancelled = await listed(type=NotificationType.ORDER_CANCELLED)
+        read = await listed(read_status=ReadStatus.READ)
+        unread = await listed(read_status=ReadStatus.UNREAD)
+
+        assert everything.total == 3
+        assert {n.customer_id for n in everything.items} == {ada}
+        assert [(n.order_id, n.type) for n in cancelled.items] == [(first, NotificationType.ORDER_CANCELLED)]
+        assert [n.notification_id for n in read.items] == [confirmed.notification_id]
+        assert unread.total == 2
+        assert confirmed.notification_id not in {n.notification_id for n in unread.items}
+
+    async def test_pages_newest_first_when_listing(self, service: NotificationService) -> None:
+        customer_id = _id("cus")
+        for _ in range(5):
+            await service.send(_send(_id("ord"), customer_id=customer_id))
+
+        everything = await service.list_notifications(NotificationFilter(customer_id=customer_id))
+        first = await service.list_notifications(NotificationFilter(customer_id=customer_id, limit=3))
+        rest = await service.list_notifications(NotificationFilter(customer_id=customer_id, limit=3, skip=3))
+
+        created = [n.created_at for n in everything.items]
+        assert created == sorted(created, reverse=True)
+        assert first.items + rest.items == everything.items
+        assert (rest.total, rest.limit, rest.skip, len(rest.items)) == (5, 3, 3, 2)
+
+
+class TestLocalNotificationService(NotificationServiceContract):
+    """The contract against `LocalNotificationService` on the embedded database."""
+
+    @pytest.fixture
+    def sender(self) -> FakeSender:
+        return FakeSender()
+
+    @pytest.fixture
+    async def service(
+        self, mongo_db: AsyncDatabase[dict[str, Any]], sender: FakeSender
+    ) -> NotificationService:
+        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+        return LocalNotificationService(sender)
