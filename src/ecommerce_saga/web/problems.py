@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ecommerce_saga.shared.contracts import ContractError
 
@@ -56,7 +57,14 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    status: int, code: str, title: str, detail: str | None, request: Request, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    request: Request,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """A problem+json response."""
     body = Problem(
@@ -68,7 +76,9 @@ def problem_response(
         instance=request.url.path,
         **extra,
     )
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(
         body.model_dump(exclude_none=True, mode="json"),
         status_code=status,
@@ -78,14 +88,17 @@ def problem_response(
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries documenting problem+json answers for `statuses`."""
+    """OpenAPI `responses` entries documenting problem+json answers for `statuses`.
+
+    400 (a body that is not JSON) and 422 (a request that fails validation) are always included.
+    """
     return {
         status: {
             "model": Problem,
             "description": _HTTP_CODES.get(status, "error").replace("_", " ").capitalize(),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for status in (*statuses, 422)
+        for status in (400, *statuses, 422)
     }
 
 
@@ -114,7 +127,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     title = code.replace("_", " ").capitalize()
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem_response(exc.status_code, code, title, detail, request)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem_response(exc.status_code, code, title, detail, request, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
@@ -21,6 +20,7 @@ from ecommerce_saga.modules.payment.contract import (
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
 from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.params import IsoDateTime
 from ecommerce_saga.web.problems import responses
 
 PaymentPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The payment's id")]
@@ -36,10 +36,8 @@ def build_router(service: PaymentService, tokens: Tokens) -> APIRouter:
         *,
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         payment_status: Annotated[PaymentStatus | None, Query(alias="status")] = None,
-        from_: Annotated[
-            datetime | None, Query(alias="from", description="Created at or after (ISO 8601).")
-        ] = None,
-        to: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
+        from_: Annotated[IsoDateTime | None, Query(alias="from", description="Created at or after.")] = None,
+        to: Annotated[IsoDateTime | None, Query(description="Created before (ISO 8601).")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Payment]:

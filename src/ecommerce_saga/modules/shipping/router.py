@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AwareDatetime
 
 from ecommerce_saga.modules.shipping.contract import (
     CancelShipment,
@@ -17,6 +16,7 @@ from ecommerce_saga.modules.shipping.contract import (
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
 from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.params import IsoDateTime
 from ecommerce_saga.web.problems import responses
 
 ShippingPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The shipment's id")]
@@ -33,9 +33,9 @@ def build_router(service: ShippingService, tokens: Tokens) -> APIRouter:
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         status: Annotated[ShipmentStatus | None, Query()] = None,
         from_: Annotated[
-            AwareDatetime | None, Query(alias="from", description="Created at or after (ISO 8601)")
+            IsoDateTime | None, Query(alias="from", description="Created at or after (ISO 8601)")
         ] = None,
-        to: Annotated[AwareDatetime | None, Query(description="Created before (ISO 8601)")] = None,
+        to: Annotated[IsoDateTime | None, Query(description="Created before (ISO 8601)")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Shipment]:
