@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := src tests benchmarks
 
-.PHONY: run demo check lint fmt typecheck imports test bench install clean
+.PHONY: run run-split demo check lint fmt typecheck imports test bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 run: $(STAMP)  ## start the app on http://127.0.0.1:8000 with the embedded database
 	$(BIN)/ecommerce-saga serve
+
+run-split: $(STAMP)  ## the five modules as five services on ports 8000-8004, one embedded database
+	$(BIN)/ecommerce-saga run-split
 
 demo: $(STAMP)  ## place four demo orders against a running server
 	$(BIN)/ecommerce-saga demo

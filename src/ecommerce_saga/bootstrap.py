@@ -1,17 +1,26 @@
-"""The composition root: opens the database, builds each module's service and the saga engine."""
+"""The composition root: which modules this process hosts, and a local or HTTP adapter for each.
+
+Every module is reached through its contract. A hosted module gets its local service (and its
+routes, and its collections); a module hosted elsewhere gets the HTTP client of its `client.py`,
+pointed at `SHOP_<MODULE>_URL`. Only a process hosting the order module runs the saga engine.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from beanie import Document, init_beanie
 
 from ecommerce_saga.demo import load_demo_catalog
+from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
+from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import NotificationService
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS as NOTIFICATION_DOCUMENTS
 from ecommerce_saga.modules.notification.sender import LoggingSender
@@ -21,62 +30,76 @@ from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS as ORDER_DOCU
 from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.order.saga import OrderSagas
 from ecommerce_saga.modules.order.service import LocalOrderService
+from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS as PAYMENT_DOCUMENTS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
 from ecommerce_saga.modules.payment.service import LocalPaymentService
+from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.persistence import Database
-from ecommerce_saga.saga import SagaEngine
+from ecommerce_saga.saga import RetryPolicy, SagaEngine
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.service_client import ServiceClient, http_client
 
 logger = logging.getLogger(__name__)
 
-DOCUMENT_MODELS: list[type[Document]] = [
-    *INVENTORY_DOCUMENTS,
-    *PAYMENT_DOCUMENTS,
-    *SHIPPING_DOCUMENTS,
-    *NOTIFICATION_DOCUMENTS,
-    *ORDER_DOCUMENTS,
-]
+T = TypeVar("T")
+
+DOCUMENTS_BY_MODULE: dict[str, list[type[Document]]] = {
+    "order": ORDER_DOCUMENTS,
+    "inventory": INVENTORY_DOCUMENTS,
+    "payment": PAYMENT_DOCUMENTS,
+    "shipping": SHIPPING_DOCUMENTS,
+    "notification": NOTIFICATION_DOCUMENTS,
+}
 
 
 @dataclass
 class Container:
-    """Everything the app is made of, built once at start-up."""
+    """Everything the app is made of, built once at start-up (no I/O until `start`)."""
 
     settings: Settings
     database: Database
     tokens: Tokens
-    engine: SagaEngine
-    inventory: InventoryService
-    payment: PaymentService
-    shipping: ShippingService
-    notifications: NotificationService
-    orders: OrderService
+    inventory: InventoryService | None = None
+    payment: PaymentService | None = None
+    shipping: ShippingService | None = None
+    notifications: NotificationService | None = None
+    orders: OrderService | None = None
+    engine: SagaEngine | None = None
+    clients: list[ServiceClient] = field(default_factory=list)
+
+    def hosts(self, module: str) -> bool:
+        """True if this process serves `module`."""
+        return module in self.settings.modules
 
     async def start(self) -> None:
         """Open the database, create indexes, load demo data if asked, start saga recovery."""
         await self.database.open()
         try:
-            await init_beanie(database=self.database.db, document_models=DOCUMENT_MODELS)
-            store = self.engine.store
-            if isinstance(store, MongoSagaStore):
-                await store.create_indexes()
-            if self.settings.loads_demo_catalog:
+            documents = [doc for name in self.settings.modules for doc in DOCUMENTS_BY_MODULE[name]]
+            await init_beanie(database=self.database.db, document_models=documents)
+            if self.engine is not None and isinstance(self.engine.store, MongoSagaStore):
+                await self.engine.store.create_indexes()
+            if self.hosts("inventory") and self.inventory is not None and self.settings.loads_demo_catalog:
                 await load_demo_catalog(self.inventory)
-            await self.engine.start_background()
+            if self.engine is not None:
+                await self.engine.start_background()
         except BaseException:
             await self.database.close()
             raise
 
     async def close(self) -> None:
-        """Stop the engine and close the database."""
-        await self.engine.stop()
+        """Stop the engine, close the clients and the database."""
+        if self.engine is not None:
+            await self.engine.stop()
+        for client in self.clients:
+            await client.aclose()
         await self.database.close()
 
 
@@ -95,36 +118,89 @@ def build_tokens(settings: Settings) -> Tokens:
     return Tokens(service=_token(service, "service"), admin=_token(admin, "admin"))
 
 
+class _Adapters:
+    """Chooses, per module, the local service or the HTTP client."""
+
+    def __init__(self, settings: Settings, tokens: Tokens) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.clients: list[ServiceClient] = []
+
+    def pick(self, module: str, local: Callable[[], T], remote: Callable[[ServiceClient], T]) -> T | None:
+        """The local service if hosted, the HTTP client if it has a URL, else None (not needed)."""
+        if module in self.settings.modules:
+            return local()
+        url = self.settings.url_of(module)
+        if url is None:  # settings guarantee this only for modules the process does not need
+            return None
+        client = ServiceClient(
+            module, http_client(url, self.settings.http_timeout_seconds), self.tokens.service
+        )
+        self.clients.append(client)
+        logger.info("module reached over HTTP", extra={"remote_module": module, "url": url})
+        return remote(client)
+
+
 def build_container(settings: Settings) -> Container:
     """Wire every module. No I/O: `Container.start()` opens the database and starts the engine."""
     url = settings.mongodb_url.get_secret_value() if settings.mongodb_url else None
     database = Database.configure(
         url, settings.mongodb_db, settings.data_dir, settings.embedded_start_timeout_seconds
     )
-    inventory = LocalInventoryService()
-    payment = LocalPaymentService(SandboxGateway())
-    shipping = LocalShippingService(settings.shipping_countries)
-    notifications = LocalNotificationService(LoggingSender())
+    tokens = build_tokens(settings)
+    adapters = _Adapters(settings, tokens)
+    local_inventory: Callable[[], InventoryService] = LocalInventoryService
+    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(SandboxGateway())  # noqa: E731
+    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(settings.shipping_countries)  # noqa: E731
+    local_notifications: Callable[[], NotificationService] = lambda: LocalNotificationService(LoggingSender())  # noqa: E731
+    remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
+    remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
+    remote_shipping: Callable[[ServiceClient], ShippingService] = HttpShippingService
+    remote_notifications: Callable[[ServiceClient], NotificationService] = HttpNotificationService
+    inventory = adapters.pick("inventory", local_inventory, remote_inventory)
+    payment = adapters.pick("payment", local_payment, remote_payment)
+    shipping = adapters.pick("shipping", local_shipping, remote_shipping)
+    notifications = adapters.pick("notification", local_notifications, remote_notifications)
+    container = Container(
+        settings=settings,
+        database=database,
+        tokens=tokens,
+        inventory=inventory,
+        payment=payment,
+        shipping=shipping,
+        notifications=notifications,
+        clients=adapters.clients,
+    )
+    if "order" in settings.modules:
+        _wire_orders(container)
+    return container
+
+
+def _wire_orders(container: Container) -> None:
+    settings = container.settings
+    inventory, payment = container.inventory, container.payment
+    shipping, notifications = container.shipping, container.notifications
+    if inventory is None or payment is None or shipping is None or notifications is None:
+        raise RuntimeError("the order module needs every other module")  # settings prevent this
     repository = OrderRepository()
-    sagas = OrderSagas(repository, inventory, payment, shipping, notifications)
-    engine = SagaEngine(
-        MongoSagaStore(database.db["sagas"]),
+    sagas = OrderSagas(
+        repository,
+        inventory,
+        payment,
+        shipping,
+        notifications,
+        step_timeout=settings.saga_step_timeout_seconds,
+        step_retry=RetryPolicy(
+            initial_interval=0.1, maximum_interval=5.0, maximum_attempts=settings.saga_step_attempts
+        ),
+    )
+    container.engine = SagaEngine(
+        MongoSagaStore(container.database.db["sagas"]),
         sagas.definitions(),
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
     )
-    orders = LocalOrderService(
-        repository, engine, inventory, payment, wait_seconds=settings.order_wait_seconds
-    )
-    return Container(
-        settings=settings,
-        database=database,
-        tokens=build_tokens(settings),
-        engine=engine,
-        inventory=inventory,
-        payment=payment,
-        shipping=shipping,
-        notifications=notifications,
-        orders=orders,
+    container.orders = LocalOrderService(
+        repository, container.engine, inventory, payment, wait_seconds=settings.order_wait_seconds
     )

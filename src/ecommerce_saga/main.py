@@ -33,12 +33,20 @@ Saga endpoints (tag `saga`) need the service token, catalog administration the a
 
 
 def _include_routers(app: FastAPI, container: Container) -> None:
+    """Serve the routes of the modules this process hosts, and no others."""
     tokens = container.tokens
-    app.include_router(order_router(container.orders, wait_seconds=container.settings.order_wait_seconds))
-    app.include_router(inventory_router(container.inventory, tokens))
-    app.include_router(payment_router(container.payment, tokens))
-    app.include_router(shipping_router(container.shipping, tokens))
-    app.include_router(notification_router(container.notifications, tokens))
+    if container.orders is not None:
+        app.include_router(
+            order_router(container.orders, tokens, wait_seconds=container.settings.order_wait_seconds)
+        )
+    if container.hosts("inventory") and container.inventory is not None:
+        app.include_router(inventory_router(container.inventory, tokens))
+    if container.hosts("payment") and container.payment is not None:
+        app.include_router(payment_router(container.payment, tokens))
+    if container.hosts("shipping") and container.shipping is not None:
+        app.include_router(shipping_router(container.shipping, tokens))
+    if container.hosts("notification") and container.notifications is not None:
+        app.include_router(notification_router(container.notifications, tokens))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

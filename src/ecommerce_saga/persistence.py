@@ -31,7 +31,7 @@ class DatabaseStartupError(RuntimeError):
     """The database could not be reached or the embedded server could not be started."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     """Ask the kernel to stop the server when the process that started it dies, even by SIGKILL."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -102,7 +102,7 @@ class EmbeddedMongo:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
                 start_new_session=True,
             )
         self._wait_until_answering(timeout, log_path)

@@ -7,10 +7,11 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-MODULE_NAMES = ("order", "inventory", "payment", "shipping", "notification")
+ModuleName = Literal["order", "inventory", "payment", "shipping", "notification"]
+MODULE_NAMES: tuple[ModuleName, ...] = ("order", "inventory", "payment", "shipping", "notification")
 DEFAULT_COUNTRIES = ("US", "CA", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "JP", "AU")
 
 
@@ -43,8 +44,58 @@ class Settings(BaseSettings):
     demo_catalog: bool | None = None
     shipping_countries: Annotated[tuple[str, ...], NoDecode] = DEFAULT_COUNTRIES
 
+    modules: Annotated[tuple[ModuleName, ...], NoDecode] = MODULE_NAMES
+    order_url: AnyHttpUrl | None = None
+    inventory_url: AnyHttpUrl | None = None
+    payment_url: AnyHttpUrl | None = None
+    shipping_url: AnyHttpUrl | None = None
+    notification_url: AnyHttpUrl | None = None
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    saga_step_attempts: int = Field(default=10, ge=1)
+    saga_step_timeout_seconds: float = Field(default=10.0, gt=0)
+
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+
+    @field_validator("modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+            return names or MODULE_NAMES
+        return value
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> Settings:
+        if self.modules and len(set(self.modules)) != len(self.modules):
+            raise ValueError("SHOP_MODULES names a module twice")
+        if self.is_split and self.service_token is None:
+            raise ValueError("SHOP_SERVICE_TOKEN is required when SHOP_MODULES hosts only some modules")
+        missing = [
+            f"SHOP_{name.upper()}_URL"
+            for name in self.needed_modules
+            if name not in self.modules and self.url_of(name) is None
+        ]
+        if missing:
+            hosted = ",".join(self.modules)
+            raise ValueError(f"this process hosts {hosted} and needs {', '.join(missing)} to reach the rest")
+        return self
+
+    @property
+    def is_split(self) -> bool:
+        """True when this process hosts only some of the modules."""
+        return set(self.modules) != set(MODULE_NAMES)
+
+    @property
+    def needed_modules(self) -> tuple[str, ...]:
+        """The modules this process calls: the order module's saga calls all the others."""
+        return MODULE_NAMES if "order" in self.modules else tuple(self.modules)
+
+    def url_of(self, module: str) -> str | None:
+        """Where `module` lives when it is not hosted here."""
+        url = getattr(self, f"{module}_url")
+        return str(url).rstrip("/") if url is not None else None
 
     @field_validator("shipping_countries", mode="before")
     @classmethod

@@ -8,8 +8,9 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +29,12 @@ class LiveApp:
     process: subprocess.Popen[bytes]
     log: Path
     db_name: str
+    restart_args: dict[str, Any] = field(default_factory=dict)
+
+    def restart(self) -> LiveApp:
+        """Start the same service again, on the same port and database."""
+        self.stop()
+        return start_app(**self.restart_args)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL)."""
@@ -40,11 +47,13 @@ class LiveApp:
                 self.process.wait(5)
 
 
-def start_app(mongo_url: str, log_dir: Path, db_name: str | None = None, **env: str) -> LiveApp:
-    """Start `ecommerce-saga serve` on a free port and wait until /readyz answers 200."""
-    port = free_port()
+def start_app(
+    mongo_url: str, log_dir: Path, db_name: str | None = None, port: int | None = None, **env: str
+) -> LiveApp:
+    """Start `ecommerce-saga serve` (on a free port unless given) and wait until /readyz answers 200."""
+    port = port or free_port()
     db_name = db_name or f"e2e_{uuid.uuid4().hex[:10]}"
-    log = log_dir / f"app-{port}.log"
+    log = log_dir / f"app-{port}-{uuid.uuid4().hex[:6]}.log"
     environment = {
         **os.environ,
         "SHOP_MONGODB_URL": mongo_url,
@@ -62,7 +71,10 @@ def start_app(mongo_url: str, log_dir: Path, db_name: str | None = None, **env: 
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    app = LiveApp(url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name)
+    app = LiveApp(
+        url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name,
+        restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port, **env},
+    )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -77,6 +89,122 @@ def start_app(mongo_url: str, log_dir: Path, db_name: str | None = None, **env: 
     raise RuntimeError(f"the app did not become ready:\n{log.read_text()[-3000:]}")
 
 
+PREFIXES = {
+    "/api/orders": "order",
+    "/api/inventory": "inventory",
+    "/api/payments": "payment",
+    "/api/shipping": "shipping",
+    "/api/notifications": "notification",
+}
+
+
+@dataclass
+class Shop:
+    """The shop as a client sees it: one URL per module (the same one in the monolith)."""
+
+    topology: str
+    urls: dict[str, str]
+    apps: dict[str, LiveApp]
+
+    @property
+    def url(self) -> str:
+        """The order service's URL (the public entry point)."""
+        return self.urls["order"]
+
+    def url_for(self, path: str) -> str:
+        """Where a request for `path` goes, as an API gateway would route it."""
+        for prefix, module in PREFIXES.items():
+            if path.startswith(prefix):
+                return self.urls[module]
+        return self.urls["order"]
+
+    def client(self) -> httpx.Client:
+        """A client that sends each request to the module that serves it."""
+        return httpx.Client(base_url=self.url, timeout=60, transport=_Routing(self, httpx.HTTPTransport()))
+
+    def async_client(self) -> httpx.AsyncClient:
+        """An async client that sends each request to the module that serves it."""
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=60, transport=_AsyncRouting(self, httpx.AsyncHTTPTransport())
+        )
+
+
+def _reroute(shop: Shop, request: httpx.Request) -> None:
+    target = httpx.URL(shop.url_for(request.url.path))
+    request.url = request.url.copy_with(host=target.host, port=target.port)
+    request.headers["Host"] = f"{target.host}:{target.port}"
+
+
+class _Routing(httpx.BaseTransport):
+    def __init__(self, shop: Shop, inner: httpx.BaseTransport) -> None:
+        self._shop, self._inner = shop, inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _reroute(self._shop, request)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncRouting(httpx.AsyncBaseTransport):
+    def __init__(self, shop: Shop, inner: httpx.AsyncBaseTransport) -> None:
+        self._shop, self._inner = shop, inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _reroute(self._shop, request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+MODULES = ("order", "inventory", "payment", "shipping", "notification")
+
+
+def start_split(mongo_url: str, log_dir: Path, **env: str) -> Shop:
+    """The five modules as five processes on one database, each told where the others are."""
+    ports = {module: free_port() for module in MODULES}
+    urls = {module: f"http://127.0.0.1:{port}" for module, port in ports.items()}
+    db_name = f"split_{uuid.uuid4().hex[:10]}"
+    apps: dict[str, LiveApp] = {}
+    try:
+        for module in MODULES:
+            others = {f"SHOP_{m.upper()}_URL": urls[m] for m in MODULES if m != module}
+            apps[module] = start_app(
+                mongo_url, log_dir, db_name, ports[module], SHOP_MODULES=module, **others, **env
+            )
+    except BaseException:
+        for app in apps.values():
+            app.stop()
+        raise
+    return Shop("split", urls, apps)
+
+
+@pytest.fixture(scope="session")
+def split_shop(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """The shop as five processes."""
+    shop = start_split(mongo_url, tmp_path_factory.mktemp("split"))
+    try:
+        yield shop
+    finally:
+        for app in shop.apps.values():
+            app.stop()
+
+
+@pytest.fixture(scope="session")
+def monolith_shop(live_app: LiveApp) -> Shop:
+    """The shop as one process."""
+    return Shop("monolith", dict.fromkeys(MODULES, live_app.url), {"order": live_app})
+
+
+@pytest.fixture(params=["monolith", "split"])
+def shop(request: pytest.FixtureRequest) -> Shop:
+    """Each shop test runs against both topologies."""
+    fixture: Shop = request.getfixturevalue(f"{request.param}_shop")
+    return fixture
+
+
 @pytest.fixture(scope="session")
 def live_app(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     """One app process shared by the end-to-end tests (each test uses its own products and customers)."""
@@ -88,9 +216,9 @@ def live_app(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
-def client(live_app: LiveApp) -> Iterator[httpx.Client]:
-    """An HTTP client for the live app."""
-    with httpx.Client(base_url=live_app.url, timeout=30) as http:
+def client(shop: Shop) -> Iterator[httpx.Client]:
+    """An HTTP client for the shop under test (routes each request to the module serving it)."""
+    with shop.client() as http:
         yield http
 
 

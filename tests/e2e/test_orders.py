@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.e2e.conftest import LiveApp
+from tests.e2e.conftest import Shop
 from tests.e2e.shop import DECLINED_CARD, eventually, items_of, new_product, order_body
 
 
@@ -262,11 +262,11 @@ def test_rejects_operators_when_smuggled_in_the_body(
 
 
 async def test_never_oversells_when_many_orders_race(
-    live_app: LiveApp, client: httpx.Client, admin_headers: dict[str, str]
+    shop: Shop, client: httpx.Client, admin_headers: dict[str, str]
 ) -> None:
     stock = 5
     product = new_product(client, admin_headers, quantity=stock)
-    async with httpx.AsyncClient(base_url=live_app.url, timeout=60) as http:
+    async with shop.async_client() as http:
         responses = await asyncio.gather(
             *(http.post("/api/orders", json=order_body(product)) for _ in range(24))
         )

@@ -31,6 +31,7 @@ Example::
     asyncio.run(main())
 """
 
+from ecommerce_saga.saga.context import current_step
 from ecommerce_saga.saga.definition import (
     Action,
     Compensation,
@@ -98,4 +99,5 @@ __all__ = [
     "StepError",
     "StepKind",
     "UnknownSagaTypeError",
+    "current_step",
 ]

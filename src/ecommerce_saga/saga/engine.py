@@ -25,7 +25,16 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from ecommerce_saga.saga.definition import Saga, SagaStep, StepContext, StepKind, build_registry
+from ecommerce_saga.saga.context import _current as _current_step
+from ecommerce_saga.saga.definition import (
+    Action,
+    JsonObject,
+    Saga,
+    SagaStep,
+    StepContext,
+    StepKind,
+    build_registry,
+)
 from ecommerce_saga.saga.errors import (
     ConcurrencyError,
     LeaseLostError,
@@ -65,6 +74,15 @@ def _error_info(exc: BaseException, timeout: float) -> ErrorInfo:
         code=error_code(exc),
         retryable=is_retryable(exc),
     )
+
+
+async def _in_context(ctx: StepContext, call: Action) -> JsonObject | None:
+    """Run `call(ctx)` with `ctx` as the current step (see `ecommerce_saga.saga.context`)."""
+    token = _current_step.set(ctx)
+    try:
+        return await call(ctx)
+    finally:
+        _current_step.reset(token)
 
 
 class SagaEngine:
@@ -399,7 +417,7 @@ class SagaEngine:
         await self._sleep_until_due(attempt)
         ctx = self._context(state, step, attempt.attempt, compensating=False)
         try:
-            output = await asyncio.wait_for(step.action(ctx), step.timeout)
+            output = await asyncio.wait_for(_in_context(ctx, step.action), step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             return await self._forward_failed(
                 definition, state, step, attempt, _error_info(exc, step.timeout)
@@ -497,7 +515,7 @@ class SagaEngine:
         ctx = self._context(state, step, entry.attempt, compensating=True)
         assert step.compensation is not None  # noqa: S101 - only steps with one are planned
         try:
-            await asyncio.wait_for(step.compensation(ctx), step.timeout)
+            await asyncio.wait_for(_in_context(ctx, step.compensation), step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             return await self._compensation_failed(definition, state, entry, _error_info(exc, step.timeout))
         self._close(entry, AttemptStatus.SUCCEEDED)

@@ -53,6 +53,12 @@ class Quote(FrozenModel):
     unknown_products: list[str] = Field(default_factory=list)
 
 
+class QuoteRequest(FrozenModel):
+    """Items to price."""
+
+    items: list[ItemQuantity] = Field(min_length=1, max_length=50)
+
+
 class ProductHold(FrozenModel):
     """Stock of one product held for one order."""
 

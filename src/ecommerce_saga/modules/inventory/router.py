@@ -12,6 +12,8 @@ from ecommerce_saga.modules.inventory.contract import (
     NewProduct,
     Product,
     ProductFilter,
+    Quote,
+    QuoteRequest,
     ReleaseItems,
     Reservation,
     ReserveItems,
@@ -66,6 +68,13 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
     async def restock(product_id: ProductPath, restock: Restock) -> Product:
         """Add units to a product's available stock (admin token)."""
         return await service.restock(product_id, restock)
+
+    @router.post(
+        "/quote", response_model=Quote, dependencies=saga, tags=["saga"], responses=responses(401, 403, 409)
+    )
+    async def quote(request: QuoteRequest) -> Quote:
+        """Price items from the catalog (service token); unknown products are listed, not refused."""
+        return await service.quote(request.items)
 
     @router.post(
         "/reserve",

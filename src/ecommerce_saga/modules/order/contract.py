@@ -64,6 +64,19 @@ class PlaceOrder(FrozenModel):
     )
 
 
+class CreateOrder(FrozenModel):
+    """Saga endpoint: create an order record and start its saga without waiting."""
+
+    order: PlaceOrder
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+
+
+class CancelOrder(FrozenModel):
+    """Saga endpoint: start the cancellation of a COMPLETED order."""
+
+    order_id: str = Field(pattern=SAFE_ID_PATTERN)
+
+
 class OrderLine(FrozenModel):
     """An ordered item at its catalog price."""
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from ecommerce_saga.modules.order.contract import (
+    CancelOrder,
+    CreateOrder,
     Order,
     OrderFilter,
     OrderService,
@@ -16,6 +18,7 @@ from ecommerce_saga.modules.order.contract import (
     PlaceOrder,
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
+from ecommerce_saga.web.auth import Tokens
 from ecommerce_saga.web.problems import responses
 
 OrderPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The order's id")]
@@ -47,15 +50,35 @@ def _respond(placed: PlacedOrder, response: Response) -> Order:
     return order
 
 
-def build_router(service: OrderService, *, wait_seconds: float) -> APIRouter:
+def build_router(service: OrderService, tokens: Tokens, *, wait_seconds: float) -> APIRouter:
     """Routes under `/api/orders`."""
     router = APIRouter(prefix="/api/orders", tags=["orders"])
+    saga = [Depends(tokens.require_service)]
+
+    @router.post(
+        "/create", response_model=Order, dependencies=saga, tags=["saga"], responses=responses(401, 403, 409)
+    )
+    async def create(command: CreateOrder) -> Order:
+        """Saga endpoint: create the order record and start its saga; answers at once (service token)."""
+        placed = await service.place(command.order, idempotency_key=command.idempotency_key, wait_seconds=0)
+        return placed.order
+
+    @router.post(
+        "/cancel",
+        response_model=Order,
+        dependencies=saga,
+        tags=["saga"],
+        responses=responses(401, 403, 404, 409),
+    )
+    async def cancel(command: CancelOrder) -> Order:
+        """Saga endpoint: start cancelling a COMPLETED order; answers at once (service token)."""
+        return (await service.cancel(command.order_id, wait_seconds=0)).order
 
     @router.post(
         "",
         response_model=Order,
         status_code=status.HTTP_201_CREATED,
-        responses={**_ACCEPTED, **responses(409)},
+        responses={**_ACCEPTED, **responses(409, 503)},
     )
     async def place_order(
         command: PlaceOrder, response: Response, idempotency_key: IdempotencyKey = None, prefer: Prefer = None

@@ -70,8 +70,8 @@ FAILURE_REASONS = {
     "saga.deadline_exceeded": FailureReason.DEADLINE_EXCEEDED,
 }
 
-PARTICIPANT_RETRY = RetryPolicy(initial_interval=0.1, maximum_interval=5.0, maximum_attempts=6)
-"""Participant calls: a transient failure is retried for about ten seconds, then the saga compensates."""
+PARTICIPANT_RETRY = RetryPolicy(initial_interval=0.1, maximum_interval=5.0, maximum_attempts=10)
+"""Participant calls: transient failures are retried (about ten seconds in all), then the saga compensates."""
 BEST_EFFORT_RETRY = RetryPolicy(initial_interval=0.5, maximum_interval=60.0, maximum_attempts=30)
 """After the pivot: keep trying for several minutes; if that is not enough, park for an operator."""
 
@@ -93,6 +93,7 @@ class OrderSagas:
     shipping: ShippingService
     notifications: NotificationService
     step_timeout: float = 10.0
+    step_retry: RetryPolicy = PARTICIPANT_RETRY
 
     def definitions(self) -> list[Saga]:
         """Both saga definitions."""
@@ -101,7 +102,7 @@ class OrderSagas:
     def _step(
         self, name: str, action: Any, compensation: Any = None, kind: StepKind = StepKind.COMPENSATABLE
     ) -> SagaStep:
-        retry = PARTICIPANT_RETRY if kind is StepKind.COMPENSATABLE else BEST_EFFORT_RETRY
+        retry = self.step_retry if kind is StepKind.COMPENSATABLE else BEST_EFFORT_RETRY
         return SagaStep(name, action, compensation, kind=kind, retry=retry, timeout=self.step_timeout)
 
     def place_order(self) -> Saga:

@@ -1,0 +1,65 @@
+"""The inventory module over HTTP: `InventoryService` implemented by calling its endpoints."""
+
+from __future__ import annotations
+
+from ecommerce_saga.modules.inventory.contract import (
+    ItemQuantity,
+    NewProduct,
+    Product,
+    ProductFilter,
+    Quote,
+    QuoteRequest,
+    ReleaseItems,
+    Reservation,
+    ReserveItems,
+    Restock,
+)
+from ecommerce_saga.shared.contracts import Page
+from ecommerce_saga.web.service_client import ServiceClient
+
+
+class HttpInventoryService:
+    """`InventoryService` on a remote inventory service."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self._client = client
+
+    async def quote(self, items: list[ItemQuantity]) -> Quote:
+        """See `InventoryService.quote`."""
+        body = QuoteRequest(items=items).model_dump(mode="json")
+        return await self._client.call("POST", "/api/inventory/quote", Quote, json=body)
+
+    async def reserve(self, command: ReserveItems) -> Reservation:
+        """See `InventoryService.reserve`."""
+        return await self._client.call(
+            "POST", "/api/inventory/reserve", Reservation, json=command.model_dump(mode="json")
+        )
+
+    async def release(self, command: ReleaseItems) -> Reservation:
+        """See `InventoryService.release`."""
+        return await self._client.call(
+            "POST", "/api/inventory/release", Reservation, json=command.model_dump(mode="json")
+        )
+
+    async def get_product(self, product_id: str) -> Product:
+        """See `InventoryService.get_product`."""
+        return await self._client.call("GET", f"/api/inventory/{product_id}", Product)
+
+    async def list_products(self, query: ProductFilter) -> Page[Product]:
+        """See `InventoryService.list_products`."""
+        params = query.model_dump(mode="json", exclude_none=True)
+        if "in_stock" in params:
+            params["inStock"] = str(params.pop("in_stock")).lower()
+        return await self._client.call("GET", "/api/inventory", Page[Product], params=params)
+
+    async def create_product(self, product: NewProduct) -> Product:
+        """See `InventoryService.create_product` (needs the admin token on the remote side)."""
+        return await self._client.call(
+            "POST", "/api/inventory", Product, json=product.model_dump(mode="json")
+        )
+
+    async def restock(self, product_id: str, restock: Restock) -> Product:
+        """See `InventoryService.restock` (needs the admin token on the remote side)."""
+        return await self._client.call(
+            "POST", f"/api/inventory/{product_id}/restock", Product, json=restock.model_dump(mode="json")
+        )

@@ -1,0 +1,107 @@
+"""`ecommerce-saga run-split`: the five modules as five local processes sharing one database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from ecommerce_saga.persistence import EmbeddedMongo, die_with_parent
+from ecommerce_saga.settings import MODULE_NAMES
+
+logger = logging.getLogger(__name__)
+
+PORTS = {"order": 8000, "inventory": 8001, "payment": 8002, "shipping": 8003, "notification": 8004}
+
+
+def service_environment(
+    module: str, host: str, mongodb_url: str, token: str, admin_token: str
+) -> dict[str, str]:
+    """The environment of the process hosting `module` in a local split topology."""
+    env = {
+        **os.environ,
+        "SHOP_MODULES": module,
+        "SHOP_HOST": host,
+        "SHOP_PORT": str(PORTS[module]),
+        "SHOP_MONGODB_URL": mongodb_url,
+        "SHOP_SERVICE_TOKEN": token,
+        "SHOP_ADMIN_TOKEN": admin_token,
+        "SHOP_WORKER_ID": f"{module}-{os.getpid()}",
+    }
+    if module == "inventory":
+        env.setdefault("SHOP_DEMO_CATALOG", "true")
+    for other in MODULE_NAMES:
+        if other != module:
+            env[f"SHOP_{other.upper()}_URL"] = f"http://{host}:{PORTS[other]}"
+    return env
+
+
+def _wait_ready(host: str, processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(processes)
+    while pending and time.monotonic() < deadline:
+        for module in sorted(pending):
+            if processes[module].poll() is not None:
+                raise RuntimeError(f"the {module} service exited with {processes[module].returncode}")
+            try:
+                if httpx.get(f"http://{host}:{PORTS[module]}/readyz", timeout=1).status_code == 200:
+                    pending.discard(module)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+
+
+def run_split(data_dir: Path, host: str = "127.0.0.1") -> int:
+    """Start the embedded database and the five services; stop them all together."""
+    token = os.environ.get("SHOP_SERVICE_TOKEN") or secrets.token_urlsafe(24)
+    admin_token = os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    database = EmbeddedMongo(data_dir=data_dir)
+    database.start()
+    mongodb_url = os.environ.get("SHOP_MONGODB_URL") or database.url
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for module in MODULE_NAMES:
+            processes[module] = subprocess.Popen(
+                [sys.executable, "-m", "ecommerce_saga", "serve"],
+                env=service_environment(module, host, mongodb_url, token, admin_token),
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
+            )
+        _wait_ready(host, processes, timeout=60)
+        sys.stderr.write(
+            "ecommerce-saga split: " + ", ".join(f"{m} http://{host}:{p}" for m, p in PORTS.items()) + "\n"
+            f"service token: {token}\nadmin token: {admin_token}\n"
+        )
+        while not stopping and all(p.poll() is None for p in processes.values()):
+            time.sleep(0.2)
+        return 0 if stopping else 1
+    except RuntimeError as exc:
+        sys.stderr.write(f"ecommerce-saga split: {exc}\n")
+        return 1
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        database.stop()
