@@ -39,6 +39,7 @@ from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
 from ecommerce_saga.modules.shipping.service import LocalShippingService
+from ecommerce_saga.observability.tracing import outgoing_trace_headers
 from ecommerce_saga.persistence import Database
 from ecommerce_saga.saga import RetryPolicy, SagaEngine
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
@@ -134,7 +135,10 @@ class _Adapters:
         if url is None:  # settings guarantee this only for modules the process does not need
             return None
         client = ServiceClient(
-            module, http_client(url, self.settings.http_timeout_seconds), self.tokens.service
+            module,
+            http_client(url, self.settings.http_timeout_seconds),
+            self.tokens.service,
+            trace_headers=outgoing_trace_headers,
         )
         self.clients.append(client)
         logger.info("module reached over HTTP", extra={"remote_module": module, "url": url})

@@ -17,6 +17,7 @@ from ecommerce_saga.modules.notification.router import build_router as notificat
 from ecommerce_saga.modules.order.router import build_router as order_router
 from ecommerce_saga.modules.payment.router import build_router as payment_router
 from ecommerce_saga.modules.shipping.router import build_router as shipping_router
+from ecommerce_saga.observability import configure_tracing, install_observability
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.problems import install_problem_handlers
 
@@ -51,6 +52,7 @@ def _include_routers(app: FastAPI, container: Container) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the database opens and saga recovery starts in its lifespan."""
+    configure_tracing()  # before build_container: PyMongo attaches its listeners to clients made after it
     container = build_container(settings or Settings())
 
     @asynccontextmanager
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     install_problem_handlers(app)
     _include_routers(app, container)
+    install_observability(app, container)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -76,6 +76,10 @@ def _error_info(exc: BaseException, timeout: float) -> ErrorInfo:
     )
 
 
+StepHook = Callable[[StepContext], contextlib.AbstractContextManager[object]]
+"""Wraps every attempt of an action or compensation (a tracing span, say); see `SagaEngine.add_step_hook`."""
+
+
 async def _in_context(ctx: StepContext, call: Action) -> JsonObject | None:
     """Run `call(ctx)` with `ctx` as the current step (see `ecommerce_saga.saga.context`)."""
     token = _current_step.set(ctx)
@@ -119,8 +123,9 @@ class SagaEngine:
         )
         self._clock = clock
         self._rng = random.Random()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._recovery_task: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[SagaState | None]] = {}
+        self._recovery_task: asyncio.Task[SagaState | None] | None = None
+        self._step_hooks: list[StepHook] = []
 
     # ------------------------------------------------------------------ public API
 
@@ -132,6 +137,14 @@ class SagaEngine:
     def add_observer(self, observer: SagaObserver) -> None:
         """Register one more observer."""
         self._observers.append(observer)
+
+    def add_step_hook(self, hook: StepHook) -> None:
+        """Run every attempt of an action or compensation inside ``with hook(ctx):``.
+
+        The attempt's outcome, an exception or a timeout included, passes through the hook (so a
+        tracing span can record it); a hook must not swallow it, and must be fast and not raise.
+        """
+        self._step_hooks.append(hook)
 
     async def start(
         self,
@@ -177,6 +190,9 @@ class SagaEngine:
         task = self._tasks.get(saga_id)
         if task is not None:
             await asyncio.wait({task}, timeout=timeout)
+            finished = task.result() if task.done() and not task.cancelled() else None
+            if finished is not None:  # the state the run ended with: no need to read it back
+                return finished
         state = await self.get(saga_id)
         while state.status.is_active and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
@@ -357,7 +373,7 @@ class SagaEngine:
         self._tasks[state.saga_id] = task
         task.add_done_callback(lambda done: self._forget(state.saga_id, done))
 
-    def _forget(self, saga_id: str, task: asyncio.Task[None]) -> None:
+    def _forget(self, saga_id: str, task: asyncio.Task[SagaState | None]) -> None:
         if self._tasks.get(saga_id) is task:
             del self._tasks[saga_id]
 
@@ -365,8 +381,11 @@ class SagaEngine:
         if state.status.is_active:
             self._spawn(state)
 
-    async def _run(self, state: SagaState) -> None:
-        """Drive one saga while holding its lease; on any crash-like stop leave it for recovery."""
+    async def _run(self, state: SagaState) -> SagaState | None:
+        """Drive one saga while holding its lease; on any crash-like stop leave it for recovery.
+
+        Returns the state the saga was left in, or None if the run stopped without knowing it.
+        """
         me = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat(state, me))
         try:
@@ -376,6 +395,7 @@ class SagaEngine:
                     state = await self._forward(definition, state)
                 else:
                     state = await self._compensate(definition, state)
+            return state
         except LeaseLostError:
             self._emit(EventKind.LEASE_LOST, state)
         except asyncio.CancelledError:
@@ -392,6 +412,7 @@ class SagaEngine:
             logger.warning("saga run aborted: %r", exc, extra={"saga_id": state.saga_id})
         finally:
             heartbeat.cancel()
+        return None
 
     async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
         saga_id, fencing_token = state.saga_id, state.fencing_token
@@ -417,7 +438,7 @@ class SagaEngine:
         await self._sleep_until_due(attempt)
         ctx = self._context(state, step, attempt.attempt, compensating=False)
         try:
-            output = await asyncio.wait_for(_in_context(ctx, step.action), step.timeout)
+            output = await self._attempt(ctx, step.action, step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             return await self._forward_failed(
                 definition, state, step, attempt, _error_info(exc, step.timeout)
@@ -515,7 +536,7 @@ class SagaEngine:
         ctx = self._context(state, step, entry.attempt, compensating=True)
         assert step.compensation is not None  # noqa: S101 - only steps with one are planned
         try:
-            await asyncio.wait_for(_in_context(ctx, step.compensation), step.timeout)
+            await self._attempt(ctx, step.compensation, step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             return await self._compensation_failed(definition, state, entry, _error_info(exc, step.timeout))
         self._close(entry, AttemptStatus.SUCCEEDED)
@@ -539,7 +560,14 @@ class SagaEngine:
         self, definition: Saga, state: SagaState, entry: HistoryEntry, error: ErrorInfo
     ) -> SagaState:
         self._close(entry, AttemptStatus.FAILED, error)
-        self._emit(EventKind.COMPENSATION_FAILED, state, step=entry.step, attempt=entry.attempt, error=error)
+        self._emit(
+            EventKind.COMPENSATION_FAILED,
+            state,
+            step=entry.step,
+            attempt=entry.attempt,
+            error=error,
+            duration=entry.duration_seconds,
+        )
         policy = definition.compensation_retry
         if error.retryable and policy.allows_another(entry.attempt):
             delay = policy.delay(entry.attempt, self._rng)
@@ -604,6 +632,12 @@ class SagaEngine:
         opened = state.open_entry()
         assert opened is not None  # noqa: S101 - just recorded
         return state, opened
+
+    async def _attempt(self, ctx: StepContext, call: Action, timeout: float) -> JsonObject | None:
+        with contextlib.ExitStack() as hooks:
+            for hook in self._step_hooks:
+                hooks.enter_context(hook(ctx))
+            return await asyncio.wait_for(_in_context(ctx, call), timeout)
 
     @staticmethod
     async def _sleep_until_due(entry: HistoryEntry) -> None:

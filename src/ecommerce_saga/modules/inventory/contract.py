@@ -77,7 +77,10 @@ class Product(FrozenModel):
     available: int
     reserved: int
     in_stock: bool
-    reservations: list[ProductHold] = Field(default_factory=list)
+    reservations: list[ProductHold] = Field(
+        default_factory=list,
+        description="The newest 50 active reservations of this product (only on the single-product view).",
+    )
 
 
 class NewProduct(FrozenModel):
@@ -110,6 +113,7 @@ class ReservationStatus(StrEnum):
     PENDING = "PENDING"
     RESERVED = "RESERVED"
     REJECTED = "REJECTED"
+    RELEASING = "RELEASING"
     RELEASED = "RELEASED"
 
 

@@ -13,7 +13,14 @@ from ecommerce_saga.shared.clock import utcnow
 
 
 class ProductDocument(Document):
-    """A product; `holds` maps order ids to units held for them (changed only atomically)."""
+    """A product and its stock.
+
+    `available` and `reserved` change only by conditional `$inc`. While an order's reservation
+    or release is in flight, `holds.<order_id>` / `releases.<order_id>` mark that this order's
+    units were moved, in the same atomic update, so a repeated call moves them only once; the
+    markers are dropped once the reservation's own status records the outcome, so the document
+    stays small however many orders a product has.
+    """
 
     id: str  # type: ignore[assignment]  # the product id is the document id
     name: str
@@ -23,6 +30,7 @@ class ProductDocument(Document):
     available: int
     reserved: int = 0
     holds: dict[str, int] = Field(default_factory=dict)
+    releases: dict[str, int] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -39,11 +47,13 @@ class ReservationDocument(Document):
     items: list[PricedItem]
     total_cents: int
     currency: str
+    version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
         name = "reservations"
+        indexes = [IndexModel([("items.product_id", ASCENDING), ("status", ASCENDING)])]
 
 
 DOCUMENT_MODELS: list[type[Document]] = [ProductDocument, ReservationDocument]

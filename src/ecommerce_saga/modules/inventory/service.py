@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from beanie.exceptions import DocumentNotFound
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.modules.inventory.contract import (
@@ -38,7 +40,7 @@ from ecommerce_saga.shared.contracts import Page
 logger = logging.getLogger(__name__)
 
 
-def _product(doc: ProductDocument) -> Product:
+def _product(doc: ProductDocument, reservations: list[ProductHold] | None = None) -> Product:
     return Product(
         product_id=doc.id,
         name=doc.name,
@@ -48,7 +50,7 @@ def _product(doc: ProductDocument) -> Product:
         available=doc.available,
         reserved=doc.reserved,
         in_stock=doc.available > 0,
-        reservations=[ProductHold(order_id=k, quantity=v) for k, v in sorted(doc.holds.items())],
+        reservations=reservations or [],
     )
 
 
@@ -71,8 +73,9 @@ class LocalInventoryService:
     async def quote(self, items: list[ItemQuantity]) -> Quote:
         """See `InventoryService.quote`."""
         wanted = sorted({item.product_id for item in items})
-        docs = {d.id: d for d in await ProductDocument.find({"_id": {"$in": wanted}}).to_list()}
-        currencies = {doc.currency for doc in docs.values()} or {"USD"}
+        found = ProductDocument.get_pymongo_collection().find({"_id": {"$in": wanted}}, _PRICE_FIELDS)
+        docs = {doc["_id"]: doc async for doc in found}  # prices only: not the holds
+        currencies = {str(doc.get("currency", "USD")) for doc in docs.values()} or {"USD"}
         if len(currencies) > 1:
             raise InventoryUnavailableError("the items are priced in different currencies")
         priced = [_priced(item, docs.get(item.product_id)) for item in items]
@@ -87,95 +90,150 @@ class LocalInventoryService:
         """See `InventoryService.reserve`."""
         doc = await self._reservation_for(command)
         if doc.status is ReservationStatus.RESERVED:
+            await self._clear_markers(doc, _HOLDS)  # in case an earlier run stopped before it did
             return _reservation(doc)
-        if doc.status is ReservationStatus.RELEASED:
+        if doc.status in (ReservationStatus.RELEASED, ReservationStatus.RELEASING):
             raise ReservationReleasedError(f"the reservation of order {doc.id} was released")
         if doc.status is ReservationStatus.REJECTED:
             raise InventoryUnavailableError(self._shortage_text(doc))
-        shortage = await self._hold_all(doc)
+        priced, shortage = await self._hold_all(doc)
         if shortage is not None:
-            await self._release_holds(doc)
-            await self._set_status(doc, ReservationStatus.REJECTED)
-            raise InventoryUnavailableError(f"not enough stock of {shortage}")
-        await self._set_status(doc, ReservationStatus.RESERVED)
+            await self._undo_holds(doc)
+            await self._transition(doc, ReservationStatus.REJECTED)
+            raise InventoryUnavailableError(shortage)
+        doc.items = priced
+        doc.total_cents = sum(item.line_total_cents for item in priced)
+        if not await self._transition(doc, ReservationStatus.RESERVED):
+            await self._undo_holds(doc)  # released while this call was holding: give it all back
+            raise ReservationReleasedError(f"the reservation of order {doc.id} was released meanwhile")
+        await self._clear_markers(doc, _HOLDS)
         return _reservation(doc)
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
         doc = await ReservationDocument.get(command.order_id)
         if doc is None:
-            doc = ReservationDocument(
-                id=command.order_id,
-                reservation_id=f"res_{command.order_id}",
-                status=ReservationStatus.RELEASED,
-                items=[],
-                total_cents=0,
-                currency="USD",
-            )
-            try:
-                await doc.insert()  # a tombstone: a late reserve for this order must not hold stock
+            doc = await self._tombstone(command.order_id)
+        for _ in range(_WRITE_ATTEMPTS):
+            if doc.status in (ReservationStatus.RELEASED, ReservationStatus.REJECTED):
+                await self._clear_markers(doc, _RELEASES)
                 return _reservation(doc)
-            except DuplicateKeyError:
-                doc = await ReservationDocument.get(command.order_id)
-                assert doc is not None  # noqa: S101 - it was just inserted by someone
-        if doc.status is not ReservationStatus.RELEASED:
-            await self._release_holds(doc)
-            await self._set_status(doc, ReservationStatus.RELEASED)
-        return _reservation(doc)
+            if doc.status is ReservationStatus.PENDING:  # a reservation that never finished
+                await self._undo_holds(doc)
+                if await self._transition(doc, ReservationStatus.RELEASED):
+                    return _reservation(doc)
+            elif doc.status is ReservationStatus.RESERVED:
+                await self._transition(doc, ReservationStatus.RELEASING)
+            else:  # RELEASING: give each item back once, then record it
+                await self._give_back(doc)
+                await self._transition(doc, ReservationStatus.RELEASED)
+            doc = await self._current(doc.id)
+        raise RuntimeError(f"the reservation of order {command.order_id} kept changing")  # pragma: no cover
+
+    async def _tombstone(self, order_id: str) -> ReservationDocument:
+        """Record a release before any reservation, so a late reserve for the order holds nothing."""
+        doc = ReservationDocument(
+            id=order_id, reservation_id=f"res_{order_id}", status=ReservationStatus.RELEASED,
+            items=[], total_cents=0, currency="USD",
+        )  # fmt: skip
+        try:
+            await doc.insert()
+        except DuplicateKeyError:
+            return await self._current(order_id)
+        return doc
 
     async def _reservation_for(self, command: ReserveItems) -> ReservationDocument:
-        existing = await ReservationDocument.get(command.order_id)
-        if existing is not None:
-            return existing
-        quote = await self.quote(command.items)
-        if quote.unknown_products:
-            raise InventoryUnavailableError(f"unknown product(s): {', '.join(quote.unknown_products)}")
+        """The order's reservation: a new PENDING one, or the one a previous call left."""
         doc = ReservationDocument(
             id=command.order_id,
             reservation_id=f"res_{command.order_id}",
             status=ReservationStatus.PENDING,
-            items=quote.items,
-            total_cents=quote.total_cents,
-            currency=quote.currency,
+            items=[_priced(item, None) for item in command.items],  # priced as the items are held
+            total_cents=0,
+            currency="USD",
         )
         try:
-            await doc.insert()
+            await doc.insert()  # insert first: a replay finds the reservation in the way
         except DuplicateKeyError:
-            raced = await ReservationDocument.get(command.order_id)
-            assert raced is not None  # noqa: S101 - the duplicate exists
-            return raced
+            existing = await ReservationDocument.get(command.order_id)
+            assert existing is not None  # noqa: S101 - the duplicate exists
+            return existing
         return doc
 
-    async def _hold_all(self, doc: ReservationDocument) -> str | None:
-        """Hold every item; return the first product short of stock, or None."""
+    async def _hold_all(self, doc: ReservationDocument) -> tuple[list[PricedItem], str | None]:
+        """Hold every item, reading its catalog price in the same update.
+
+        Returns the priced items, and a description of the first item that could not be held
+        (unknown, or short of stock), or None when all are held.
+        """
         products = ProductDocument.get_pymongo_collection()
-        hold = f"holds.{doc.id}"
-        for item in sorted(_merged(doc.items).items()):
-            product_id, quantity = item
-            result = await products.update_one(
+        hold = f"{_HOLDS}.{doc.id}"
+        catalog: dict[str, dict[str, Any]] = {}
+        for product_id, quantity in sorted(_merged(doc.items).items()):
+            found = await products.find_one_and_update(
                 {"_id": product_id, "available": {"$gte": quantity}, hold: {"$exists": False}},
                 {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {hold: quantity}},
+                projection=_PRICE_FIELDS,
+                return_document=ReturnDocument.AFTER,
             )
-            if result.modified_count == 0 and not await products.find_one(
-                {"_id": product_id, hold: {"$exists": True}}
-            ):
-                return product_id
-        return None
+            if found is None:  # held already by an earlier run, short of stock, or unknown
+                found = await products.find_one({"_id": product_id, hold: {"$exists": True}}, _PRICE_FIELDS)
+                if found is None:
+                    known = await products.find_one({"_id": product_id}, _PRICE_FIELDS)
+                    return (
+                        [],
+                        f"not enough stock of {product_id}" if known else f"unknown product {product_id}",
+                    )
+            catalog[product_id] = found
+        doc.currency = next(iter(catalog.values())).get("currency", doc.currency) if catalog else doc.currency
+        return [_priced(item, catalog[item.product_id]) for item in doc.items], None
 
-    async def _release_holds(self, doc: ReservationDocument) -> None:
+    async def _undo_holds(self, doc: ReservationDocument) -> None:
+        """Give back the items this order holds (those still marked as held)."""
         products = ProductDocument.get_pymongo_collection()
-        hold = f"holds.{doc.id}"
+        hold = f"{_HOLDS}.{doc.id}"
         for product_id, quantity in sorted(_merged(doc.items).items()):
             await products.update_one(
                 {"_id": product_id, hold: quantity},
                 {"$inc": {"available": quantity, "reserved": -quantity}, "$unset": {hold: ""}},
             )
 
+    async def _give_back(self, doc: ReservationDocument) -> None:
+        """Return a RESERVED order's items, each once: a release marker makes a repeat a no-op."""
+        products = ProductDocument.get_pymongo_collection()
+        marker = f"{_RELEASES}.{doc.id}"
+        for product_id, quantity in sorted(_merged(doc.items).items()):
+            await products.update_one(
+                {"_id": product_id, marker: {"$exists": False}},
+                {"$inc": {"available": quantity, "reserved": -quantity}, "$set": {marker: quantity}},
+            )
+
     @staticmethod
-    async def _set_status(doc: ReservationDocument, status: ReservationStatus) -> None:
-        doc.status = status
-        doc.updated_at = utcnow()
-        await doc.replace()
+    async def _clear_markers(doc: ReservationDocument, kind: str) -> None:
+        """Drop this order's markers once the reservation's status records the outcome."""
+        products = ProductDocument.get_pymongo_collection()
+        marker = f"{kind}.{doc.id}"
+        for product_id in sorted(_merged(doc.items)):
+            await products.update_one(
+                {"_id": product_id, marker: {"$exists": True}}, {"$unset": {marker: ""}}
+            )
+
+    @staticmethod
+    async def _transition(doc: ReservationDocument, status: ReservationStatus) -> bool:
+        """Store `doc` with `status` unless it changed since it was read; False if it did."""
+        expected = doc.version
+        doc.status, doc.version, doc.updated_at = status, expected + 1, utcnow()
+        try:
+            await ReservationDocument.find_one({"_id": doc.id, "version": expected}).replace_one(doc)
+        except DocumentNotFound:
+            return False
+        return True
+
+    @staticmethod
+    async def _current(order_id: str) -> ReservationDocument:
+        doc = await ReservationDocument.get(order_id)
+        assert doc is not None  # noqa: S101 - reservations are never deleted
+        return doc
 
     @staticmethod
     def _shortage_text(doc: ReservationDocument) -> str:
@@ -186,7 +244,19 @@ class LocalInventoryService:
         doc = await ProductDocument.get(product_id)
         if doc is None:
             raise ProductNotFoundError(f"no product {product_id!r}")
-        return _product(doc)
+        active = (
+            await ReservationDocument.find({"items.product_id": product_id, "status": {"$in": _ACTIVE}})
+            .sort("-created_at")
+            .limit(_SHOWN_RESERVATIONS)
+            .to_list()
+        )
+        holds = [
+            ProductHold(
+                order_id=r.id, quantity=sum(i.quantity for i in r.items if i.product_id == product_id)
+            )
+            for r in active
+        ]
+        return _product(doc, holds)
 
     async def list_products(self, query: ProductFilter) -> Page[Product]:
         """See `InventoryService.list_products`."""
@@ -226,15 +296,28 @@ class LocalInventoryService:
         return await self.get_product(product_id)
 
 
-def _priced(item: ItemQuantity, doc: ProductDocument | None) -> PricedItem:
-    price = doc.price_cents if doc else 0
+def _priced(item: ItemQuantity | PricedItem, product: dict[str, Any] | None) -> PricedItem:
+    """`item` at its catalog price (0, nameless, for an unknown product)."""
+    price = int(product["price_cents"]) if product else 0
     return PricedItem(
         product_id=item.product_id,
-        name=doc.name if doc else "",
+        name=str(product["name"]) if product else "",
         quantity=item.quantity,
         price_cents=price,
         line_total_cents=price * item.quantity,
     )
+
+
+_PRICE_FIELDS = {"name": 1, "price_cents": 1, "currency": 1}
+_HOLDS = "holds"
+_RELEASES = "releases"
+_WRITE_ATTEMPTS = 8
+_ACTIVE = [
+    ReservationStatus.PENDING.value,
+    ReservationStatus.RESERVED.value,
+    ReservationStatus.RELEASING.value,
+]
+_SHOWN_RESERVATIONS = 50
 
 
 def _merged(items: list[PricedItem]) -> dict[str, int]:

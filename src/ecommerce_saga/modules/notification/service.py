@@ -118,16 +118,20 @@ class LocalNotificationService:
 
     async def send(self, command: SendNotification) -> Notification:
         """See `NotificationService.send`."""
-        doc = await self._record_for(command)
+        doc, claimed = await self._record_for(command)
         if doc.status is NotificationStatus.SENT:
             return _notification(doc)
-        if not await self._claim(doc.id):
+        if not claimed:
+            if not await self._claim(doc.id):
+                doc = await self._get(doc.id)
+                if doc.status is NotificationStatus.SENT:
+                    return _notification(doc)
+                msg = (
+                    f"the {doc.type.value} notification of order {doc.order_id} is being sent by another call"
+                )
+                raise NotificationDeliveryError(msg)
             doc = await self._get(doc.id)
-            if doc.status is NotificationStatus.SENT:
-                return _notification(doc)
-            msg = f"the {doc.type.value} notification of order {doc.order_id} is being sent by another call"
-            raise NotificationDeliveryError(msg)
-        return _notification(await self._deliver(doc.id))
+        return _notification(await self._deliver(doc))
 
     async def cancel(self, command: CancelNotification) -> Notification:
         """See `NotificationService.cancel`."""
@@ -146,24 +150,23 @@ class LocalNotificationService:
             )
         )
 
-    async def _record_for(self, command: SendNotification) -> NotificationDocument:
-        existing = await self._find(command.order_id, command.type)
-        if existing is not None:
-            return existing
+    async def _record_for(self, command: SendNotification) -> tuple[NotificationDocument, bool]:
+        """The (order, type) record, and whether this call inserted it (and so holds its claim)."""
         subject, message = default_text(command.type, command.order_id)
         doc = NotificationDocument(
             id=new_id("ntf"), order_id=command.order_id, customer_id=command.customer_id,
             type=command.type, channel=self._channel, status=NotificationStatus.PENDING,
             subject=command.subject or subject, message=command.message or message,
             details=dict(command.details), created_at=self._now(),
+            claimed_until_ms=_epoch_ms(self._clock()) + int(self._send_timeout * 1000),
         )  # fmt: skip
         try:
-            await doc.insert()
+            await doc.insert()  # insert first: a repeated send finds the record in the way
         except DuplicateKeyError:
-            raced = await self._find(command.order_id, command.type)
-            assert raced is not None  # noqa: S101 - the duplicate exists
-            return raced
-        return doc
+            existing = await self._find(command.order_id, command.type)
+            assert existing is not None  # noqa: S101 - the duplicate exists
+            return existing, False
+        return doc, True
 
     @staticmethod
     async def _find(order_id: str, notification_type: NotificationType) -> NotificationDocument | None:
@@ -182,13 +185,13 @@ class LocalNotificationService:
         )
         return result.modified_count == 1
 
-    async def _deliver(self, notification_id: str) -> NotificationDocument:
+    async def _deliver(self, doc: NotificationDocument) -> NotificationDocument:
         """Send the claimed record, then store the outcome and drop the claim."""
-        doc = await self._get(notification_id)
+        notification_id = doc.id
         try:
             await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
         except Exception as exc:
-            await self._update(notification_id, _record_failure)
+            await self._update(notification_id, _record_failure, known=doc)
             logger.warning(
                 "notification not delivered",
                 extra={"notification_id": doc.id, "order_id": doc.order_id, "error": type(exc).__name__},
@@ -201,10 +204,13 @@ class LocalNotificationService:
             current.status, current.sent_at, current.claimed_until_ms = NotificationStatus.SENT, sent_at, 0
             return True
 
-        return await self._update(notification_id, record_success)
+        return await self._update(notification_id, record_success, known=doc)
 
     async def _update(
-        self, notification_id: str, change: Callable[[NotificationDocument], bool]
+        self,
+        notification_id: str,
+        change: Callable[[NotificationDocument], bool],
+        known: NotificationDocument | None = None,
     ) -> NotificationDocument:
         """Apply `change` to the stored record and replace it whole, again if it changed meanwhile.
 
@@ -212,7 +218,8 @@ class LocalNotificationService:
         version read, so a send and a `mark_read` at the same time never undo each other.
         """
         for _ in range(_WRITE_ATTEMPTS):
-            doc = await self._get(notification_id)
+            doc = known if known is not None else await self._get(notification_id)
+            known = None  # a second pass reads what the concurrent writer stored
             if not change(doc):
                 return doc
             expected, doc.version = doc.version, doc.version + 1

@@ -24,7 +24,7 @@ class OrderRepository:
     """Reads and writes order documents; wakes waiters when an order's status changes."""
 
     def __init__(self) -> None:
-        self._waiters: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, _Waiter] = {}
 
     async def insert(self, doc: OrderDocument) -> bool:
         """Insert a new order; False if its id or idempotency key exists."""
@@ -67,7 +67,7 @@ class OrderRepository:
                 await OrderDocument.find_one({"_id": order_id, "version": expected}).replace_one(doc)
             except DocumentNotFound:
                 continue
-            self._wake(order_id)
+            self._wake(doc)
             return doc
         raise StaleOrderError(order_id)
 
@@ -88,23 +88,59 @@ class OrderRepository:
         )
         return docs, total
 
-    async def wait_settled(self, order_id: str, timeout: float) -> OrderDocument | None:
-        """Wait up to `timeout` seconds for the order to be settled; return it as it is then."""
+    async def wait_settled(
+        self,
+        order_id: str,
+        timeout: float,
+        known: OrderDocument | None = None,
+        poll: Callable[[], bool] = lambda: True,
+    ) -> OrderDocument | None:
+        """Wait up to `timeout` seconds for the order to be settled; return it as it is then.
+
+        Changes made in this process wake the waiter with the changed order (no read). Changes
+        made elsewhere (a saga resumed by another replica) are seen by polling, done only while
+        `poll()` is true, so that waiting on sagas run here adds no load to the database.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            event = self._waiters.setdefault(order_id, asyncio.Event())
-            doc = await self.get(order_id)
-            remaining = deadline - loop.time()
-            if doc is None or doc.status.is_settled or remaining <= 0:
+        waiter = self._waiters.setdefault(order_id, _Waiter())
+        waiter.users += 1
+        try:
+            doc = known if known is not None else await self.get(order_id)
+            while doc is not None and not doc.status.is_settled:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                polling = poll()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        waiter.changed.wait(), min(remaining, _POLL_SECONDS) if polling else remaining
+                    )
+                waiter.changed.clear()
+                if waiter.latest is not None:
+                    doc, waiter.latest = waiter.latest, None
+                elif polling or loop.time() >= deadline:
+                    doc = await self.get(order_id)
+            return doc
+        finally:
+            waiter.users -= 1
+            if waiter.users == 0:
                 self._waiters.pop(order_id, None)
-                return doc
-            # woken by a change made in this process; polls for changes made elsewhere
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(remaining, 0.25))
-            event.clear()
 
-    def _wake(self, order_id: str) -> None:
-        event = self._waiters.get(order_id)
-        if event is not None:
-            event.set()
+    def _wake(self, doc: OrderDocument) -> None:
+        waiter = self._waiters.get(doc.id)
+        if waiter is not None:
+            waiter.latest = doc
+            waiter.changed.set()
+
+
+_POLL_SECONDS = 0.25
+
+
+class _Waiter:
+    """Requests waiting for one order to change."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.latest: OrderDocument | None = None
+        self.users = 0

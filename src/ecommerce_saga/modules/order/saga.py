@@ -140,10 +140,9 @@ class OrderSagas:
     # --- place-order actions and compensations
 
     async def _create_order(self, ctx: StepContext) -> JsonObject:
-        order = await self.orders.get(ctx.input["order_id"])
-        if order is None:
-            raise NonRetryableError(f"order {ctx.input['order_id']} does not exist", code="order.not_found")
-        return {"order_id": order.id}
+        # The order record is written before its saga starts; this step is the anchor whose
+        # compensation marks the order FAILED and tells the customer, whatever failed later.
+        return {"order_id": ctx.input["order_id"]}
 
     async def _fail_order(self, ctx: StepContext) -> JsonObject:
         reason = failure_reason(ctx.failure)

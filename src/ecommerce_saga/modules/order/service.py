@@ -115,7 +115,7 @@ class LocalOrderService:
             assert replay is not None  # noqa: S101 - the winner's order exists
             return replay
         await self._start_saga(doc)
-        return await self._outcome(doc.id, wait_seconds)
+        return await self._outcome(doc.id, wait_seconds, known=doc)
 
     async def _replay(self, key: str, fingerprint: str, wait_seconds: float | None) -> PlacedOrder | None:
         existing = await self._orders.by_idempotency_key(key)
@@ -166,22 +166,27 @@ class LocalOrderService:
         }
         await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.id)
 
-    async def _outcome(self, order_id: str, wait_seconds: float | None) -> PlacedOrder:
+    async def _outcome(
+        self, order_id: str, wait_seconds: float | None, known: OrderDocument | None = None
+    ) -> PlacedOrder:
         timeout = self._wait_seconds if wait_seconds is None else wait_seconds
-        doc = (
-            await self._orders.wait_settled(order_id, timeout)
-            if timeout > 0
-            else await self._orders.get(order_id)
-        )
+        if timeout > 0:
+            saga_ids = [known.saga_id, known.cancel_saga_id] if known else []
+            elsewhere = lambda: not any(self._engine.is_running_here(s) for s in saga_ids if s)  # noqa: E731
+            doc = await self._orders.wait_settled(order_id, timeout, known, poll=elsewhere)
+        else:
+            doc = known
+        doc = doc or await self._orders.get(order_id)
         if doc is None:
             raise OrderNotFoundError(f"no order {order_id!r}")
+        states: dict[str, SagaState] = {}
         if doc.status.is_settled:
             # The order settles a step before its saga ends (the notification follows);
             # give that step a moment so the answer shows the whole history.
             for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
                 if self._engine.is_running_here(saga_id):
-                    await self._engine.wait(saga_id, min(timeout, _SETTLE_GRACE_SECONDS))
-        return PlacedOrder(order=await self._view(doc), settled=doc.status.is_settled)
+                    states[saga_id] = await self._engine.wait(saga_id, min(timeout, _SETTLE_GRACE_SECONDS))
+        return PlacedOrder(order=await self._view(doc, states), settled=doc.status.is_settled)
 
     async def get(self, order_id: str) -> Order:
         """See `OrderService.get`."""
@@ -207,22 +212,24 @@ class LocalOrderService:
         saga_input = {"order_id": doc.id, "customer_id": doc.customer_id}
         cancel_id = f"{doc.id}-cancel"
         await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
-        return await self._outcome(order_id, wait_seconds)
+        return await self._outcome(order_id, wait_seconds, known=doc)
 
-    async def _view(self, doc: OrderDocument) -> Order:
+    async def _view(self, doc: OrderDocument, known: dict[str, SagaState] | None = None) -> Order:
         history: list[HistoryItem] = []
         stage = None
+        status = doc.status
         for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
-            try:
-                state = await self._engine.get(saga_id)
-            except SagaNotFoundError:
-                continue
+            state = (known or {}).get(saga_id)
+            if state is None:
+                try:
+                    state = await self._engine.get(saga_id)
+                except SagaNotFoundError:
+                    continue
             history += _history(state)
             if state.status.is_active:
                 stage = _stage(state)
-        status = doc.status
-        if status is OrderStatus.PENDING and stage is None and history:
-            status = await self._parked_status(doc)
+            elif state.status is SagaStatus.REQUIRES_ATTENTION and not status.is_settled:
+                status = OrderStatus.REQUIRES_ATTENTION
         return Order(
             order_id=doc.id,
             saga_id=doc.saga_id,
@@ -245,12 +252,6 @@ class LocalOrderService:
             updated_at=doc.updated_at,
             history=history,
         )
-
-    async def _parked_status(self, doc: OrderDocument) -> OrderStatus:
-        state = await self._engine.get(doc.saga_id)
-        if state.status is SagaStatus.REQUIRES_ATTENTION:
-            return OrderStatus.REQUIRES_ATTENTION
-        return doc.status
 
 
 def _stage(state: SagaState) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,8 +111,24 @@ class SandboxGateway:
         clock: The current time, for the expiry check; `shared.clock.utcnow` by default.
     """
 
-    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utcnow, vault_cache_size: int = 10_000) -> None:
         self._clock = clock
+        # Vault entries never change once written, so they can be remembered.
+        self._vault: OrderedDict[str, PaymentMethodDocument] = OrderedDict()
+        self._vault_cache_size = vault_cache_size
+
+    async def _vault_entry(self, token: str) -> PaymentMethodDocument | None:
+        doc = self._vault.get(token)
+        if doc is None:
+            doc = await PaymentMethodDocument.get(token)
+            if doc is not None:
+                self._remember(doc)
+        return doc
+
+    def _remember(self, doc: PaymentMethodDocument) -> None:
+        self._vault[doc.id] = doc
+        if len(self._vault) > self._vault_cache_size:
+            self._vault.popitem(last=False)
 
     async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
         """See `PaymentGateway.tokenize`."""
@@ -126,20 +143,18 @@ class SandboxGateway:
             doc.expiry_month, doc.expiry_year = details.expiry_month, details.expiry_year
             doc.sandbox_decline_code = SANDBOX_DECLINING_CARDS.get(digits)
         await doc.insert()
+        self._remember(doc)
         return _method(doc)
 
     async def payment_method(self, token: str) -> PaymentMethod | None:
         """See `PaymentGateway.payment_method`."""
-        doc = await PaymentMethodDocument.get(token)
+        doc = await self._vault_entry(token)
         return None if doc is None else _method(doc)
 
     async def charge(self, request: GatewayCharge) -> GatewayResult:
         """See `PaymentGateway.charge`."""
         key = f"charge:{request.idempotency_key}"
-        done = await GatewayTransactionDocument.get(key)
-        if done is not None:
-            return _result(done)
-        vault = await PaymentMethodDocument.get(request.token)
+        vault = await self._vault_entry(request.token)
         if vault is None:
             raise PaymentMethodNotFoundError(f"no payment method with token {request.token!r}")
         decline_code = self._decline_code(vault)
@@ -148,7 +163,7 @@ class SandboxGateway:
             amount_cents=request.amount_cents, currency=request.currency,
             approved=decline_code is None, decline_code=decline_code,
         )  # fmt: skip
-        return await _record(charge)
+        return await _record(charge)  # a repeated key finds the first charge and returns its result
 
     async def refund(self, request: GatewayRefund) -> GatewayResult:
         """See `PaymentGateway.refund`. Raises `LookupError` if no such approved charge exists."""

@@ -65,9 +65,7 @@ class LocalPaymentService:
         Only the first call's idempotency key reaches the gateway; later calls for the same
         order, whatever their key, return (or finish) that first charge.
         """
-        doc = await PaymentDocument.get(command.order_id)
-        if doc is None:
-            doc = await self._start(command)
+        doc = await self._start(command)  # insert first: a replay finds the record in the way
         if doc.status is PaymentStatus.PENDING:
             doc = await self._settle(doc)
         if doc.status is PaymentStatus.DECLINED:

@@ -71,14 +71,14 @@ class LocalShippingService:
 
     async def schedule(self, command: ScheduleShipment) -> Shipment:
         """See `ShippingService.schedule`."""
-        doc = await ShipmentDocument.get(command.order_id)
-        if doc is None:
-            if command.address.country not in self._countries:
-                raise ShippingUnavailableError(
-                    f"we do not deliver to {command.address.country}",
-                    country=command.address.country,
-                )
-            doc = await self._insert_shipment(command)
+        if command.address.country not in self._countries and not await ShipmentDocument.get(
+            command.order_id
+        ):
+            raise ShippingUnavailableError(
+                f"we do not deliver to {command.address.country}",
+                country=command.address.country,
+            )
+        doc = await self._insert_shipment(command)  # insert first: a replay finds the shipment in the way
         if doc.status is ShipmentStatus.CANCELLED:
             raise ShipmentCancelledError(f"the shipment of order {doc.id} was cancelled")
         return _shipment(doc)

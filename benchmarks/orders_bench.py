@@ -1,0 +1,230 @@
+"""Orders benchmark: POST /api/orders under load, against a hand-rolled baseline on the same database.
+
+Starts the embedded MongoDB-wire server (or uses --url) and the app as a real uvicorn process,
+loads it with wrk (Debian package `wrk`) at each concurrency, and prints orders/s and latency
+percentiles. In the same run, a baseline does the same business writes directly with PyMongo and
+no saga, API or idempotency: vault a payment method, insert the order, hold the stock (one
+conditional update), insert the reservation, the payment and the shipment, mark the order
+COMPLETED, insert the notification.
+
+    python benchmarks/orders_bench.py [--seconds 10] [--concurrency 1 16 64] [--url mongodb://...]
+
+The machine and the numbers go to stdout as a markdown table. It measures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient, ReturnDocument
+
+from ecommerce_saga.persistence import EmbeddedMongo, free_port
+
+TOKEN = "bench-token"
+PRODUCT = {
+    "product_id": "bench-widget",
+    "name": "Widget",
+    "category": "bench",
+    "price_cents": 1999,
+    "quantity": 1_000_000,
+}
+ORDER = {
+    "customer_id": "bench-customer",
+    "items": [{"product_id": "bench-widget", "quantity": 1}],
+    "payment": {
+        "method": "CREDIT_CARD",
+        "card_number": "4242424242424242",
+        "expiry_month": 12,
+        "expiry_year": 2031,
+        "cvv": "123",
+    },
+    "shipping_address": {
+        "name": "Ada",
+        "street": "1 Main St",
+        "city": "Springfield",
+        "postal_code": "12345",
+        "country": "US",
+    },
+}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+done = function(summary, latency, requests)
+  local statuses = 0
+  io.write(string.format("RESULT %%d %%d %%d %%f %%f %%f %%f\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.duration, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.mean / 1000))
+end
+"""
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    from importlib.metadata import version
+
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, nx-27017 {version('nx-27017')}"
+    )
+
+
+def start_app(mongo_url: str, db: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ, "SHOP_MONGODB_URL": mongo_url, "SHOP_MONGODB_DB": db, "SHOP_SERVICE_TOKEN": TOKEN,
+        "SHOP_ADMIN_TOKEN": TOKEN, "SHOP_LOG_LEVEL": "WARNING", "SHOP_DEMO_CATALOG": "false",
+    }  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)], env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the app did not start; see {log}")
+
+
+def run_wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "30s",
+         "-s", str(script), f"{url}/api/orders"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
+    requests, errors, duration_us, p50, p95, p99, mean = (float(x) for x in line.split()[1:])
+    return {"rps": requests / (duration_us / 1e6), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
+
+
+async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[db_name]
+    await db.products.insert_one({"_id": "bench-widget", "name": "Widget", "price_cents": 1999, "available": 10_000_000, "reserved": 0, "holds": {}})  # fmt: skip
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    async def one_order() -> None:
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        order_id = f"ord_{uuid.uuid4().hex}"
+        await db.payment_methods.insert_one(
+            {"_id": f"pm_{uuid.uuid4().hex}", "brand": "visa", "last4": "4242"}
+        )
+        await db.orders.insert_one({"_id": order_id, "status": "PENDING", "customer_id": "c", "items": [{"product_id": "bench-widget", "quantity": 1, "price_cents": 1999}], "total_cents": 1999, "created_at": now})  # fmt: skip
+        held = await db.products.find_one_and_update(
+            {"_id": "bench-widget", "available": {"$gte": 1}, f"holds.{order_id}": {"$exists": False}},
+            {"$inc": {"available": -1, "reserved": 1}, "$set": {f"holds.{order_id}": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        assert held is not None
+        await db.reservations.insert_one({"_id": order_id, "status": "RESERVED", "items": [{"product_id": "bench-widget", "quantity": 1}], "created_at": now})  # fmt: skip
+        await db.payments.insert_one(
+            {"_id": order_id, "status": "COMPLETED", "amount_cents": 1999, "created_at": now}
+        )
+        await db.shipments.insert_one({"_id": order_id, "status": "SCHEDULED", "tracking_number": uuid.uuid4().hex, "created_at": now})  # fmt: skip
+        await db.orders.update_one({"_id": order_id}, {"$set": {"status": "COMPLETED"}})
+        await db.notifications.insert_one({"_id": f"ntf_{uuid.uuid4().hex}", "order_id": order_id, "type": "ORDER_CONFIRMED", "created_at": now})  # fmt: skip
+
+    async def worker() -> None:
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            await one_order()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await client.drop_database(db_name)
+    await client.close()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": statistics.median(latencies),
+        "p95": q[94],
+        "p99": q[98],
+        "errors": 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--url", help="a MongoDB URL (default: an embedded server in a temp folder)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.stderr.write("wrk is needed: apt-get install wrk\n")
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="orders-bench-"))
+    embedded = None
+    mongo_url = args.url
+    if mongo_url is None:
+        embedded = EmbeddedMongo(data_dir=work / "db")
+        embedded.start()
+        mongo_url = embedded.url
+    script = work / "order.lua"
+    script.write_text(WRK_SCRIPT % json.dumps(ORDER))
+    rows = []
+    try:
+        for concurrency in args.concurrency:
+            db = f"bench_{uuid.uuid4().hex[:8]}"
+            app, url = start_app(mongo_url, db, work / f"app-{concurrency}.log")
+            try:
+                httpx.post(
+                    f"{url}/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"}
+                ).raise_for_status()
+                run_wrk(url, concurrency, 2, script)  # warm-up
+                api = run_wrk(url, concurrency, args.seconds, script)
+            finally:
+                app.terminate()
+                app.wait(30)
+            base = asyncio.run(baseline(mongo_url, f"{db}_base", concurrency, args.seconds))
+            rows.append((concurrency, api, base))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print(f"Machine: {machine()}\n")
+    print(
+        "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors | baseline orders/s | baseline p50 ms | API / baseline |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for concurrency, api, base in rows:
+        print(
+            f"| {concurrency} | {api['rps']:.0f} | {api['p50']:.1f} | {api['p95']:.1f} | {api['p99']:.1f} | "
+            f"{api['errors']:.0f} | {base['rps']:.0f} | {base['p50']:.1f} | {api['rps'] / base['rps']:.0%} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
