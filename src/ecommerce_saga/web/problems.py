@@ -21,6 +21,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -96,10 +97,42 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {
             "model": Problem,
             "description": _HTTP_CODES.get(status, "error").replace("_", " ").capitalize(),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "example": _example(status),
+                }
+            },
         }
         for status in (400, *statuses, 422)
     }
+
+
+_EXAMPLE_DETAILS = {
+    400: "There was an error parsing the body",
+    401: "the service token is required",
+    402: "the payment for order ord_3f2a was declined (card_declined)",
+    403: "the admin token is not valid",
+    404: "no order 'ord_3f2a'",
+    409: "order ord_3f2a is FAILED; only COMPLETED orders can be cancelled",
+    422: "payment.card_number: Value error, is not a valid card number (Luhn check failed)",
+    503: "payment service unreachable: ConnectError",
+}
+
+
+def _example(status: int) -> dict[str, Any]:
+    code = _HTTP_CODES.get(status, "error")
+    example: dict[str, Any] = {
+        "type": f"https://ecommerce-saga.dev/problems/{code}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "code": code,
+        "detail": _EXAMPLE_DETAILS.get(status, "the request failed"),
+        "instance": "/api/orders",
+    }
+    if status == 422:
+        example["invalid_params"] = [{"name": "payment.card_number", "reason": "Luhn check failed"}]
+    return example
 
 
 async def _contract_error(request: Request, exc: Exception) -> JSONResponse:

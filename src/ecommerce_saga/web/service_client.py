@@ -82,9 +82,11 @@ class ServiceClient:
             problem = {}
         code = problem.get("code") if isinstance(problem, dict) else None
         detail = str(problem.get("detail") or response.reason_phrase) if isinstance(problem, dict) else ""
-        if response.status_code >= 500:
+        error_class = ContractError.registry.get(code or "")
+        if response.status_code >= 500 and (error_class is None or not error_class.retryable):
+            # a crash, a proxy's 502/504, or an overloaded service: worth trying again later
             return ServiceUnavailableError(f"{self.name} service answered {response.status_code}: {detail}")
-        error_class = ContractError.registry.get(code or "", RemoteError)
+        error_class = error_class or RemoteError
         extra = (
             {k: v for k, v in problem.items() if k not in _PROBLEM_FIELDS}
             if isinstance(problem, dict)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
@@ -56,6 +56,10 @@ class Quote(FrozenModel):
 class QuoteRequest(FrozenModel):
     """Items to price."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [{"product_id": "sku-keyboard", "quantity": 1}]}]}
+    )
+
     items: list[ItemQuantity] = Field(min_length=1, max_length=50)
 
 
@@ -86,6 +90,21 @@ class Product(FrozenModel):
 class NewProduct(FrozenModel):
     """A product to add to the catalog."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": "sku-keyboard",
+                    "name": "Mechanical keyboard",
+                    "category": "peripherals",
+                    "price_cents": 8999,
+                    "currency": "USD",
+                    "quantity": 50,
+                }
+            ]
+        }
+    )
+
     product_id: ProductId
     name: str = Field(min_length=1, max_length=200)
     category: str = Field(min_length=1, max_length=100, pattern=CATEGORY_PATTERN)
@@ -96,6 +115,8 @@ class NewProduct(FrozenModel):
 
 class Restock(FrozenModel):
     """Units to add to a product's available stock."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"quantity": 25}]})
 
     quantity: int = Field(ge=1, le=1_000_000)
 
@@ -120,6 +141,18 @@ class ReservationStatus(StrEnum):
 class ReserveItems(FrozenModel):
     """Reserve every item for an order, or none of them."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_3f2a9c",
+                    "items": [{"product_id": "sku-keyboard", "quantity": 1}],
+                    "idempotency_key": "ord_3f2a9c:reserve_inventory",
+                }
+            ]
+        }
+    )
+
     order_id: OrderId
     items: list[ItemQuantity] = Field(min_length=1, max_length=50)
     idempotency_key: str = Field(min_length=1, max_length=200)
@@ -127,6 +160,14 @@ class ReserveItems(FrozenModel):
 
 class ReleaseItems(FrozenModel):
     """Give back what was reserved for an order (a no-op if nothing was)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"order_id": "ord_3f2a9c", "idempotency_key": "ord_3f2a9c:reserve_inventory:compensate"}
+            ]
+        }
+    )
 
     order_id: OrderId
     idempotency_key: str = Field(min_length=1, max_length=200)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
@@ -59,6 +59,19 @@ class SendNotification(FrozenModel):
     notification to the sender (for a mail template, say).
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_3f2a9c",
+                    "customer_id": "cust-ada",
+                    "type": "ORDER_CONFIRMED",
+                    "idempotency_key": "ord_3f2a9c:send_confirmation",
+                }
+            ]
+        }
+    )
+
     order_id: OrderId
     customer_id: CustomerId
     type: NotificationType
@@ -70,6 +83,19 @@ class SendNotification(FrozenModel):
 
 class CancelNotification(FrozenModel):
     """Compensate a confirmation: tell the customer the order was cancelled."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_3f2a9c",
+                    "customer_id": "cust-ada",
+                    "idempotency_key": "ord_3f2a9c:send_confirmation:compensate",
+                    "reason": "cancelled by the customer",
+                }
+            ]
+        }
+    )
 
     order_id: OrderId
     customer_id: CustomerId

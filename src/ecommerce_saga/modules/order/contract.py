@@ -6,7 +6,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from ecommerce_saga.modules.inventory.contract import ItemQuantity
 from ecommerce_saga.modules.payment.contract import PaymentDetails, PaymentMethodKind
@@ -51,8 +52,52 @@ class FailureReason(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
+PLACE_ORDER_EXAMPLE: JsonDict = {
+    "customer_id": "cust-ada",
+    "items": [{"product_id": "sku-keyboard", "quantity": 1}],
+    "payment": {
+        "method": "CREDIT_CARD",
+        "card_number": "4242424242424242",
+        "expiry_month": 12,
+        "expiry_year": 2030,
+        "cvv": "123",
+        "cardholder_name": "Ada Lovelace",
+    },
+    "shipping_address": {
+        "name": "Ada Lovelace",
+        "street": "12 St James's Square",
+        "city": "London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    },
+    "shipping_method": "EXPRESS",
+}
+
+
 class PlaceOrder(FrozenModel):
     """A customer's order. Prices come from the catalog, never from the client."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                PLACE_ORDER_EXAMPLE,
+                {
+                    "customer_id": "cust-grace",
+                    "items": [{"product_id": "sku-mouse", "quantity": 2}],
+                    "payment": {"method": "PAYPAL", "paypal_email": "grace@example.com"},
+                    "shipping_address": {
+                        "name": "Grace Hopper",
+                        "street": "1 Navy Way",
+                        "city": "Arlington",
+                        "state": "VA",
+                        "postal_code": "22202",
+                        "country": "US",
+                    },
+                    "expected_total_cents": 5998,
+                },
+            ]
+        }
+    )
 
     customer_id: CustomerId
     items: list[ItemQuantity] = Field(min_length=1, max_length=50)
@@ -67,12 +112,18 @@ class PlaceOrder(FrozenModel):
 class CreateOrder(FrozenModel):
     """Saga endpoint: create an order record and start its saga without waiting."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"order": PLACE_ORDER_EXAMPLE, "idempotency_key": "checkout-7f3a"}]}
+    )
+
     order: PlaceOrder
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 
 
 class CancelOrder(FrozenModel):
     """Saga endpoint: start the cancellation of a COMPLETED order."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"order_id": "ord_3f2a9c"}]})
 
     order_id: str = Field(pattern=SAFE_ID_PATTERN)
 

@@ -94,7 +94,21 @@ class PaymentDetails(FrozenModel):
     and pass only the token on: the details must never be persisted.
     """
 
-    model_config = ConfigDict(hide_input_in_errors=True)
+    model_config = ConfigDict(
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "method": "CREDIT_CARD",
+                    "card_number": "4242424242424242",
+                    "expiry_month": 12,
+                    "expiry_year": 2030,
+                    "cvv": "123",
+                    "cardholder_name": "Ada Lovelace",
+                }
+            ]
+        },
+    )
 
     method: PaymentMethodKind
     card_number: SecretStr | None = Field(
@@ -184,6 +198,21 @@ class PaymentMethod(FrozenModel):
 class ChargePayment(FrozenModel):
     """Charge an order's amount to a tokenized payment method; one payment per order."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_3f2a9c",
+                    "customer_id": "cust-ada",
+                    "amount_cents": 8999,
+                    "currency": "USD",
+                    "payment_token": "pm_5c1e0b",
+                    "idempotency_key": "ord_3f2a9c:process_payment",
+                }
+            ]
+        }
+    )
+
     order_id: OrderId
     customer_id: CustomerId
     amount_cents: int = Field(gt=0, le=100_000_000, description="Integer minor units.")
@@ -194,6 +223,14 @@ class ChargePayment(FrozenModel):
 
 class RefundPayment(FrozenModel):
     """Refund an order's payment (voiding the order for payment if it was never charged)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"order_id": "ord_3f2a9c", "idempotency_key": "ord_3f2a9c:process_payment:compensate"}
+            ]
+        }
+    )
 
     order_id: OrderId
     idempotency_key: IdempotencyKey

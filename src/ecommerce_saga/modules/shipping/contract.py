@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator
 
 from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
@@ -63,6 +63,26 @@ class ShipmentStatus(StrEnum):
 class ScheduleShipment(FrozenModel):
     """Schedule the delivery of an order (at most one shipment per order)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_3f2a9c",
+                    "customer_id": "cust-ada",
+                    "address": {
+                        "name": "Ada Lovelace",
+                        "street": "12 St James's Square",
+                        "city": "London",
+                        "postal_code": "SW1Y 4JH",
+                        "country": "GB",
+                    },
+                    "method": "EXPRESS",
+                    "idempotency_key": "ord_3f2a9c:schedule_shipping",
+                }
+            ]
+        }
+    )
+
     order_id: OrderId
     customer_id: CustomerId
     address: Address
@@ -72,6 +92,14 @@ class ScheduleShipment(FrozenModel):
 
 class CancelShipment(FrozenModel):
     """Cancel an order's shipment (recorded even if none was scheduled yet)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"order_id": "ord_3f2a9c", "idempotency_key": "ord_3f2a9c:schedule_shipping:compensate"}
+            ]
+        }
+    )
 
     order_id: OrderId
     idempotency_key: str = Field(min_length=1, max_length=200)
