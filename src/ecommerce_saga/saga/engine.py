@@ -3,8 +3,13 @@
 Write-ahead: every transition is stored before the engine acts on it. A saga costs one write to
 start (the saga and its first step's STARTED record together) and one write per step after that
 (a step's result and the next step's STARTED record together, or the final status), so a saga of
-N steps that succeeds first time takes N + 1 writes. Each retry, recovery, and compensation step
-adds one write; a lease renewal adds one per ``lease_seconds / 3`` of a step that runs that long.
+N steps that succeeds first time takes N + 1 writes. Each retry and each compensation step adds
+one write; a recovery adds two (the claim, and the interrupted attempt closed with the next one
+opened); a lease renewal adds one per ``lease_seconds / 3`` of a step that runs that long.
+
+A compensation may run while a timed-out action is still in flight at the participant (the
+engine cannot stop a remote call), so a participant must make "undo before do" safe: the undo
+succeeds as a no-op and leaves a mark that makes the late "do" refuse (a tombstone).
 
 Concurrency: a worker runs a saga only while it holds the saga's lease (owner, expiry, fencing
 token). Every write is conditional on the version and fencing token the worker read; another
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import random
 import time
@@ -54,7 +60,7 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.store import SagaQuery, SagaStore
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +184,9 @@ class SagaEngine:
             existing = await self.store.get(state.saga_id)
             if existing is None:  # pragma: no cover - deleted between the two calls
                 raise SagaNotFoundError(state.saga_id)
+            if existing.saga_type != saga_type:
+                msg = f"saga {state.saga_id} exists as a {existing.saga_type!r} saga, not {saga_type!r}"
+                raise SagaConflictError(msg)
             return existing
         self._emit(EventKind.SAGA_STARTED, state)
         self._emit(EventKind.STEP_STARTED, state, step=definition.steps[0].name, attempt=1)
@@ -232,10 +241,14 @@ class SagaEngine:
             stale = self._tasks.pop(state.saga_id, None)
             if stale is not None:
                 stale.cancel()
-            state = await self._reopen_interrupted(state)
+            claimed += 1
+            try:
+                state = await self._reopen_interrupted(state)
+            except LeaseLostError:  # another worker claimed it in between: it is theirs
+                self._emit(EventKind.LEASE_LOST, state)
+                continue
             self._emit(EventKind.SAGA_RECOVERED, state)
             self._spawn(state)
-            claimed += 1
         return claimed
 
     async def start_background(self) -> None:
@@ -283,8 +296,8 @@ class SagaEngine:
         """
         if (await self.get(saga_id)).status is not SagaStatus.REQUIRES_ATTENTION:
             raise SagaConflictError(f"saga {saga_id} is not parked; only parked sagas resume")
-        state = await self._force_claim(saga_id)
-        if state.status is not SagaStatus.REQUIRES_ATTENTION:
+        state = await self._force_claim(saga_id, SagaExpectation(SagaStatus.REQUIRES_ATTENTION))
+        if state is None:
             raise SagaConflictError(f"saga {saga_id} is not parked; only parked sagas resume")
         self._record_operator(state, "resume", actor, reason)
         state.status = state.parked_from or SagaStatus.COMPENSATING
@@ -305,13 +318,16 @@ class SagaEngine:
             SagaNotFoundError: If there is no such saga.
             SagaConflictError: If the saga is not running, or has passed its point of no return.
         """
-        self._check_cancellable(await self.get(saga_id))
+        seen = await self.get(saga_id)
+        self._check_cancellable(seen)
         task = self._tasks.pop(saga_id, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        state = await self._force_claim(saga_id)
-        self._check_cancellable(state)
+        state = await self._force_claim(saga_id, SagaExpectation(SagaStatus.RUNNING, seen.current_step))
+        if state is None:  # it moved on meanwhile
+            self._check_cancellable(await self.get(saga_id))
+            raise SagaConflictError(f"saga {saga_id} changed while it was being cancelled; try again")
         entry = state.open_entry()
         if entry is not None:
             self._close(
@@ -338,18 +354,17 @@ class SagaEngine:
         if step.kind is not StepKind.COMPENSATABLE:
             raise SagaConflictError(f"saga {state.saga_id} has passed its point of no return ({step.name})")
 
-    async def _force_claim(self, saga_id: str) -> SagaState:
-        state = await self.store.claim(
+    async def _force_claim(self, saga_id: str, expect: SagaExpectation) -> SagaState | None:
+        """Take the saga's lease from whoever holds it, if it is still as expected."""
+        return await self.store.claim(
             self.worker_id,
             self._now_ms(),
             self._lease_ms,
             saga_types=self._registry.keys(),
             saga_id=saga_id,
             force=True,
+            expect=expect,
         )
-        if state is None:
-            raise SagaNotFoundError(saga_id)
-        return state
 
     def _record_operator(self, state: SagaState, action: str, actor: str, reason: str) -> None:
         now = utcnow()
@@ -499,9 +514,15 @@ class SagaEngine:
                 detail=f"in {delay:.3f}s",
             )
             return state
-        committed = step.kind is StepKind.RETRIABLE or (
-            state.current_step > 0
-            and definition.steps[state.current_step - 1].kind is not StepKind.COMPENSATABLE
+        committed = (
+            step.kind is StepKind.RETRIABLE
+            # a pivot whose outcome is unknown may have committed: undoing the steps before it
+            # could leave its effect standing alone, so an operator decides
+            or (step.kind is StepKind.PIVOT and error.retryable)
+            or (
+                state.current_step > 0
+                and definition.steps[state.current_step - 1].kind is not StepKind.COMPENSATABLE
+            )
         )
         if committed:
             self._park(state, SagaStatus.RUNNING, error)
@@ -653,12 +674,18 @@ class SagaEngine:
             step=step.name,
             attempt=attempt,
             idempotency_key=f"{state.saga_id}:{step.name}{suffix}",
-            input=MappingProxyType(state.input),
-            outputs=MappingProxyType(state.outputs),
-            output=state.outputs.get(step.name) if compensating else None,
+            input=MappingProxyType(copy.deepcopy(state.input)),
+            outputs=MappingProxyType(self._earlier_outputs(state, step)),
+            output=copy.deepcopy(state.outputs.get(step.name)) if compensating else None,
             compensating=compensating,
             failure=state.failure if compensating else None,
         )
+
+    def _earlier_outputs(self, state: SagaState, step: SagaStep) -> dict[str, Any]:
+        """Copies of the outputs of the steps before `step`: a step cannot change them."""
+        names = [s.name for s in self._definition(state.saga_type).steps]
+        earlier = names[: names.index(step.name)]
+        return {name: copy.deepcopy(state.outputs[name]) for name in earlier if name in state.outputs}
 
     async def _save(self, state: SagaState) -> SagaState:
         state.updated_at = utcnow()

@@ -22,6 +22,25 @@ class SagaQuery:
     skip: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SagaExpectation:
+    """What a saga must still be for a forced claim to take it."""
+
+    status: SagaStatus
+    current_step: int | None = None
+
+    def matches(self, state: SagaState) -> bool:
+        """True if `state` is as expected."""
+        return state.status is self.status and self.current_step in (None, state.current_step)
+
+    def as_filter(self) -> dict[str, object]:
+        """The expectation as a MongoDB filter."""
+        found: dict[str, object] = {"status": self.status.value}
+        if self.current_step is not None:
+            found["current_step"] = self.current_step
+        return found
+
+
 class SagaStore(Protocol):
     """Persistence of saga state.
 
@@ -59,10 +78,12 @@ class SagaStore(Protocol):
         saga_types: Collection[str],
         saga_id: str | None = None,
         force: bool = False,
+        expect: SagaExpectation | None = None,
     ) -> SagaState | None:
         """Take the lease of one active saga whose lease has expired (or of `saga_id`).
 
-        With `force`, the lease of `saga_id` is taken whatever its state (operator actions).
+        With `force`, the lease of `saga_id` is taken whatever its lease (operator actions), but
+        only if the saga still matches `expect`, so a refused operator action never steals it.
         Returns the claimed saga, or None when there is nothing to claim.
         """
         ...

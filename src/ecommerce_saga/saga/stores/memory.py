@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from ecommerce_saga.saga.errors import ConcurrencyError
 from ecommerce_saga.saga.state import SagaState
-from ecommerce_saga.saga.store import SagaQuery
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 
 class InMemorySagaStore:
@@ -60,6 +60,7 @@ class InMemorySagaStore:
         saga_types: Collection[str],
         saga_id: str | None = None,
         force: bool = False,
+        expect: SagaExpectation | None = None,
     ) -> SagaState | None:
         """See `SagaStore.claim`."""
         async with self._lock:
@@ -71,7 +72,7 @@ class InMemorySagaStore:
                     and stored.lease_expires_at_ms < now_ms
                     and stored.saga_type in saga_types
                 )
-                if not (force or claimable):
+                if not (force or claimable) or (expect is not None and not expect.matches(stored)):
                     continue
                 update = {
                     "lease_owner": owner,

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.saga.errors import ConcurrencyError
 from ecommerce_saga.saga.state import SagaState
-from ecommerce_saga.saga.store import SagaQuery
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
 
@@ -88,6 +88,7 @@ class MongoSagaStore:
         saga_types: Collection[str],
         saga_id: str | None = None,
         force: bool = False,
+        expect: SagaExpectation | None = None,
     ) -> SagaState | None:
         """See `SagaStore.claim`."""
         query: dict[str, Any] = {}
@@ -99,6 +100,8 @@ class MongoSagaStore:
             }
         if saga_id is not None:
             query["_id"] = saga_id
+        if expect is not None:
+            query.update(expect.as_filter())
         doc = await self._collection.find_one_and_update(
             query,
             {

@@ -1,0 +1,244 @@
+"""Saga engine throughput and latency against a hand-rolled durable baseline (a script, not a test).
+
+    .venv/bin/python benchmarks/engine_bench.py [--sagas 2400] [--rounds 3] [--levels 1,16,64] [--url URL]
+
+Every saga has four steps and each step does one business write (an insert into a business
+collection). Three ways to run it, at each concurrency level:
+
+- ``baseline``: no engine. One saga-log insert, the four business inserts, one status update.
+- ``engine/memory``: the engine on `InMemorySagaStore` (its state is not durable).
+- ``engine/mongo``: the engine on `MongoSagaStore` (the create plus one save per step, N + 1 = 5).
+
+A saga's latency runs from `engine.start` to the return of `engine.wait` (which adds one read of
+the saga); the baseline's from its first write to its last. Observers are off (``observers=[]``)
+so that logging is not measured. Without ``--url`` an embedded nx-27017 server is started in a
+temporary folder; it runs as a separate process on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.persistence import EmbeddedMongo
+from ecommerce_saga.saga import Saga, SagaEngine, SagaStatus, SagaStep, StepContext
+from ecommerce_saga.saga.stores.memory import InMemorySagaStore
+from ecommerce_saga.saga.stores.mongo import MongoSagaStore
+
+STEPS = ("reserve", "charge", "ship", "notify")
+Db = AsyncDatabase[dict[str, Any]]
+RunOne = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Result:
+    mode: str
+    concurrency: int
+    sagas: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.sagas / self.seconds
+
+    def percentile(self, p: int) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
+
+
+def business_saga(db: Db, collection: str) -> Saga:
+    business = db[collection]
+
+    def step(name: str) -> SagaStep:
+        async def action(ctx: StepContext) -> dict[str, Any]:
+            await business.insert_one({"_id": ctx.idempotency_key, "saga_id": ctx.saga_id, "step": name})
+            return {"written": True}
+
+        return SagaStep(name, action)
+
+    return Saga("bench", [step(name) for name in STEPS])
+
+
+async def drive(run_one: RunOne, mode: str, count: int, concurrency: int, prefix: str) -> Result:
+    """Run `count` sagas, `concurrency` at a time, timing each and the whole."""
+    numbers = iter(range(count))
+    latencies: list[float] = []
+
+    async def lane() -> None:
+        for n in numbers:
+            began = time.perf_counter()
+            await run_one(f"{prefix}-{n:06d}")
+            latencies.append((time.perf_counter() - began) * 1000)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return Result(mode, concurrency, count, time.perf_counter() - began, latencies)
+
+
+def baseline(db: Db, tag: str) -> RunOne:
+    log, business = db[f"{tag}_log"], db[f"{tag}_business"]
+
+    async def run_one(saga_id: str) -> None:
+        await log.insert_one({"_id": saga_id, "status": "RUNNING", "created_at": datetime.now(UTC)})
+        for name in STEPS:
+            await business.insert_one({"_id": f"{saga_id}:{name}", "saga_id": saga_id, "step": name})
+        await log.update_one({"_id": saga_id}, {"$set": {"status": "COMPLETED"}})
+
+    return run_one
+
+
+def through_engine(engine: SagaEngine) -> RunOne:
+    async def run_one(saga_id: str) -> None:
+        await engine.start("bench", {"amount": 1200}, saga_id=saga_id)
+        state = await engine.wait(saga_id, timeout=120)
+        if state.status is not SagaStatus.COMPLETED:
+            raise RuntimeError(f"saga {saga_id} ended {state.status}")
+
+    return run_one
+
+
+async def run_mode(db: Db, mode: str, count: int, concurrency: int, tag: str) -> Result:
+    if mode == "baseline":
+        return await drive(baseline(db, tag), mode, count, concurrency, tag)
+    if mode == "engine/memory":
+        store: InMemorySagaStore | MongoSagaStore = InMemorySagaStore()
+    else:
+        store = MongoSagaStore(db[f"{tag}_sagas"])
+        await store.create_indexes()
+    engine = SagaEngine(store, [business_saga(db, f"{tag}_business")], observers=[])
+    try:
+        return await drive(through_engine(engine), mode, count, concurrency, tag)
+    finally:
+        await engine.stop()
+
+
+async def run_clean(db: Db, mode: str, count: int, concurrency: int, tag: str) -> Result:
+    """One run on fresh collections, dropped afterwards so every run meets the same database."""
+    try:
+        return await run_mode(db, mode, count, concurrency, tag)
+    finally:
+        for suffix in ("log", "business", "sagas"):
+            await db.drop_collection(f"{tag}_{suffix}")
+
+
+def merge(runs: list[Result]) -> Result:
+    first = runs[0]
+    latencies = [ms for run in runs for ms in run.latencies_ms]
+    seconds = sum(run.seconds for run in runs)
+    return Result(first.mode, first.concurrency, len(latencies), seconds, latencies)
+
+
+async def benchmark(db: Db, count: int, levels: list[int], modes: list[str], rounds: int) -> list[Result]:
+    """Each mode runs `count` sagas per level, in `rounds` interleaved rounds so drift hits all alike."""
+    for mode in modes:  # warm up connections, caches and the server
+        await run_clean(db, mode, 50, 8, f"warm_{mode.replace('/', '_')}")
+    results = []
+    for concurrency in levels:
+        runs: dict[str, list[Result]] = {mode: [] for mode in modes}
+        for round_ in range(rounds):
+            for mode in modes[round_ % len(modes) :] + modes[: round_ % len(modes)]:
+                tag = f"c{concurrency}_r{round_}_{mode.replace('/', '_')}"
+                runs[mode].append(await run_clean(db, mode, count // rounds, concurrency, tag))
+        for mode in modes:
+            result = merge(runs[mode])
+            results.append(result)
+            print(
+                f"  {mode:<14} c={concurrency:<3} {result.throughput:8.1f} sagas/s "
+                f"p50 {result.percentile(50):7.1f} ms",
+                flush=True,
+            )
+    return results
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| run | concurrency | sagas | sagas/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.mode} | {r.concurrency} | {r.sagas} | {r.throughput:.1f} | "
+            f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} |"
+        )
+    lines += ["", "| concurrency | engine/mongo ÷ baseline | engine/memory ÷ baseline |", "|---:|---:|---:|"]
+    by = {(r.mode, r.concurrency): r for r in results}
+    for level in sorted({r.concurrency for r in results}):
+        base = by.get(("baseline", level))
+        if base is None:
+            continue
+        ratios = [by.get((mode, level)) for mode in ("engine/mongo", "engine/memory")]
+        cells = [f"{r.throughput / base.throughput:.0%}" if r else "-" for r in ratios]
+        lines.append(f"| {level} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def machine(url: str | None) -> str:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    server = f"embedded nx-27017 {metadata.version('nx-27017')}"
+    if url is not None:
+        server = url.rpartition("@")[2]  # without credentials
+    return (
+        f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, "
+        f"pymongo {metadata.version('pymongo')}, database: {server}"
+    )
+
+
+@contextlib.asynccontextmanager
+async def database(url: str | None) -> AsyncIterator[Db]:
+    with tempfile.TemporaryDirectory(prefix="saga-bench-") as folder:
+        server = None
+        if url is None:
+            server = EmbeddedMongo(data_dir=Path(folder))
+            server.start()
+            url = server.url
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+        name = f"saga_bench_{os.getpid()}"
+        try:
+            yield client[name]
+        finally:
+            await client.drop_database(name)
+            await client.close()
+            if server is not None:
+                server.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sagas", type=int, default=2400, help="sagas per mode and level (default 2400: about 75 s in all)"
+    )
+    parser.add_argument("--levels", default="1,16,64", help="concurrency levels (default 1,16,64)")
+    parser.add_argument("--url", help="a MongoDB URL; default: start an embedded nx-27017")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level (default 3)")
+    parser.add_argument("--modes", default="baseline,engine/mongo,engine/memory")
+    args = parser.parse_args()
+    levels = [int(level) for level in args.levels.split(",")]
+    print(machine(args.url), flush=True)
+    began = time.perf_counter()
+    async with database(args.url) as db:
+        results = await benchmark(db, args.sagas, levels, args.modes.split(","), args.rounds)
+    print(f"\n{table(results)}\n\n(total {time.perf_counter() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
