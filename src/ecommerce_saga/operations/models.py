@@ -25,7 +25,7 @@ Actor = Annotated[
 
 
 _STARTED, _ENDED = "2026-01-31T12:00:00.100000Z", "2026-01-31T12:00:00.112000Z"
-DETAIL_EXAMPLE: dict[str, Any] = {
+_DETAIL_EXAMPLE: dict[str, Any] = {
     "saga_id": "ord-6f1c2a9b3d4e",
     "saga_type": "place-order",
     "status": "COMPENSATED",
@@ -213,7 +213,7 @@ class SagaActions(FrozenModel):
 class SagaDetail(SagaSummary):
     """Everything about one saga, secrets masked."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [DETAIL_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [_DETAIL_EXAMPLE]})
 
     version: int
     fencing_token: int

@@ -63,7 +63,11 @@ def build_router(engine: SagaEngine, tokens: Tokens) -> APIRouter:
         *,
         statuses: Annotated[
             list[SagaStatus] | None,
-            Query(alias="status", description="Repeat to match any of several.", examples=["RUNNING"]),
+            Query(
+                alias="status",
+                description="Repeat to match any of several.",
+                examples=[["REQUIRES_ATTENTION"]],
+            ),
         ] = None,
         saga_type: Annotated[
             str | None, Query(alias="type", pattern=SAFE_ID_PATTERN, examples=["place-order"])
