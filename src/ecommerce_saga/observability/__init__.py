@@ -17,7 +17,12 @@ from ecommerce_saga.observability.metrics import ParkedSagasGauge, SagaMetrics
 from ecommerce_saga.observability.middleware import HttpMetrics, PrometheusMiddleware
 from ecommerce_saga.observability.mongo import MongoCommandTracer
 from ecommerce_saga.observability.otel import build_tracer_provider, configure_tracing, tracing_requested
-from ecommerce_saga.observability.tracing import SagaTracer, current_trace_ids, outgoing_trace_headers
+from ecommerce_saga.observability.tracing import (
+    SagaTracer,
+    current_trace_ids,
+    exclude_from_tracing,
+    outgoing_trace_headers,
+)
 
 __all__ = [
     "HttpMetrics",
@@ -31,6 +36,7 @@ __all__ = [
     "build_tracer_provider",
     "configure_tracing",
     "current_trace_ids",
+    "exclude_from_tracing",
     "install_observability",
     "outgoing_trace_headers",
     "tracing_requested",

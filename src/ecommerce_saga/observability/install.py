@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
@@ -24,10 +24,16 @@ from ecommerce_saga.observability.otel import configure_tracing
 from ecommerce_saga.observability.tracing import TRACER_NAME, SagaTracer, current_trace_ids
 from ecommerce_saga.saga import SagaEngine
 
-if TYPE_CHECKING:
-    from ecommerce_saga.bootstrap import Container
-
 METRICS_PATH = "/metrics"
+
+
+class EngineHolder(Protocol):
+    """What `install_observability` needs of the app's `Container`: its saga engine, if it runs one."""
+
+    @property
+    def engine(self) -> SagaEngine | None:
+        """The engine, or None in a process that hosts no saga."""
+        ...
 
 
 def trace_log_fields(record: logging.LogRecord) -> Mapping[str, object]:
@@ -66,7 +72,7 @@ class Observability:
 
 def install_observability(
     app: FastAPI,
-    container: Container,
+    container: EngineHolder,
     *,
     tracer_provider: TracerProvider | None = None,
     parked_max_age: float = 5.0,

@@ -63,64 +63,48 @@ class SagaMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry, saga_types: Iterable[str] = ()) -> None:
-        by_type = ["saga_type"]
-        self.started = Counter("saga_started", "Sagas started.", by_type, registry=registry)
-        self.completed = Counter("saga_completed", "Sagas that completed.", by_type, registry=registry)
-        self.failed = Counter(
-            "saga_failed", "Sagas that stopped forward progress on a failure.", by_type, registry=registry
+        def counter(name: str, documentation: str, labels: tuple[str, ...] = ("saga_type",)) -> Counter:
+            return Counter(name, documentation, labels, registry=registry)
+
+        def histogram(
+            name: str, documentation: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+        ) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=buckets, registry=registry)
+
+        self.started = counter("saga_started", "Sagas started.")
+        self.completed = counter("saga_completed", "Sagas that completed.")
+        self.failed = counter("saga_failed", "Sagas that stopped forward progress on a failure.")
+        self.compensated = counter("saga_compensated", "Sagas that ended compensated.")
+        self.parked = counter("saga_parked", "Sagas parked for an operator (REQUIRES_ATTENTION).")
+        self.recoveries = counter("saga_recoveries", "Sagas claimed by recovery after their worker stopped.")
+        self.lease_lost = counter("saga_lease_lost", "Saga runs stopped: another worker took the lease.")
+        self.step_retries = counter(
+            "saga_step_retries", "Retries after a failed attempt.", ("saga_type", "step")
         )
-        self.compensated = Counter(
-            "saga_compensated", "Sagas that ended compensated.", by_type, registry=registry
-        )
-        self.parked = Counter(
-            "saga_parked", "Sagas parked for an operator (REQUIRES_ATTENTION).", by_type, registry=registry
-        )
-        self.recoveries = Counter(
-            "saga_recoveries",
-            "Sagas claimed by recovery after their worker stopped.",
-            by_type,
-            registry=registry,
-        )
-        self.lease_lost = Counter(
-            "saga_lease_lost",
-            "Saga runs stopped because another worker took the lease.",
-            by_type,
-            registry=registry,
-        )
+        self.compensations = counter("saga_compensations", "Steps undone.", ("saga_type", "step"))
         self.in_flight = Gauge(
-            "saga_in_flight", "Sagas running or compensating in this process.", by_type, registry=registry
+            "saga_in_flight",
+            "Sagas running or compensating in this process.",
+            ["saga_type"],
+            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = histogram(
             "saga_duration_seconds",
             "Time from a saga's start to its end (completed, compensated or parked).",
-            ["saga_type", "outcome"],
-            buckets=SAGA_BUCKETS,
-            registry=registry,
+            ("saga_type", "outcome"),
+            SAGA_BUCKETS,
         )
-        self.step_duration = Histogram(
+        self.step_duration = histogram(
             "saga_step_duration_seconds",
             "Duration of one attempt of a step's action or compensation.",
-            ["saga_type", "step", "phase", "outcome"],
-            buckets=STEP_BUCKETS,
-            registry=registry,
-        )
-        self.step_retries = Counter(
-            "saga_step_retries",
-            "Retries scheduled after a failed attempt.",
-            ["saga_type", "step"],
-            registry=registry,
-        )
-        self.compensations = Counter(
-            "saga_compensations",
-            "Steps undone by their compensation.",
-            ["saga_type", "step"],
-            registry=registry,
+            ("saga_type", "step", "phase", "outcome"),
+            STEP_BUCKETS,
         )
         self._active: dict[str, _Tracked] = {}
+        by_type = (self.started, self.completed, self.failed, self.compensated, self.parked, self.recoveries)
         for saga_type in saga_types:
-            for counter in (self.started, self.completed, self.failed, self.compensated, self.parked):
-                counter.labels(saga_type)
-            self.in_flight.labels(saga_type)
+            for metric in (*by_type, self.lease_lost, self.in_flight):
+                metric.labels(saga_type)
 
     def notify(self, event: SagaEvent) -> None:
         """Update the metrics for one engine event."""

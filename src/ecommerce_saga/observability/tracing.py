@@ -11,9 +11,10 @@ and MongoDB commands the step makes are its children, in this service and (throu
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
@@ -31,6 +32,15 @@ _OUTCOMES = {
 }
 _OPENING = (EventKind.SAGA_STARTED, EventKind.SAGA_RECOVERED, EventKind.OPERATOR_ACTION)
 _NOTED = (EventKind.RETRY_SCHEDULED, EventKind.COMPENSATION_STARTED)
+
+
+UNTRACED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+"""Scrapes and probes: a trace each, every few seconds, would only bury the traces of orders."""
+
+
+def exclude_from_tracing(scope: MutableMapping[str, Any]) -> bool:
+    """True for a request FastAPI should not trace (pass as ``telemetry={"exclude": ...}``)."""
+    return scope.get("path") in UNTRACED_PATHS
 
 
 def outgoing_trace_headers() -> dict[str, str]:
