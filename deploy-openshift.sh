@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs or upgrades the Helm chart on OpenShift with the image that ./push-to-openshift.sh pushed.
+#
+# Usage: ./deploy-openshift.sh [-n NAMESPACE] [--split] [--tag TAG] [--release NAME]
+#                              [--external-mongodb-secret NAME] [--demo] [--test] [-- HELM_ARGS...]
+#   -n, --namespace NS    project (default: the current `oc project`)
+#   --split               five services (order-svc ... notification-svc) instead of the monolith
+#   --tag TAG             image tag in the internal registry (default: the chart's appVersion)
+#   --release NAME        Helm release name (default ecommerce-saga)
+#   --external-mongodb-secret NAME
+#                         use the MongoDB whose URL is in Secret NAME, key mongodb-url, instead of
+#                         the in-chart MongoDB StatefulSet
+#   --demo                load the demo catalog into an empty catalog
+#   --test                run `helm test` (GET /readyz on the public service) after the rollout
+#   -- HELM_ARGS          passed to helm as is (they win), e.g. -- --set route.host=shop.apps-crc.testing
+#
+# Routes are on (edge TLS, HTTP redirected to HTTPS); the image comes from the internal registry,
+# image-registry.openshift-image-registry.svc:5000/<namespace>/ecommerce-saga:<tag>.
+# Uses helm from PATH, or installs it into .tools/ (scripts/tools.sh helm).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CHART=$ROOT/helm/ecommerce-saga
+NAMESPACE=""
+TOPOLOGY=monolith
+TAG=""
+RELEASE=ecommerce-saga
+MONGODB_SECRET=""
+DEMO=false
+TEST=false
+EXTRA=()
+
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; }
+die() { printf 'deploy-openshift: error: %s\n' "$*" >&2; exit 1; }
+
+while (($#)); do
+    case $1 in
+        -n | --namespace) NAMESPACE=${2:?--namespace needs a value}; shift ;;
+        --split) TOPOLOGY="split" ;;
+        --tag) TAG=${2:?--tag needs a value}; shift ;;
+        --release) RELEASE=${2:?--release needs a value}; shift ;;
+        --external-mongodb-secret) MONGODB_SECRET=${2:?--external-mongodb-secret needs a value}; shift ;;
+        --demo) DEMO=true ;;
+        --test) TEST=true ;;
+        --) shift; EXTRA=("$@"); break ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+command -v oc >/dev/null || die "oc is missing (crc: eval \$(crc oc-env))"
+oc whoami >/dev/null 2>&1 || die "not logged in: oc login -u developer https://api.crc.testing:6443"
+if ! command -v helm >/dev/null; then
+    "$ROOT/scripts/tools.sh" helm
+    export PATH=$ROOT/.tools/bin:$PATH
+fi
+
+NAMESPACE=${NAMESPACE:-$(oc project -q)}
+TAG=${TAG:-$(sed -n 's/^appVersion: "\(.*\)"$/\1/p' "$CHART/Chart.yaml")}
+oc get istag "ecommerce-saga:$TAG" -n "$NAMESPACE" >/dev/null 2>&1 ||
+    echo "warning: no image ecommerce-saga:$TAG in $NAMESPACE yet (./push-to-openshift.sh -n $NAMESPACE)" >&2
+
+# One host for every Route, so the participants' path Routes and the /metrics block share it:
+# <release>-<namespace>.<apps domain>, the domain read off the console's URL (any user may).
+domain=$(oc whoami --show-console 2>/dev/null | sed -n 's|^https://console-openshift-console\.||p')
+values=(
+    --set "topology=$TOPOLOGY"
+    --set "image.repository=image-registry.openshift-image-registry.svc:5000/$NAMESPACE/ecommerce-saga"
+    --set "image.tag=$TAG"
+    --set image.pullPolicy=Always
+    --set route.enabled=true
+    --set "config.demoCatalog=$DEMO"
+)
+if [[ -n $domain ]]; then
+    values+=(--set "route.host=$RELEASE-$NAMESPACE.$domain")
+fi
+if [[ -n $MONGODB_SECRET ]]; then
+    values+=(--set mongodb.enabled=false --set "externalMongodb.existingSecret=$MONGODB_SECRET")
+fi
+
+helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
+    "${values[@]}" "${EXTRA[@]}" --wait --timeout 10m
+if [[ $TEST == true ]]; then
+    helm test "$RELEASE" --namespace "$NAMESPACE" --logs
+fi
+
+host=$(oc get route -n "$NAMESPACE" -o jsonpath='{.items[0].spec.host}' \
+    -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component in (monolith,order)" 2>/dev/null || true)
+if [[ -n $host ]]; then
+    echo "public API: https://$host/docs"
+fi
