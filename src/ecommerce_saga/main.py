@@ -17,7 +17,8 @@ from ecommerce_saga.modules.notification.router import build_router as notificat
 from ecommerce_saga.modules.order.router import build_router as order_router
 from ecommerce_saga.modules.payment.router import build_router as payment_router
 from ecommerce_saga.modules.shipping.router import build_router as shipping_router
-from ecommerce_saga.observability import configure_tracing, install_observability
+from ecommerce_saga.observability import configure_tracing, exclude_from_tracing, install_observability
+from ecommerce_saga.operations import install_operations
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.problems import install_problem_handlers
 
@@ -67,12 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await container.close()
 
     app = FastAPIOffline(
-        title="ecommerce-saga", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="ecommerce-saga",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry={"exclude": exclude_from_tracing},  # no traces for /metrics, /healthz, /readyz
     )
     app.state.container = container
     app.state.ready = False
     install_problem_handlers(app)
     _include_routers(app, container)
+    install_operations(app, container)
     install_observability(app, container)
 
     @app.get("/healthz", tags=["health"])

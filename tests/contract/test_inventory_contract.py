@@ -1,4 +1,10 @@
-"""The inventory contract, run against the local service on the test database."""
+"""The `InventoryService` spec, run against every implementation.
+
+`InventoryServiceSpec` holds the behaviour; `TestLocalInventoryService` runs it against the local
+service on the test database, `TestHttpInventoryService` against `HttpInventoryService` talking
+to that service's router in-process (see `tests/contract/http_adapter.py`), and
+`TestFakeInventoryService` against the in-memory fake the order module's unit tests use.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,13 @@ import pytest
 from beanie import init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import (
     InventoryService,
     InventoryUnavailableError,
     ItemQuantity,
     NewProduct,
+    PricedItem,
     ProductExistsError,
     ProductFilter,
     ProductNotFoundError,
@@ -26,13 +34,16 @@ from ecommerce_saga.modules.inventory.contract import (
     Restock,
 )
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument, ReservationDocument
+from ecommerce_saga.modules.inventory.router import build_router
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
+from tests.contract.http_adapter import TOKENS, served_over_http
+from tests.fakes import FakeInventoryService
 
 
 @pytest.fixture
-async def service(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[InventoryService]:
+async def inventory_db(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncDatabase[dict[str, Any]]:
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    yield LocalInventoryService()
+    return mongo_db
 
 
 def _id(prefix: str = "p") -> str:
@@ -63,7 +74,9 @@ def _release(order_id: str) -> ReleaseItems:
     return ReleaseItems(order_id=order_id, idempotency_key=f"{order_id}:reserve_inventory:compensate")
 
 
-class TestInventoryContract:
+class InventoryServiceSpec:
+    """Behaviour every `InventoryService` implementation must have. Subclasses provide `service`."""
+
     async def test_prices_come_from_the_catalog_when_quoting(self, service: InventoryService) -> None:
         a, b = await _product(service, 5, 250), await _product(service, 5, 1000)
         quote = await service.quote(
@@ -104,21 +117,6 @@ class TestInventoryContract:
         second = await service.reserve(_reserve("o4", (a, 2)))
         assert first == second
         assert (await service.get_product(a)).available == 3
-
-    async def test_finishes_a_half_done_reservation_when_run_again(self, service: InventoryService) -> None:
-        a, b = await _product(service, 5), await _product(service, 5)
-        await service.reserve(_reserve("o5", (a, 1), (b, 1)))
-        # Simulate a worker that died after holding one item: undo the second hold and the status.
-        products = ProductDocument.get_pymongo_collection()
-        await products.update_one(
-            {"_id": b}, {"$inc": {"available": 1, "reserved": -1}, "$unset": {"holds.o5": ""}}
-        )
-        doc = await ReservationDocument.get("o5")
-        assert doc is not None
-        doc.status = ReservationStatus.PENDING
-        await doc.replace()
-        await service.reserve(_reserve("o5", (a, 1), (b, 1)))
-        assert [(await service.get_product(p)).available for p in (a, b)] == [4, 4]
 
     async def test_never_oversells_when_orders_race(self, service: InventoryService) -> None:
         a = await _product(service, 10)
@@ -174,3 +172,83 @@ class TestInventoryContract:
         assert [p.product_id for p in page.items] == sorted(ids[1:])[1:3]
         out = await service.list_products(ProductFilter(category=category, in_stock=False))
         assert [p.product_id for p in out.items] == [ids[0]]
+
+
+class TestLocalInventoryService(InventoryServiceSpec):
+    """The spec against `LocalInventoryService` on the embedded database."""
+
+    @pytest.fixture
+    def service(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> InventoryService:
+        return LocalInventoryService()
+
+    # Local only, the tests below: they stage a worker that died mid-way, or read the stored
+    # documents, which are the local service's storage details; no other implementation (nor the
+    # HTTP client) exposes them, and over HTTP they would only test the same local code again.
+    async def test_finishes_a_half_done_reservation_when_run_again(self, service: InventoryService) -> None:
+        a, b = await _product(service, 5), await _product(service, 5)
+        # The state a worker leaves when it dies after holding the first of two items.
+        unpriced = [
+            PricedItem(product_id=p, name="", quantity=1, price_cents=0, line_total_cents=0) for p in (a, b)
+        ]
+        await ReservationDocument(
+            id="o5", reservation_id="res_o5", status=ReservationStatus.PENDING, total_cents=0, currency="USD",
+            items=unpriced,
+        ).insert()  # fmt: skip
+        products = ProductDocument.get_pymongo_collection()
+        await products.update_one(
+            {"_id": a}, {"$inc": {"available": -1, "reserved": 1}, "$set": {"holds.o5": 1}}
+        )
+        reservation = await service.reserve(_reserve("o5", (a, 1), (b, 1)))
+        assert reservation.status is ReservationStatus.RESERVED
+        assert [(await service.get_product(p)).available for p in (a, b)] == [4, 4]
+        assert [(await service.get_product(p)).reserved for p in (a, b)] == [1, 1]
+        assert await products.count_documents({"holds.o5": {"$exists": True}}) == 0
+
+    async def test_gives_back_once_when_a_release_is_interrupted_and_run_again(
+        self, service: InventoryService
+    ) -> None:
+        a, b = await _product(service, 5), await _product(service, 5)
+        await service.reserve(_reserve("o8", (a, 2), (b, 1)))
+        # The state a worker leaves when it dies after giving back the first item.
+        doc = await ReservationDocument.get("o8")
+        assert doc is not None
+        doc.status, doc.version = ReservationStatus.RELEASING, doc.version + 1
+        await doc.replace()
+        products = ProductDocument.get_pymongo_collection()
+        await products.update_one(
+            {"_id": a}, {"$inc": {"available": 2, "reserved": -2}, "$set": {"releases.o8": 2}}
+        )
+        released = await service.release(_release("o8"))
+        assert released.status is ReservationStatus.RELEASED
+        assert [(await service.get_product(p)).available for p in (a, b)] == [5, 5]
+        assert [(await service.get_product(p)).reserved for p in (a, b)] == [0, 0]
+        assert await products.count_documents({"releases.o8": {"$exists": True}}) == 0
+
+    async def test_keeps_product_documents_small_when_many_orders_reserve(
+        self, service: InventoryService
+    ) -> None:
+        a = await _product(service, 50)
+        for n in range(10):
+            await service.reserve(_reserve(f"small-{a}-{n}", (a, 1)))
+        stored = await ProductDocument.get_pymongo_collection().find_one({"_id": a})
+        assert stored is not None
+        assert stored["holds"] == {} and stored.get("releases", {}) == {}
+        product = await service.get_product(a)
+        assert (product.available, product.reserved, len(product.reservations)) == (40, 10, 10)
+
+
+class TestHttpInventoryService(InventoryServiceSpec):
+    """The spec against `HttpInventoryService` and the inventory router, in-process."""
+
+    @pytest.fixture
+    async def service(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[InventoryService]:
+        async with served_over_http("inventory", build_router(LocalInventoryService(), TOKENS)) as client:
+            yield HttpInventoryService(client)
+
+
+class TestFakeInventoryService(InventoryServiceSpec):
+    """The spec against the unit tests' in-memory fake, so that it stays faithful to the contract."""
+
+    @pytest.fixture
+    def service(self) -> InventoryService:
+        return FakeInventoryService()

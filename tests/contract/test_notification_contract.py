@@ -1,15 +1,23 @@
-"""The notification contract, run against every `NotificationService`."""
+"""The notification contract, run against every `NotificationService`.
+
+`NotificationServiceContract` holds the behaviour; `TestLocalNotificationService` runs it against
+the local service on the test database, and `TestHttpNotificationService` against
+`HttpNotificationService` talking to that service's router in-process (see
+`tests/contract/http_adapter.py`). Both record deliveries with the same `FakeSender`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from beanie import init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import (
     CancelNotification,
     Notification,
@@ -23,7 +31,9 @@ from ecommerce_saga.modules.notification.contract import (
     SendNotification,
 )
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.service import LocalNotificationService, default_text
+from tests.contract.http_adapter import TOKENS, served_over_http
 
 
 class FakeSender:
@@ -267,3 +277,20 @@ class TestLocalNotificationService(NotificationServiceContract):
     ) -> NotificationService:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
         return LocalNotificationService(sender)
+
+
+class TestHttpNotificationService(NotificationServiceContract):
+    """The contract against `HttpNotificationService` and the notification router, in-process."""
+
+    @pytest.fixture
+    def sender(self) -> FakeSender:
+        return FakeSender()
+
+    @pytest.fixture
+    async def service(
+        self, mongo_db: AsyncDatabase[dict[str, Any]], sender: FakeSender
+    ) -> AsyncIterator[NotificationService]:
+        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+        local = LocalNotificationService(sender)
+        async with served_over_http("notification", build_router(local, TOKENS)) as client:
+            yield HttpNotificationService(client)

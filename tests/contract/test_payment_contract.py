@@ -1,13 +1,15 @@
-"""The `PaymentService` spec, run against every implementation (so far the local one).
+"""The `PaymentService` spec, run against every implementation.
 
-`PaymentServiceSpec` holds the behaviour; each `Test…` subclass provides a `service` fixture.
-An HTTP client driven in-process through `httpx.ASGITransport` plugs in as another subclass.
-The sandbox gateway's ledger (`payment_gateway_transactions`) shows how often money moved.
+`PaymentServiceSpec` holds the behaviour; each `Test…` subclass provides a `service` fixture:
+the local service, and `HttpPaymentService` talking to that service's router in-process through
+`httpx.ASGITransport` (see `tests/contract/http_adapter.py`). The sandbox gateway's ledger
+(`payment_gateway_transactions`) shows how often money moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from beanie import init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
     Payment,
@@ -31,8 +34,10 @@ from ecommerce_saga.modules.payment.contract import (
 )
 from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS, GatewayTransactionDocument
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
+from ecommerce_saga.modules.payment.router import build_router
 from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.shared.ids import new_id
+from tests.contract.http_adapter import TOKENS, served_over_http
 
 NOW = datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
 APPROVED_CARD = "4242424242424242"
@@ -282,3 +287,12 @@ class TestLocalPaymentService(PaymentServiceSpec):
     @pytest.fixture
     def service(self, gateway: SandboxGateway) -> PaymentService:
         return LocalPaymentService(gateway)
+
+
+class TestHttpPaymentService(PaymentServiceSpec):
+    """The spec against `HttpPaymentService` and the payment router (same gateway), in-process."""
+
+    @pytest.fixture
+    async def service(self, gateway: SandboxGateway) -> AsyncIterator[PaymentService]:
+        async with served_over_http("payment", build_router(LocalPaymentService(gateway), TOKENS)) as client:
+            yield HttpPaymentService(client)

@@ -1,9 +1,15 @@
-"""The shipping contract, run against every `ShippingService`."""
+"""The shipping contract, run against every `ShippingService`.
+
+`ShippingServiceContract` holds the behaviour; `TestLocalShippingService` runs it against the
+local service on the test database, and `TestHttpShippingService` against `HttpShippingService`
+talking to that service's router in-process (see `tests/contract/http_adapter.py`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,6 +17,7 @@ import pytest
 from beanie import init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import (
     Address,
     CancelShipment,
@@ -24,8 +31,10 @@ from ecommerce_saga.modules.shipping.contract import (
     ShippingUnavailableError,
 )
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.shipping.router import build_router
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.settings import DEFAULT_COUNTRIES
+from tests.contract.http_adapter import TOKENS, served_over_http
 
 LONDON = Address(
     name="Ada Lovelace", street="12 St James's Square", city="London",
@@ -265,3 +274,14 @@ class TestLocalShippingService(ShippingServiceContract):
         with pytest.raises(ShippingUnavailableError):
             await service.schedule(_schedule(_id("ord")))
         assert (await service.schedule(_schedule(_id("ord"), address=NEW_YORK))).carrier == "USPS"
+
+
+class TestHttpShippingService(ShippingServiceContract):
+    """The contract against `HttpShippingService` and the shipping router, in-process."""
+
+    @pytest.fixture
+    async def service(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[ShippingService]:
+        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+        local = LocalShippingService(DEFAULT_COUNTRIES, clock=SteppingClock(datetime.now(UTC)))
+        async with served_over_http("shipping", build_router(local, TOKENS)) as client:
+            yield HttpShippingService(client)

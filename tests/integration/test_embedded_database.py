@@ -52,7 +52,7 @@ async def test_keeps_data_when_restarted_on_the_same_folder(tmp_path: Path) -> N
 def test_explains_when_the_data_folder_is_unusable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(DatabaseStartupError, match="data folder .* is unusable"):
+    with pytest.raises(DatabaseStartupError, match=r"data folder .* is unusable"):
         EmbeddedMongo(data_dir=blocker / "data").start()
 
 
@@ -66,7 +66,9 @@ def test_stops_the_server_when_its_parent_is_killed(tmp_path: Path) -> None:
         "print(server.process.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     assert parent.stdout is not None
     server_pid = int(parent.stdout.readline())
     assert process_is_alive(server_pid)

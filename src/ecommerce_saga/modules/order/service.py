@@ -212,7 +212,11 @@ class LocalOrderService:
         saga_input = {"order_id": doc.id, "customer_id": doc.customer_id}
         cancel_id = f"{doc.id}-cancel"
         await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
-        return await self._outcome(order_id, wait_seconds, known=doc)
+        timeout = self._wait_seconds if wait_seconds is None else wait_seconds
+        if timeout > 0:  # a COMPLETED order counts as settled: wait for the cancellation itself
+            await self._engine.wait(cancel_id, timeout)
+        placed = await self._outcome(order_id, 0)
+        return placed.model_copy(update={"settled": placed.order.status is OrderStatus.CANCELLED})
 
     async def _view(self, doc: OrderDocument, known: dict[str, SagaState] | None = None) -> Order:
         history: list[HistoryItem] = []

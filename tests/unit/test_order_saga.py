@@ -1,0 +1,294 @@
+"""The place-order and cancel-order sagas on the in-memory store, with fake participants.
+
+Orders are placed through `LocalOrderService` (so the saga gets the input it gets in production)
+and stored by the real `OrderRepository` on the test database. Outcomes are read from the order,
+from each fake's state, and from the journal of effects the fakes share, which shows what was
+done and undone across participants, and in which order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.modules.inventory.contract import ReservationStatus
+from ecommerce_saga.modules.notification.contract import NotificationType
+from ecommerce_saga.modules.order.contract import (
+    FailureReason,
+    OrderNotCancellableError,
+    OrderStatus,
+    PlaceOrder,
+)
+from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.order.saga import BEST_EFFORT_RETRY, CANCEL_ORDER, PLACE_ORDER
+from ecommerce_saga.modules.payment.contract import PaymentStatus
+from ecommerce_saga.modules.shipping.contract import ShipmentStatus
+from ecommerce_saga.saga import (
+    AttemptStatus,
+    Phase,
+    Saga,
+    SagaNotFoundError,
+    SagaState,
+    SagaStatus,
+    StepKind,
+)
+from tests.fakes.shop import FAST_RETRY, LONDON, Shop, open_shop, place_order
+
+Database = AsyncDatabase[dict[str, Any]]
+PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
+
+
+@pytest.fixture
+async def shop(mongo_db: Database) -> AsyncIterator[Shop]:
+    async with open_shop(mongo_db) as shop:
+        yield shop
+
+
+async def place(shop: Shop, command: PlaceOrder) -> tuple[OrderDocument, SagaState]:
+    """Place the order and wait until its saga has ended (or parked)."""
+    placed = await shop.service.place(command, wait_seconds=0)
+    state = await shop.engine.wait(placed.order.saga_id, timeout=5)
+    return await shop.order(placed.order.order_id), state
+
+
+async def saga_when(shop: Shop, saga_id: str, predicate: Callable[[SagaState], bool]) -> SagaState:
+    """The saga's state once `predicate` holds (polled, for at most five seconds)."""
+    async with asyncio.timeout(5):
+        while not predicate(state := await shop.engine.get(saga_id)):
+            await asyncio.sleep(0.01)
+    return state
+
+
+def succeeded(state: SagaState, phase: Phase) -> list[str]:
+    """The steps whose action (or compensation) succeeded, in the order they did."""
+    return [e.step for e in state.history if e.phase is phase and e.status is AttemptStatus.SUCCEEDED]
+
+
+def attempts(state: SagaState, step: str) -> list[tuple[AttemptStatus, str | None]]:
+    """Each attempt of `step`'s action: its outcome and error code."""
+    return [
+        (e.status, e.error.code if e.error else None)
+        for e in state.history
+        if e.step == step and e.phase is Phase.ACTION
+    ]
+
+
+def assert_undone_in_reverse(state: SagaState, shop: Shop) -> None:
+    """Every step that succeeded and can be undone was compensated once, in reverse order."""
+    definition = shop.engine.definitions[state.saga_type]
+    undoable = {s.name for s in definition.steps if s.compensation is not None}
+    done = [step for step in succeeded(state, Phase.ACTION) if step in undoable]
+    assert state.status is SagaStatus.COMPENSATED
+    assert succeeded(state, Phase.COMPENSATION) == list(reversed(done))
+
+
+async def test_completes_order_with_payment_and_shipment_when_every_participant_succeeds(shop: Shop) -> None:
+    doc, state = await place(shop, place_order(("sku-desk", 2), ("sku-lamp", 1)))
+
+    payment = shop.fakes.payment.payments[doc.id]
+    shipment = shop.fakes.shipping.shipments[doc.id]
+    assert state.status is SagaStatus.COMPLETED
+    assert succeeded(state, Phase.COMPENSATION) == []
+    assert doc.status is OrderStatus.COMPLETED
+    assert (doc.payment_id, doc.shipping_id) == (payment.payment_id, shipment.shipping_id)
+    assert (doc.tracking_number, doc.estimated_delivery) == (
+        shipment.tracking_number,
+        shipment.estimated_delivery,
+    )
+    assert (payment.status, payment.amount_cents, payment.last4) == (PaymentStatus.COMPLETED, 54_500, "4242")
+    assert (shipment.status, shipment.address) == (ShipmentStatus.SCHEDULED, LONDON)
+    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.RESERVED
+    assert [shop.fakes.inventory.products[p].available for p in ("sku-desk", "sku-lamp")] == [3, 4]
+    assert shop.fakes.notifications.sent_to(doc.id) == [NotificationType.ORDER_CONFIRMED]
+    assert shop.fakes.journal.of(doc.id) == [*PLACED, "notification.ORDER_CONFIRMED"]
+
+
+async def test_fails_order_without_undoing_anything_when_items_are_out_of_stock(shop: Shop) -> None:
+    doc, state = await place(shop, place_order(("sku-lamp", 1), ("sku-desk", 6)))
+
+    assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.INVENTORY_UNAVAILABLE)
+    assert_undone_in_reverse(state, shop)
+    assert succeeded(state, Phase.COMPENSATION) == ["create_order"]
+    assert shop.fakes.journal.of(doc.id) == ["notification.ORDER_FAILED"]
+    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.REJECTED
+    assert [shop.fakes.inventory.products[p].reserved for p in ("sku-desk", "sku-lamp")] == [0, 0]
+    assert doc.id not in shop.fakes.payment.payments
+    assert doc.id not in shop.fakes.shipping.shipments
+    failed = shop.fakes.notifications.notifications[(doc.id, NotificationType.ORDER_FAILED)]
+    assert failed.details == {"reason": "INVENTORY_UNAVAILABLE"}
+
+
+async def test_releases_items_and_fails_order_when_payment_is_declined(shop: Shop) -> None:
+    shop.fakes.payment.decline_charges("insufficient_funds")
+
+    doc, state = await place(shop, place_order(("sku-desk", 2)))
+
+    assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
+    assert doc.failure_detail is not None and "insufficient_funds" in doc.failure_detail
+    assert_undone_in_reverse(state, shop)
+    assert shop.fakes.journal.of(doc.id) == [
+        "inventory.reserved",
+        "inventory.released",
+        "notification.ORDER_FAILED",
+    ]
+    assert shop.fakes.inventory.products["sku-desk"].available == 5
+    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.RELEASED
+    payment = shop.fakes.payment.payments[doc.id]
+    assert (payment.status, payment.decline_code) == (PaymentStatus.DECLINED, "insufficient_funds")
+    assert doc.id not in shop.fakes.shipping.shipments
+
+
+async def test_refunds_then_releases_when_shipping_is_unavailable(shop: Shop) -> None:
+    doc, state = await place(shop, place_order(("sku-desk", 1), country="BR"))
+
+    assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.SHIPPING_UNAVAILABLE)
+    assert_undone_in_reverse(state, shop)
+    assert succeeded(state, Phase.COMPENSATION) == ["process_payment", "reserve_inventory", "create_order"]
+    assert shop.fakes.journal.of(doc.id) == [
+        "inventory.reserved",
+        "payment.charged",
+        "payment.refunded",
+        "inventory.released",
+        "notification.ORDER_FAILED",
+    ]
+    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.REFUNDED
+    assert shop.fakes.inventory.products["sku-desk"].available == 5
+    assert doc.id not in shop.fakes.shipping.shipments
+
+
+@pytest.mark.parametrize(
+    ("participant", "step"),
+    [("inventory", "reserve_inventory"), ("payment", "process_payment"), ("shipping", "schedule_shipping")],
+)
+async def test_completes_order_with_retries_in_history_when_participant_is_unavailable_twice(
+    shop: Shop, participant: str, step: str
+) -> None:
+    getattr(shop.fakes, participant).make_unavailable(times=2)
+
+    doc, state = await place(shop, place_order(("sku-desk", 1)))
+
+    assert (state.status, doc.status) == (SagaStatus.COMPLETED, OrderStatus.COMPLETED)
+    assert attempts(state, step) == [
+        (AttemptStatus.FAILED, "service_unavailable"),
+        (AttemptStatus.FAILED, "service_unavailable"),
+        (AttemptStatus.SUCCEEDED, None),
+    ]
+    history = (await shop.service.get(doc.id)).history
+    assert [(h.attempt, h.status, h.error_code) for h in history if h.step == step] == [
+        (1, "FAILED", "service_unavailable"),
+        (2, "FAILED", "service_unavailable"),
+        (3, "SUCCEEDED", None),
+    ]
+    assert shop.fakes.journal.of(doc.id) == [*PLACED, "notification.ORDER_CONFIRMED"]
+
+
+async def test_completes_order_and_keeps_retrying_confirmation_when_notifications_are_down(
+    shop: Shop,
+) -> None:
+    send_confirmation = shop.engine.definitions[PLACE_ORDER].steps[-1]
+    assert (send_confirmation.name, send_confirmation.kind) == ("send_confirmation", StepKind.RETRIABLE)
+    assert send_confirmation.retry is BEST_EFFORT_RETRY
+    shop.fakes.notifications.make_unavailable()
+    placed = await shop.service.place(place_order(("sku-desk", 1)), wait_seconds=0)
+    order_id, saga_id = placed.order.order_id, placed.order.saga_id
+
+    state = await saga_when(shop, saga_id, lambda s: len(attempts(s, "send_confirmation")) >= 2)
+
+    *failed, retry = attempts(state, "send_confirmation")
+    assert failed == [(AttemptStatus.FAILED, "service_unavailable")] * len(failed)
+    assert retry == (AttemptStatus.STARTED, None)
+    assert state.status is SagaStatus.RUNNING
+    assert succeeded(state, Phase.COMPENSATION) == []
+    assert (await shop.service.get(order_id)).status is OrderStatus.COMPLETED
+    assert shop.fakes.journal.of(order_id) == PLACED
+
+    shop.fakes.notifications.make_available()
+    state = await shop.engine.wait(saga_id, timeout=5)
+
+    assert state.status is SagaStatus.COMPLETED
+    assert attempts(state, "send_confirmation")[-1] == (AttemptStatus.SUCCEEDED, None)
+    assert shop.fakes.journal.of(order_id) == [*PLACED, "notification.ORDER_CONFIRMED"]
+
+
+async def test_parks_saga_without_failing_order_when_confirmation_retries_run_out(
+    mongo_db: Database,
+) -> None:
+    # The definition's own budget (BEST_EFFORT_RETRY) lasts minutes; the same saga with three
+    # attempts shows what happens when it runs out.
+    def three_attempts(saga: Saga) -> Saga:
+        steps = [
+            dataclasses.replace(s, retry=FAST_RETRY) if s.name == "send_confirmation" else s
+            for s in saga.steps
+        ]
+        return dataclasses.replace(saga, steps=steps)
+
+    async with open_shop(mongo_db, adjust=three_attempts) as shop:
+        shop.fakes.notifications.make_unavailable()
+
+        doc, state = await place(shop, place_order(("sku-desk", 1)))
+
+        assert (state.status, state.parked_from) == (SagaStatus.REQUIRES_ATTENTION, SagaStatus.RUNNING)
+        assert [a for a, _ in attempts(state, "send_confirmation")] == [AttemptStatus.FAILED] * 4
+        assert succeeded(state, Phase.COMPENSATION) == []
+        assert doc.status is OrderStatus.COMPLETED
+        assert (await shop.service.get(doc.id)).status is OrderStatus.COMPLETED
+        assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.COMPLETED
+        assert shop.fakes.journal.of(doc.id) == PLACED
+
+
+async def test_cancels_shipping_refunds_and_releases_when_completed_order_is_cancelled(shop: Shop) -> None:
+    doc, _ = await place(shop, place_order(("sku-desk", 2)))
+    assert doc.status is OrderStatus.COMPLETED
+
+    cancelled = await shop.service.cancel(doc.id, wait_seconds=5)
+    state = await shop.engine.wait(f"{doc.id}-cancel", timeout=5)
+
+    assert (cancelled.settled, cancelled.order.status) == (True, OrderStatus.CANCELLED)
+    assert state.status is SagaStatus.COMPLETED
+    assert (await shop.order(doc.id)).cancel_saga_id == state.saga_id
+    assert shop.fakes.journal.of(doc.id) == [
+        *PLACED,
+        "notification.ORDER_CONFIRMED",
+        "shipping.cancelled",
+        "payment.refunded",
+        "inventory.released",
+        "notification.ORDER_CANCELLED",
+    ]
+    assert shop.fakes.shipping.shipments[doc.id].status is ShipmentStatus.CANCELLED
+    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.REFUNDED
+    assert shop.fakes.inventory.products["sku-desk"].available == 5
+    assert shop.fakes.notifications.sent_to(doc.id) == [
+        NotificationType.ORDER_CONFIRMED,
+        NotificationType.ORDER_CANCELLED,
+    ]
+
+
+async def test_refuses_cancellation_and_touches_nothing_when_order_failed(shop: Shop) -> None:
+    shop.fakes.payment.decline_charges()
+    doc, _ = await place(shop, place_order(("sku-desk", 1)))
+    before = shop.fakes.journal.of(doc.id)
+
+    with pytest.raises(OrderNotCancellableError):
+        await shop.service.cancel(doc.id)
+    with pytest.raises(SagaNotFoundError):
+        await shop.engine.get(f"{doc.id}-cancel")
+    # The saga guards itself too: started for an order that is not COMPLETED (a stale or forged
+    # request), it stops at its pivot and does nothing.
+    await shop.engine.start(CANCEL_ORDER, {"order_id": doc.id, "customer_id": doc.customer_id}, saga_id="c-1")
+    state = await shop.engine.wait("c-1", timeout=5)
+
+    assert state.status is SagaStatus.COMPENSATED
+    assert attempts(state, "begin_cancellation") == [(AttemptStatus.FAILED, "order.not_cancellable")]
+    assert [e.step for e in state.history] == ["begin_cancellation"]
+    assert (await shop.order(doc.id)).status is OrderStatus.FAILED
+    assert (
+        shop.fakes.journal.of(doc.id)
+        == before
+        == ["inventory.reserved", "inventory.released", "notification.ORDER_FAILED"]
+    )
+    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.DECLINED
