@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +67,9 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[%s]]
 done = function(summary, latency, requests)
-  local statuses = 0
+  local e = summary.errors
   io.write(string.format("RESULT %%d %%d %%d %%f %%f %%f %%f\\n", summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    e.status + e.connect + e.read + e.write + e.timeout,
     summary.duration, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
     latency:percentile(99) / 1000, latency.mean / 1000))
 end
@@ -83,8 +85,6 @@ def machine() -> str:
         ),
         platform.processor(),
     )
-    from importlib.metadata import version
-
     return (
         f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, nx-27017 {version('nx-27017')}"
     )
@@ -93,13 +93,20 @@ def machine() -> str:
 def start_app(mongo_url: str, db: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
-        **os.environ, "SHOP_MONGODB_URL": mongo_url, "SHOP_MONGODB_DB": db, "SHOP_SERVICE_TOKEN": TOKEN,
-        "SHOP_ADMIN_TOKEN": TOKEN, "SHOP_LOG_LEVEL": "WARNING", "SHOP_DEMO_CATALOG": "false",
-    }  # fmt: skip
+        **os.environ,
+        "SHOP_MONGODB_URL": mongo_url,
+        "SHOP_MONGODB_DB": db,
+        "SHOP_SERVICE_TOKEN": TOKEN,
+        "SHOP_ADMIN_TOKEN": TOKEN,
+        "SHOP_LOG_LEVEL": "WARNING",
+        "SHOP_DEMO_CATALOG": "false",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)], env=env,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -114,44 +121,90 @@ def start_app(mongo_url: str, db: str, log: Path) -> tuple[subprocess.Popen[byte
 
 def run_wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "30s",
-         "-s", str(script), f"{url}/api/orders"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t",
+            str(min(concurrency, 2)),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            f"{url}/api/orders",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    requests, errors, duration_us, p50, p95, p99, mean = (float(x) for x in line.split()[1:])
+    requests, errors, duration_us, p50, p95, p99, _mean = (float(x) for x in line.split()[1:])
     return {"rps": requests / (duration_us / 1e6), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
 
 
 async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int) -> dict[str, float]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[db_name]
-    await db.products.insert_one({"_id": "bench-widget", "name": "Widget", "price_cents": 1999, "available": 10_000_000, "reserved": 0, "holds": {}})  # fmt: skip
+    await db.products.insert_one(
+        {
+            "_id": "bench-widget",
+            "name": "Widget",
+            "price_cents": 1999,
+            "available": 10_000_000,
+            "reserved": 0,
+            "holds": {},
+        }
+    )
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
 
     async def one_order() -> None:
-        from datetime import UTC, datetime
-
         now = datetime.now(UTC)
         order_id = f"ord_{uuid.uuid4().hex}"
         await db.payment_methods.insert_one(
             {"_id": f"pm_{uuid.uuid4().hex}", "brand": "visa", "last4": "4242"}
         )
-        await db.orders.insert_one({"_id": order_id, "status": "PENDING", "customer_id": "c", "items": [{"product_id": "bench-widget", "quantity": 1, "price_cents": 1999}], "total_cents": 1999, "created_at": now})  # fmt: skip
+        await db.orders.insert_one(
+            {
+                "_id": order_id,
+                "status": "PENDING",
+                "customer_id": "c",
+                "items": [{"product_id": "bench-widget", "quantity": 1, "price_cents": 1999}],
+                "total_cents": 1999,
+                "created_at": now,
+            }
+        )
         held = await db.products.find_one_and_update(
             {"_id": "bench-widget", "available": {"$gte": 1}, f"holds.{order_id}": {"$exists": False}},
             {"$inc": {"available": -1, "reserved": 1}, "$set": {f"holds.{order_id}": 1}},
             return_document=ReturnDocument.AFTER,
         )
         assert held is not None
-        await db.reservations.insert_one({"_id": order_id, "status": "RESERVED", "items": [{"product_id": "bench-widget", "quantity": 1}], "created_at": now})  # fmt: skip
+        await db.reservations.insert_one(
+            {
+                "_id": order_id,
+                "status": "RESERVED",
+                "items": [{"product_id": "bench-widget", "quantity": 1}],
+                "created_at": now,
+            }
+        )
         await db.payments.insert_one(
             {"_id": order_id, "status": "COMPLETED", "amount_cents": 1999, "created_at": now}
         )
-        await db.shipments.insert_one({"_id": order_id, "status": "SCHEDULED", "tracking_number": uuid.uuid4().hex, "created_at": now})  # fmt: skip
+        await db.shipments.insert_one(
+            {"_id": order_id, "status": "SCHEDULED", "tracking_number": uuid.uuid4().hex, "created_at": now}
+        )
         await db.orders.update_one({"_id": order_id}, {"$set": {"status": "COMPLETED"}})
-        await db.notifications.insert_one({"_id": f"ntf_{uuid.uuid4().hex}", "order_id": order_id, "type": "ORDER_CONFIRMED", "created_at": now})  # fmt: skip
+        await db.notifications.insert_one(
+            {
+                "_id": f"ntf_{uuid.uuid4().hex}",
+                "order_id": order_id,
+                "type": "ORDER_CONFIRMED",
+                "created_at": now,
+            }
+        )
 
     async def worker() -> None:
         while time.monotonic() < stop_at:
@@ -215,7 +268,8 @@ def main() -> int:
             embedded.stop()
     print(f"Machine: {machine()}\n")
     print(
-        "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors | baseline orders/s | baseline p50 ms | API / baseline |"
+        "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors "
+        "| baseline orders/s | baseline p50 ms | API / baseline |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for concurrency, api, base in rows:
