@@ -28,7 +28,7 @@ from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.order.contract import OrderService
 from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS as ORDER_DOCUMENTS
 from ecommerce_saga.modules.order.repository import OrderRepository
-from ecommerce_saga.modules.order.saga import OrderSagas
+from ecommerce_saga.modules.order.saga import OrderSagas, ParkedOrderMarker
 from ecommerce_saga.modules.order.service import LocalOrderService
 from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
@@ -205,6 +205,7 @@ def _wire_orders(container: Container) -> None:
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
     )
+    container.engine.add_observer(ParkedOrderMarker(repository))
     container.orders = LocalOrderService(
         repository, container.engine, inventory, payment, wait_seconds=settings.order_wait_seconds
     )

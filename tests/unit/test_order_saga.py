@@ -25,7 +25,7 @@ from ecommerce_saga.modules.order.contract import (
     PlaceOrder,
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.saga import BEST_EFFORT_RETRY, CANCEL_ORDER, PLACE_ORDER
+from ecommerce_saga.modules.order.saga import BEST_EFFORT_RETRY, CANCEL_ORDER, PLACE_ORDER, ParkedOrderMarker
 from ecommerce_saga.modules.payment.contract import PaymentStatus
 from ecommerce_saga.modules.shipping.contract import ShipmentStatus
 from ecommerce_saga.saga import (
@@ -292,3 +292,33 @@ async def test_refuses_cancellation_and_touches_nothing_when_order_failed(shop: 
         == ["inventory.reserved", "inventory.released", "notification.ORDER_FAILED"]
     )
     assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.DECLINED
+
+
+async def test_marks_order_for_attention_then_fails_it_when_a_parked_compensation_is_resumed(
+    mongo_db: Database,
+) -> None:
+    def short_compensation_budget(saga: Saga) -> Saga:
+        return dataclasses.replace(saga, compensation_retry=FAST_RETRY)
+
+    async with open_shop(mongo_db, adjust=short_compensation_budget) as shop:
+        shop.engine.add_observer(ParkedOrderMarker(shop.orders))
+        shop.fakes.payment.make_unavailable()  # the charge, then its refund, keep failing
+
+        doc, state = await place(shop, place_order(("sku-desk", 1)))
+        assert (state.status, state.parked_from) == (SagaStatus.REQUIRES_ATTENTION, SagaStatus.COMPENSATING)
+        async with asyncio.timeout(5):
+            while (doc := await shop.order(doc.id)).status is not OrderStatus.REQUIRES_ATTENTION:
+                await asyncio.sleep(0.01)
+        assert shop.fakes.inventory.products["sku-desk"].reserved == 1
+
+        shop.fakes.payment.make_available()
+        await shop.engine.resume(doc.id, actor="ops@example.com", reason="payment gateway is back")
+        state = await shop.engine.wait(doc.id, timeout=5)
+
+        assert state.status is SagaStatus.COMPENSATED
+        doc = await shop.order(doc.id)
+        assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.SERVICE_UNAVAILABLE)
+        assert shop.fakes.inventory.products["sku-desk"].reserved == 0
+        assert [(e.actor, e.reason) for e in state.history if e.phase is Phase.OPERATOR] == [
+            ("ops@example.com", "payment gateway is back")
+        ]

@@ -18,6 +18,8 @@ cancel-order (a customer cancels a COMPLETED order; once begun it always finishe
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -46,14 +48,18 @@ from ecommerce_saga.modules.shipping.contract import (
 )
 from ecommerce_saga.saga import (
     ErrorInfo,
+    EventKind,
     JsonObject,
     NonRetryableError,
     RetryPolicy,
     Saga,
+    SagaEvent,
     SagaStep,
     StepContext,
     StepKind,
 )
+
+logger = logging.getLogger(__name__)
 
 PLACE_ORDER = "place-order"
 CANCEL_ORDER = "cancel-order"
@@ -279,3 +285,37 @@ class OrderSagas:
 
         await self.orders.update(ctx.input["order_id"], cancelled, allowed_from=[OrderStatus.CANCELLING])
         return {"status": OrderStatus.CANCELLED.value}
+
+
+class ParkedOrderMarker:
+    """A saga observer: when a place-order saga is parked, its order shows REQUIRES_ATTENTION.
+
+    The mark is written in the background (observers must not block the engine). If it is lost
+    in a crash, the order view still derives the status from the parked saga.
+    """
+
+    def __init__(self, orders: OrderRepository) -> None:
+        self._orders = orders
+        self._pending: set[asyncio.Task[object]] = set()
+
+    def notify(self, event: SagaEvent) -> None:
+        """Mark the order of a parked place-order saga."""
+        if (
+            event.kind is not EventKind.SAGA_PARKED
+            or event.saga_type != PLACE_ORDER
+            or not event.correlation_id
+        ):
+            return
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self._mark(event.correlation_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _mark(self, order_id: str) -> object:
+        def attention(doc: OrderDocument) -> None:
+            doc.status = OrderStatus.REQUIRES_ATTENTION
+
+        try:
+            return await self._orders.update(order_id, attention, allowed_from=[OrderStatus.PENDING])
+        except Exception:
+            logger.exception("could not mark a parked order", extra={"order_id": order_id})
+            return None

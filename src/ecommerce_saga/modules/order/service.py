@@ -232,6 +232,8 @@ class LocalOrderService:
             history += _history(state)
             if state.status.is_active:
                 stage = _stage(state)
+                if status is OrderStatus.REQUIRES_ATTENTION:  # an operator resumed it
+                    status = OrderStatus.PENDING
             elif state.status is SagaStatus.REQUIRES_ATTENTION and not status.is_settled:
                 status = OrderStatus.REQUIRES_ATTENTION
         return Order(
