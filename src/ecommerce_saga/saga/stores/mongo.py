@@ -36,8 +36,7 @@ class MongoSagaStore:
         """Create the indexes recovery, listing and look-ups rely on (idempotent)."""
         await self._collection.create_indexes(
             [
-                IndexModel([("status", ASCENDING), ("lease_expires_at_ms", ASCENDING)]),
-                IndexModel([("saga_type", ASCENDING), ("created_at", DESCENDING)]),
+                IndexModel([("status", ASCENDING)]),
                 IndexModel([("correlation_id", ASCENDING)]),
                 IndexModel([("created_at", DESCENDING)]),
             ]
@@ -45,7 +44,7 @@ class MongoSagaStore:
 
     @staticmethod
     def _to_doc(state: SagaState) -> dict[str, Any]:
-        doc = state.model_dump(mode="python", exclude={"saga_id"})
+        doc = state.model_dump(mode="python", exclude={"saga_id"}, exclude_none=True)
         doc["_id"] = state.saga_id
         return doc
 
