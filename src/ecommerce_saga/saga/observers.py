@@ -65,6 +65,11 @@ class SagaObserver(Protocol):
 
 
 _LEVELS = {
+    # each attempt's start and success: DEBUG (a busy shop writes several per order)
+    EventKind.STEP_STARTED: logging.DEBUG,
+    EventKind.STEP_SUCCEEDED: logging.DEBUG,
+    EventKind.COMPENSATION_STARTED: logging.DEBUG,
+    # what an operator reads: INFO and up
     EventKind.STEP_FAILED: logging.WARNING,
     EventKind.COMPENSATION_FAILED: logging.WARNING,
     EventKind.SAGA_PARKED: logging.ERROR,
@@ -79,7 +84,8 @@ class LoggingObserver:
         self._logger = logger or logging.getLogger("ecommerce_saga.saga")
 
     def notify(self, event: SagaEvent) -> None:
-        """Log `event` at INFO (failures at WARNING, parked sagas at ERROR)."""
+        """Log `event`: step starts and successes at DEBUG, the saga's course at INFO, failures at
+        WARNING, parked sagas at ERROR."""
         level = _LEVELS.get(event.kind, logging.INFO)
         if not self._logger.isEnabledFor(level):
             return

@@ -53,7 +53,7 @@ class ReservationDocument(Document):
 
     class Settings:
         name = "reservations"
-        indexes = [IndexModel([("items.product_id", ASCENDING), ("status", ASCENDING)])]
+        indexes = [IndexModel([("items.product_id", ASCENDING)])]
 
 
 DOCUMENT_MODELS: list[type[Document]] = [ProductDocument, ReservationDocument]

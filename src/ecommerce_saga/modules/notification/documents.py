@@ -40,7 +40,7 @@ class NotificationDocument(Document):
         name = "notifications"
         indexes: ClassVar[list[IndexModel]] = [
             IndexModel([("order_id", ASCENDING), ("type", ASCENDING)], unique=True),
-            IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("customer_id", ASCENDING)]),
             IndexModel([("created_at", DESCENDING)]),
         ]
 

@@ -48,8 +48,8 @@ class OrderDocument(Document):
     class Settings:
         name = "orders"
         indexes = [
-            IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
-            IndexModel([("status", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("customer_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING)]),
             IndexModel([("created_at", DESCENDING)]),
             IndexModel(
                 [("idempotency_key", ASCENDING)],

@@ -29,8 +29,6 @@ from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaSt
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
 
-_SETTLE_GRACE_SECONDS = 1.0
-
 
 def request_fingerprint(command: PlaceOrder) -> str:
     """A hash of the request for idempotent replays.
@@ -136,7 +134,7 @@ class LocalOrderService:
                 total_cents=quote.total_cents,
                 currency=quote.currency,
             )
-        method = await self._payment.tokenize(command.payment)
+        method = await self._payment.tokenize(command.payment)  # only once the price is agreed
         order_id = new_id("ord")
         return OrderDocument(
             id=order_id,
@@ -179,14 +177,9 @@ class LocalOrderService:
         doc = doc or await self._orders.get(order_id)
         if doc is None:
             raise OrderNotFoundError(f"no order {order_id!r}")
-        states: dict[str, SagaState] = {}
-        if doc.status.is_settled:
-            # The order settles a step before its saga ends (the notification follows);
-            # give that step a moment so the answer shows the whole history.
-            for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
-                if self._engine.is_running_here(saga_id):
-                    states[saga_id] = await self._engine.wait(saga_id, min(timeout, _SETTLE_GRACE_SECONDS))
-        return PlacedOrder(order=await self._view(doc, states), settled=doc.status.is_settled)
+        # Answer as soon as the order is settled: its confirmation (best effort) may still be on
+        # its way, and shows in the history as in flight.
+        return PlacedOrder(order=await self._view(doc), settled=doc.status.is_settled)
 
     async def get(self, order_id: str) -> Order:
         """See `OrderService.get`."""

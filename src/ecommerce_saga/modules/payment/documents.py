@@ -49,8 +49,8 @@ class PaymentDocument(Document):
             IndexModel([("payment_id", ASCENDING)], unique=True),
             # Not (created_ms, _id): nx-27017 0.8.1 fails every insert when an index includes _id.
             IndexModel([("created_ms", DESCENDING)]),
-            IndexModel([("customer_id", ASCENDING), ("created_ms", DESCENDING)]),
-            IndexModel([("status", ASCENDING), ("created_ms", DESCENDING)]),
+            IndexModel([("customer_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING)]),
         ]
 
 

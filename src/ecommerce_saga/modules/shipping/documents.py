@@ -39,7 +39,7 @@ class ShipmentDocument(Document):
         indexes: ClassVar[list[IndexModel]] = [
             IndexModel([("shipping_id", ASCENDING)], unique=True),
             IndexModel([("tracking_key", ASCENDING)], unique=True),
-            IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("customer_id", ASCENDING)]),
             IndexModel([("created_at", DESCENDING)]),
         ]
 
