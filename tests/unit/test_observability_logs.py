@@ -64,7 +64,7 @@ def capture() -> Iterator[Capture]:
     handler, root = Capture(), logging.getLogger("ecommerce_saga")
     previous = root.level
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.DEBUG)  # the engine logs each step attempt at DEBUG
     yield handler
     root.removeHandler(handler)
     root.setLevel(previous)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from ecommerce_saga.saga import (
     AttemptStatus,
@@ -20,7 +17,6 @@ from ecommerce_saga.saga import (
     StepContext,
     StepKind,
 )
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -29,24 +25,9 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
     scripted_step,
 )
+from tests.unit.conftest import MakeEngine
 
 STEPS = ["reserve", "charge", "ship", "notify"]
-MakeEngine = Callable[..., SagaEngine]
-
-
-@pytest.fixture
-async def make_engine() -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        options.setdefault("observers", [])
-        engine = SagaEngine(options.pop("store", InMemorySagaStore()), definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:

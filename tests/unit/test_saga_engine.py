@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from ecommerce_saga.saga import (
     Phase,
     RetryPolicy,
     Saga,
-    SagaEngine,
     SagaNotFoundError,
     SagaQuery,
     SagaStatus,
@@ -29,30 +27,11 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
+from tests.unit.conftest import MakeEngine
 
 STEPS = ["reserve", "charge", "ship", "notify"]
-MakeEngine = Callable[..., SagaEngine]
+
 FAST_RETRY = RetryPolicy(initial_interval=0.001, maximum_interval=0.005, maximum_attempts=4)
-
-
-@pytest.fixture
-def store() -> InMemorySagaStore:
-    return InMemorySagaStore()
-
-
-@pytest.fixture
-async def make_engine(store: InMemorySagaStore) -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        options.setdefault("observers", [])
-        engine = SagaEngine(options.pop("store", store), definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 async def test_completes_with_each_effect_applied_once_when_every_step_succeeds(

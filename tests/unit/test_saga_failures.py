@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from ecommerce_saga.saga import (
     AttemptStatus,
@@ -28,25 +25,10 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
+from tests.unit.conftest import MakeEngine
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 FAST_RETRY = RetryPolicy(initial_interval=0.001, maximum_interval=0.005, maximum_attempts=4)
-MakeEngine = Callable[..., SagaEngine]
-
-
-@pytest.fixture
-async def make_engine() -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        options.setdefault("observers", [])
-        engine = SagaEngine(options.pop("store", InMemorySagaStore()), definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:

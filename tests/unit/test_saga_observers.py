@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
@@ -13,17 +11,15 @@ from ecommerce_saga.saga import (
     NO_RETRY,
     EventKind,
     Saga,
-    SagaEngine,
     SagaEvent,
     SagaStatus,
     SagaStep,
     StepContext,
 )
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import FaultPlan, InMemoryLedger, scripted_saga
+from tests.unit.conftest import MakeEngine
 
 K = EventKind
-MakeEngine = Callable[..., SagaEngine]
 
 
 class Recorder:
@@ -48,20 +44,6 @@ class Exploding:
     def notify(self, event: SagaEvent) -> None:
         self.calls += 1
         raise RuntimeError("observer bug")
-
-
-@pytest.fixture
-async def make_engine() -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        engine = SagaEngine(InMemorySagaStore(), definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 async def test_reports_each_step_in_order_when_a_saga_completes(make_engine: MakeEngine) -> None:
@@ -171,7 +153,7 @@ async def test_logs_failures_as_warnings_when_using_the_default_observer(
     make_engine: MakeEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     saga = scripted_saga("order", ["reserve"], InMemoryLedger(), FaultPlan().fail_permanently("reserve"))
-    engine = make_engine(saga)
+    engine = make_engine(saga, observers=None)  # the default: a LoggingObserver
 
     with caplog.at_level(logging.INFO, logger="ecommerce_saga.saga"):
         await engine.start("order", {}, saga_id="s-1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +22,6 @@ from ecommerce_saga.saga import (
     StepContext,
     StepKind,
 )
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -33,8 +31,8 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
     scripted_step,
 )
+from tests.unit.conftest import MakeEngine
 
-MakeEngine = Callable[..., SagaEngine]
 STEPS = ["reserve", "charge", "ship", "notify"]
 
 
@@ -52,26 +50,6 @@ class Gate:
             return await step.action(ctx)
 
         return replace(step, action=action, timeout=10)
-
-
-@pytest.fixture
-def store() -> InMemorySagaStore:
-    return InMemorySagaStore()
-
-
-@pytest.fixture
-async def make_engine(store: InMemorySagaStore) -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        options.setdefault("observers", [])
-        engine = SagaEngine(store, definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from ecommerce_saga.saga import (
     AttemptStatus,
     EventKind,
     Phase,
     Saga,
-    SagaEngine,
     SagaEvent,
     SagaState,
     SagaStatus,
     SagaStep,
     StepContext,
 )
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -32,9 +28,9 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
+from tests.unit.conftest import MakeEngine
 
 STEPS = ["reserve", "charge", "ship", "notify"]
-MakeEngine = Callable[..., SagaEngine]
 
 
 class Recorder:
@@ -61,26 +57,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def store() -> InMemorySagaStore:
-    return InMemorySagaStore()
-
-
-@pytest.fixture
-async def make_engine(store: InMemorySagaStore) -> AsyncIterator[MakeEngine]:
-    engines: list[SagaEngine] = []
-
-    def make(*definitions: Saga, **options: Any) -> SagaEngine:
-        options.setdefault("observers", [])
-        engine = SagaEngine(store, definitions, **options)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
