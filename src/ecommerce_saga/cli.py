@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         "run-split", help="run the five modules as five local services (ports 8000-8004) on one database"
     )
     split.add_argument("--host", default="127.0.0.1")
+    split.add_argument(
+        "--base-port", type=int, default=8000, help="the order service's port; the others follow"
+    )
     demo = commands.add_parser("demo", help="place four demo orders against a running server")
     demo.add_argument("--url", default=os.environ.get("SHOP_URL", "http://127.0.0.1:8000"))
     return parser
@@ -64,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.host, args.port)
     if args.command == "run-split":
         configure_logging("text")
-        return run_split(_data_dir(), args.host)
+        return run_split(_data_dir(), args.host, args.base_port)
     return run_demo(args.url)
 
 

@@ -19,18 +19,25 @@ from ecommerce_saga.settings import MODULE_NAMES
 
 logger = logging.getLogger(__name__)
 
-PORTS = {"order": 8000, "inventory": 8001, "payment": 8002, "shipping": 8003, "notification": 8004}
+BASE_PORT = 8000
+"""The order service's port; inventory, payment, shipping and notification follow it (8001-8004)."""
+
+
+def ports(base: int = BASE_PORT) -> dict[str, int]:
+    """Each module's port in a local split topology."""
+    return {module: base + offset for offset, module in enumerate(MODULE_NAMES)}
 
 
 def service_environment(
-    module: str, host: str, mongodb_url: str, token: str, admin_token: str
+    module: str, host: str, mongodb_url: str, *, token: str, admin_token: str, base_port: int = BASE_PORT
 ) -> dict[str, str]:
     """The environment of the process hosting `module` in a local split topology."""
+    where = ports(base_port)
     env = {
         **os.environ,
         "SHOP_MODULES": module,
         "SHOP_HOST": host,
-        "SHOP_PORT": str(PORTS[module]),
+        "SHOP_PORT": str(where[module]),
         "SHOP_MONGODB_URL": mongodb_url,
         "SHOP_SERVICE_TOKEN": token,
         "SHOP_ADMIN_TOKEN": admin_token,
@@ -40,11 +47,13 @@ def service_environment(
         env.setdefault("SHOP_DEMO_CATALOG", "true")
     for other in MODULE_NAMES:
         if other != module:
-            env[f"SHOP_{other.upper()}_URL"] = f"http://{host}:{PORTS[other]}"
+            env[f"SHOP_{other.upper()}_URL"] = f"http://{host}:{where[other]}"
     return env
 
 
-def _wait_ready(host: str, processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+def _wait_ready(
+    host: str, where: dict[str, int], processes: dict[str, subprocess.Popen[bytes]], timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     pending = set(processes)
     while pending and time.monotonic() < deadline:
@@ -52,7 +61,7 @@ def _wait_ready(host: str, processes: dict[str, subprocess.Popen[bytes]], timeou
             if processes[module].poll() is not None:
                 raise RuntimeError(f"the {module} service exited with {processes[module].returncode}")
             try:
-                if httpx.get(f"http://{host}:{PORTS[module]}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"http://{host}:{where[module]}/readyz", timeout=1).status_code == 200:
                     pending.discard(module)
             except httpx.HTTPError:
                 pass
@@ -61,8 +70,9 @@ def _wait_ready(host: str, processes: dict[str, subprocess.Popen[bytes]], timeou
         raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
 
 
-def run_split(data_dir: Path, host: str = "127.0.0.1") -> int:
+def run_split(data_dir: Path, host: str = "127.0.0.1", base_port: int = BASE_PORT) -> int:
     """Start the embedded database and the five services; stop them all together."""
+    where = ports(base_port)
     token = os.environ.get("SHOP_SERVICE_TOKEN") or secrets.token_urlsafe(24)
     admin_token = os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     database = EmbeddedMongo(data_dir=data_dir)
@@ -81,12 +91,14 @@ def run_split(data_dir: Path, host: str = "127.0.0.1") -> int:
         for module in MODULE_NAMES:
             processes[module] = subprocess.Popen(
                 [sys.executable, "-m", "ecommerce_saga", "serve"],
-                env=service_environment(module, host, mongodb_url, token, admin_token),
+                env=service_environment(
+                    module, host, mongodb_url, token=token, admin_token=admin_token, base_port=base_port
+                ),
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
             )
-        _wait_ready(host, processes, timeout=60)
+        _wait_ready(host, where, processes, timeout=90)
         sys.stderr.write(
-            "ecommerce-saga split: " + ", ".join(f"{m} http://{host}:{p}" for m, p in PORTS.items()) + "\n"
+            "ecommerce-saga split: " + ", ".join(f"{m} http://{host}:{p}" for m, p in where.items()) + "\n"
             f"service token: {token}\nadmin token: {admin_token}\n"
         )
         while not stopping and all(p.poll() is None for p in processes.values()):

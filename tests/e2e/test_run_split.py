@@ -1,0 +1,97 @@
+"""`ecommerce-saga run-split`: five services and one embedded database, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ecommerce_saga.persistence import process_is_alive
+from tests.e2e.shop import order_body
+
+TOKEN = "split-token"
+
+
+def _free_run(count: int) -> int:
+    """A base port with `count` free ports from it."""
+    for _ in range(50):
+        base = random.randrange(20_000, 40_000)
+        try:
+            for offset in range(count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports")
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _wait_ready(urls: list[str], process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(urls)
+    while pending and time.monotonic() < deadline:
+        assert process.poll() is None, "run-split exited early"
+        for url in sorted(pending):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    pending.discard(url)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    assert not pending, f"not ready: {pending}"
+
+
+def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) -> None:
+    base = _free_run(5)
+    env = {
+        **os.environ,
+        "SHOP_DATA_DIR": str(tmp_path),
+        "SHOP_SERVICE_TOKEN": TOKEN,
+        "SHOP_ADMIN_TOKEN": TOKEN,
+    }
+    env.pop("SHOP_MONGODB_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecommerce_saga", "run-split", "--base-port", str(base)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "split.log").open("wb"),
+    )  # fmt: skip
+    try:
+        urls = [f"http://127.0.0.1:{base + offset}" for offset in range(5)]
+        _wait_ready(urls, process)
+        children = _descendants(process.pid)
+        assert len(children) >= 6  # five services and the database
+        catalog = httpx.get(f"{urls[1]}/api/inventory").json()
+        assert catalog["total"] > 0  # the inventory service loaded the demo catalog
+        assert httpx.get(f"{urls[1]}/api/orders").status_code == 404  # it serves inventory only
+        order = httpx.post(f"{urls[0]}/api/orders", json=order_body("sku-keyboard"), timeout=60).json()
+        assert order["status"] == "COMPLETED", order
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    deadline = time.monotonic() + 20
+    while any(process_is_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if process_is_alive(pid)]
