@@ -21,7 +21,9 @@ from ecommerce_saga.saga import (
     SagaStep,
     StepContext,
     StepKind,
+    UnknownSagaTypeError,
 )
+from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -145,6 +147,27 @@ async def test_conflicts_when_cancelling_a_parked_saga(make_engine: MakeEngine) 
 
     with pytest.raises(SagaConflictError, match="is REQUIRES_ATTENTION"):
         await engine.cancel("s-1", actor="alice", reason="give up")
+
+
+async def test_leaves_a_parked_saga_alone_when_a_worker_without_its_definition_resumes_it(
+    make_engine: MakeEngine, store: InMemorySagaStore
+) -> None:
+    faults = FaultPlan().fail_permanently("charge").fail_compensation("reserve", times=None)
+    engine = make_engine(scripted_saga("order", ["reserve", "charge"], InMemoryLedger(), faults))
+    await engine.start("order", {}, saga_id="s-1")
+    parked = await engine.wait("s-1", timeout=5)
+    stranger = make_engine(scripted_saga("refund", ["pay_back"], InMemoryLedger()), worker_id="stranger")
+
+    with pytest.raises(UnknownSagaTypeError):
+        await stranger.resume("s-1", actor="alice", reason="retry")
+
+    untouched = await store.get("s-1")
+    assert untouched is not None
+    assert (untouched.status, untouched.version, untouched.lease_owner) == (
+        SagaStatus.REQUIRES_ATTENTION,
+        parked.version,
+        parked.lease_owner,
+    )
 
 
 @pytest.mark.parametrize("operation", ["cancel", "resume"])

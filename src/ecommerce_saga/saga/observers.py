@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from ecommerce_saga.saga.state import ErrorInfo
+from ecommerce_saga.saga.state import ErrorInfo, Phase, SagaState, SagaStatus
+
+# A failing observer is reported under the engine's logger name, as it was before `Notifier` left
+# engine.py: log configuration may refer to it.
+_engine_logger = logging.getLogger("ecommerce_saga.saga.engine")
 
 
 class EventKind(StrEnum):
@@ -102,3 +107,67 @@ class LoggingObserver:
         }
         extra = {key: value for key, value in extra.items() if value is not None}
         self._logger.log(level, event.kind.value, extra=extra)
+
+
+_FINAL_EVENTS = {
+    SagaStatus.COMPLETED: EventKind.SAGA_COMPLETED,
+    SagaStatus.COMPENSATED: EventKind.SAGA_COMPENSATED,
+    SagaStatus.REQUIRES_ATTENTION: EventKind.SAGA_PARKED,
+}
+
+
+class Notifier:
+    """The engine's side of the observers: builds each `SagaEvent` and hands it to every observer.
+
+    An observer that raises is logged and skipped; it never stops the saga.
+
+    Args:
+        observers: The observers to notify, in order.
+    """
+
+    def __init__(self, observers: Iterable[SagaObserver]) -> None:
+        self._observers = list(observers)
+
+    def add(self, observer: SagaObserver) -> None:
+        """Notify one more observer."""
+        self._observers.append(observer)
+
+    def emit(
+        self,
+        kind: EventKind,
+        state: SagaState,
+        *,
+        step: str | None = None,
+        attempt: int | None = None,
+        duration: float | None = None,
+        error: ErrorInfo | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Notify every observer of one event about the saga in `state`."""
+        event = SagaEvent(
+            kind=kind,
+            saga_id=state.saga_id,
+            saga_type=state.saga_type,
+            correlation_id=state.correlation_id,
+            step=step,
+            attempt=attempt,
+            duration_seconds=duration,
+            error=error,
+            detail=detail,
+        )
+        for observer in self._observers:
+            try:
+                observer.notify(event)
+            except Exception:
+                _engine_logger.exception("saga observer failed", extra={"saga_id": state.saga_id})
+
+    def transition(self, state: SagaState) -> None:
+        """Announce where a just-saved state leads: the saga's end or parking, or a first attempt."""
+        if state.status in _FINAL_EVENTS:
+            duration = (state.updated_at - state.created_at).total_seconds()
+            self.emit(_FINAL_EVENTS[state.status], state, duration=duration, error=state.failure)
+            return
+        entry = state.open_entry()
+        if entry is not None and entry.attempt == 1:
+            kind = EventKind.STEP_STARTED if entry.phase is Phase.ACTION else EventKind.COMPENSATION_STARTED
+            self.emit(kind, state, step=entry.step, attempt=1)

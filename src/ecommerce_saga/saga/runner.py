@@ -1,0 +1,244 @@
+"""Driving one saga: run its steps (or compensations) one attempt at a time, under its lease.
+
+Each attempt runs inside the step hooks, with a timeout, as the current step (see
+`ecommerce_saga.saga.context`); its outcome goes through `ecommerce_saga.saga.transitions` and is
+saved before the next attempt begins. A heartbeat renews the lease while an attempt runs long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from ecommerce_saga.saga import transitions
+from ecommerce_saga.saga.context import _current as _current_step
+from ecommerce_saga.saga.definition import Action, JsonObject, Saga, SagaStep, StepContext
+from ecommerce_saga.saga.errors import LeaseLostError
+from ecommerce_saga.saga.observers import EventKind, Notifier
+from ecommerce_saga.saga.state import (
+    AttemptStatus,
+    ErrorInfo,
+    HistoryEntry,
+    Phase,
+    SagaState,
+    SagaStatus,
+    utcnow,
+)
+from ecommerce_saga.saga.worker import Worker
+
+# Records keep the engine's logger name, as before the runner left engine.py: log configuration
+# may refer to it.
+logger = logging.getLogger("ecommerce_saga.saga.engine")
+
+StepHook = Callable[[StepContext], contextlib.AbstractContextManager[object]]
+"""Wraps every attempt of an action or compensation (a tracing span, say); see `SagaEngine.add_step_hook`."""
+
+
+async def _in_context(ctx: StepContext, call: Action) -> JsonObject | None:
+    """Run `call(ctx)` with `ctx` as the current step (see `ecommerce_saga.saga.context`)."""
+    token = _current_step.set(ctx)
+    try:
+        return await call(ctx)
+    finally:
+        _current_step.reset(token)
+
+
+class SagaRunner:
+    """Drives sagas for one worker: forward through the steps, or back through the compensations.
+
+    Args:
+        worker: This worker (its lease, clock and definitions).
+        notifier: Receives every lifecycle event.
+        rng: The randomness for retry jitter.
+    """
+
+    def __init__(self, worker: Worker, notifier: Notifier, rng: random.Random) -> None:
+        self._worker = worker
+        self._notifier = notifier
+        self._rng = rng
+        self._step_hooks: list[StepHook] = []
+
+    def add_step_hook(self, hook: StepHook) -> None:
+        """Run every attempt inside ``with hook(ctx):`` (see `SagaEngine.add_step_hook`)."""
+        self._step_hooks.append(hook)
+
+    async def run(self, state: SagaState) -> SagaState | None:
+        """Drive one saga while holding its lease; on any crash-like stop leave it for recovery.
+
+        Returns the state the saga was left in, or None if the run stopped without knowing it.
+        """
+        me = asyncio.current_task()
+        heartbeat = asyncio.create_task(self._heartbeat(state, me))
+        try:
+            while state.status.is_active:
+                definition = self._worker.definition(state.saga_type)
+                if state.status is SagaStatus.RUNNING:
+                    state = await self._forward(definition, state)
+                else:
+                    state = await self._compensate(definition, state)
+            return state
+        except LeaseLostError:
+            self._notifier.emit(EventKind.LEASE_LOST, state)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._worker.release(state))
+            raise
+        except Exception:
+            logger.exception(
+                "saga run stopped; it resumes when its lease expires", extra={"saga_id": state.saga_id}
+            )
+        except BaseException as exc:  # a simulated or real crash: write nothing more
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            logger.warning("saga run aborted: %r", exc, extra={"saga_id": state.saga_id})
+        finally:
+            heartbeat.cancel()
+        return None
+
+    async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
+        saga_id, fencing_token = state.saga_id, state.fencing_token
+        interval = self._worker.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self._worker.renew(saga_id, fencing_token)
+            except Exception:
+                logger.warning("lease renewal failed", exc_info=True, extra={"saga_id": saga_id})
+                continue
+            if not held and runner is not None:
+                logger.warning("lease lost; stopping", extra={"saga_id": saga_id})
+                self._notifier.emit(EventKind.LEASE_LOST, state)
+                runner.cancel()
+                return
+
+    # ------------------------------------------------------------------ forward
+
+    async def _forward(self, definition: Saga, state: SagaState) -> SagaState:
+        step = definition.steps[state.current_step]
+        state, attempt = await self._ensure_open(state, step.name, Phase.ACTION)
+        await self._sleep_until_due(attempt)
+        ctx = transitions.step_context(definition, state, step, attempt.attempt, compensating=False)
+        try:
+            output = await self._attempt(ctx, step.action, step.timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            error = transitions.error_info(exc, step.timeout)
+            return await self._forward_failed(definition, state, step, attempt, error)
+        return await self._forward_succeeded(definition, state, step, attempt, output or {})
+
+    async def _forward_succeeded(
+        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, output: dict[str, Any]
+    ) -> SagaState:
+        transitions.step_succeeded(state, step, entry, output)
+        self._notifier.emit(
+            EventKind.STEP_SUCCEEDED,
+            state,
+            step=step.name,
+            attempt=entry.attempt,
+            duration=entry.duration_seconds,
+        )
+        worker = self._worker
+        transitions.advance(definition, state, step, worker=worker.worker_id, now_ms=worker.now_ms)
+        return await self._save_transition(state)
+
+    async def _forward_failed(
+        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, error: ErrorInfo
+    ) -> SagaState:
+        self._record_failure(EventKind.STEP_FAILED, state, entry, error)
+        if (
+            error.retryable
+            and step.retry.allows_another(entry.attempt)
+            and not transitions.past_deadline(state, self._worker.now_ms)
+        ):
+            return await self._retry(state, entry, step.retry.delay(entry.attempt, self._rng))
+        transitions.stop_forward(definition, state, step, error, worker=self._worker.worker_id)
+        return await self._save_transition(state)
+
+    # ------------------------------------------------------------------ compensation
+
+    async def _compensate(self, definition: Saga, state: SagaState) -> SagaState:
+        name = state.compensation_plan[state.compensation_position]
+        step = definition.steps[definition.step_index(name)]
+        state, entry = await self._ensure_open(state, name, Phase.COMPENSATION)
+        await self._sleep_until_due(entry)
+        ctx = transitions.step_context(definition, state, step, entry.attempt, compensating=True)
+        assert step.compensation is not None  # noqa: S101 - only steps with one are planned
+        try:
+            await self._attempt(ctx, step.compensation, step.timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            error = transitions.error_info(exc, step.timeout)
+            return await self._compensation_failed(definition, state, entry, error)
+        transitions.close_attempt(entry, AttemptStatus.SUCCEEDED)
+        self._notifier.emit(
+            EventKind.COMPENSATION_SUCCEEDED,
+            state,
+            step=name,
+            attempt=entry.attempt,
+            duration=entry.duration_seconds,
+        )
+        transitions.advance_compensation(state, worker=self._worker.worker_id)
+        return await self._save_transition(state)
+
+    async def _compensation_failed(
+        self, definition: Saga, state: SagaState, entry: HistoryEntry, error: ErrorInfo
+    ) -> SagaState:
+        self._record_failure(EventKind.COMPENSATION_FAILED, state, entry, error)
+        policy = definition.compensation_retry
+        if error.retryable and policy.allows_another(entry.attempt):
+            return await self._retry(state, entry, policy.delay(entry.attempt, self._rng))
+        transitions.park(state, SagaStatus.COMPENSATING, error)
+        return await self._save_transition(state)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _record_failure(
+        self, kind: EventKind, state: SagaState, entry: HistoryEntry, error: ErrorInfo
+    ) -> None:
+        transitions.close_attempt(entry, AttemptStatus.FAILED, error)
+        self._notifier.emit(
+            kind, state, step=entry.step, attempt=entry.attempt, error=error, duration=entry.duration_seconds
+        )
+
+    async def _retry(self, state: SagaState, failed: HistoryEntry, delay: float) -> SagaState:
+        transitions.schedule_retry(state, failed, delay=delay, worker=self._worker.worker_id)
+        state = await self._worker.save(state)
+        self._notifier.emit(
+            EventKind.RETRY_SCHEDULED,
+            state,
+            step=failed.step,
+            attempt=failed.attempt + 1,
+            detail=f"in {delay:.3f}s",
+        )
+        return state
+
+    async def _save_transition(self, state: SagaState) -> SagaState:
+        state = await self._worker.save(state)
+        self._notifier.transition(state)
+        return state
+
+    async def _ensure_open(self, state: SagaState, step: str, phase: Phase) -> tuple[SagaState, HistoryEntry]:
+        """The open attempt of `step`, recording one first if there is none (write-ahead)."""
+        entry = state.open_entry()
+        if entry is not None and entry.step == step and entry.phase is phase:
+            return state, entry
+        attempt = state.attempts_of(step, phase) + 1
+        transitions.open_attempt(state, step, phase, worker=self._worker.worker_id, attempt=attempt)
+        state = await self._worker.save(state)
+        opened = state.open_entry()
+        assert opened is not None  # noqa: S101 - just recorded
+        return state, opened
+
+    async def _attempt(self, ctx: StepContext, call: Action, timeout: float) -> JsonObject | None:
+        with contextlib.ExitStack() as hooks:
+            for hook in self._step_hooks:
+                hooks.enter_context(hook(ctx))
+            return await asyncio.wait_for(_in_context(ctx, call), timeout)
+
+    @staticmethod
+    async def _sleep_until_due(entry: HistoryEntry) -> None:
+        delay = (entry.started_at - utcnow()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
