@@ -53,7 +53,9 @@ class ReservationDocument(Document):
 
     class Settings:
         name = "reservations"
-        indexes = [IndexModel([("items.product_id", ASCENDING)])]
+        # Compound on purpose: nx-27017 0.8.1 answers nothing to a sorted query that uses a
+        # single-field index on an array path (docs/embedded-database.md).
+        indexes = [IndexModel([("items.product_id", ASCENDING), ("status", ASCENDING)])]
 
 
 DOCUMENT_MODELS: list[type[Document]] = [ProductDocument, ReservationDocument]
