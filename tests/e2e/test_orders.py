@@ -293,3 +293,47 @@ async def test_never_oversells_when_many_orders_race(
     available, reserved = _stock(client, product)
     assert (available, reserved) == (0, stock)
     assert available + reserved == stock
+
+
+def test_lists_a_customers_orders_by_status_when_asked(
+    client: httpx.Client, admin_headers: dict[str, str]
+) -> None:
+    product = new_product(client, admin_headers, quantity=1)
+    body = order_body(product)
+    first = client.post("/api/orders", json=body).json()
+    second = client.post("/api/orders", json=body).json()  # out of stock now
+    assert (first["status"], second["status"]) == ("COMPLETED", "FAILED")
+    everything = client.get("/api/orders", params={"customer_id": body["customer_id"]}).json()
+    assert everything["total"] == 2
+    assert {o["order_id"] for o in everything["items"]} == {first["order_id"], second["order_id"]}
+    failed = client.get("/api/orders", params={"customer_id": body["customer_id"], "status": "FAILED"}).json()
+    assert [o["order_id"] for o in failed["items"]] == [second["order_id"]]
+    page = client.get(
+        "/api/orders", params={"customer_id": body["customer_id"], "limit": 1, "skip": 1}
+    ).json()
+    assert (page["total"], len(page["items"]), page["limit"], page["skip"]) == (2, 1, 1, 1)
+    assert client.get("/api/orders", params={"limit": 1000}).status_code == 422
+
+
+def test_creates_and_cancels_through_the_saga_endpoints_when_called_with_the_service_token(
+    client: httpx.Client, admin_headers: dict[str, str], service_headers: dict[str, str]
+) -> None:
+    product = new_product(client, admin_headers, quantity=2)
+    body = {"order": order_body(product), "idempotency_key": f"create-{product}"}
+    assert client.post("/api/orders/create", json=body).status_code == 401
+    created = client.post("/api/orders/create", json=body, headers=service_headers)
+    assert created.status_code == 200, created.text
+    order_id = created.json()["order_id"]
+    again = client.post("/api/orders/create", json=body, headers=service_headers).json()
+    assert again["order_id"] == order_id
+    completed = eventually(
+        lambda: client.get(f"/api/orders/{order_id}").json(), lambda o: o["status"] == "COMPLETED"
+    )
+    assert completed["status"] == "COMPLETED"
+    cancel = client.post("/api/orders/cancel", json={"order_id": order_id}, headers=service_headers)
+    assert cancel.status_code == 200, cancel.text
+    final = eventually(
+        lambda: client.get(f"/api/orders/{order_id}").json(), lambda o: o["status"] == "CANCELLED"
+    )
+    assert final["status"] == "CANCELLED"
+    assert _stock(client, product) == (2, 0)

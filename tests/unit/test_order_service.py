@@ -178,3 +178,18 @@ async def test_answers_at_once_unsettled_when_wait_is_zero_while_saga_runs(shop:
 
     assert state.status is SagaStatus.COMPLETED
     assert (await shop.service.get(placed.order.order_id)).status is OrderStatus.COMPLETED
+
+
+async def test_returns_the_same_pending_order_when_replayed_while_its_saga_still_runs(shop: Shop) -> None:
+    shop.fakes.inventory.reserve_gate = asyncio.Event()
+    command = place_order(("sku-desk", 1))
+
+    first = await shop.service.place(command, idempotency_key="retry-while-running", wait_seconds=0)
+    replay = await shop.service.place(command, idempotency_key="retry-while-running", wait_seconds=0.2)
+
+    assert (replay.order.order_id, replay.settled, replay.replayed) == (first.order.order_id, False, True)
+    assert replay.order.status is OrderStatus.PENDING
+    shop.fakes.inventory.reserve_gate.set()
+    assert (await shop.engine.wait(first.order.saga_id, timeout=5)).status is SagaStatus.COMPLETED
+    _, total = await shop.engine.find(SagaQuery(saga_type=PLACE_ORDER))
+    assert total == 1
