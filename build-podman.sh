@@ -82,7 +82,8 @@ download_wheels() {
 import sys, tomllib
 with open(sys.argv[1], "rb") as file:
     project = tomllib.load(file)
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))' \
+optional = project["project"]["optional-dependencies"]["otel"]  # the image can export traces
+print("\n".join(project["project"]["dependencies"] + optional + project["build-system"]["requires"]))' \
         "$ROOT/pyproject.toml")
     rm -rf "$WHEELS"
     mkdir -p "$WHEELS"
