@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## start the app on http://127.0.0.1:8000 with the embedded database
-	$(BIN)/ecommerce-saga serve
+run: $(STAMP)  ## start the app on http://127.0.0.1:8000 with the embedded database (text logs)
+	SHOP_LOG_FORMAT=$${SHOP_LOG_FORMAT:-text} $(BIN)/ecommerce-saga serve
 
 run-split: $(STAMP)  ## the five modules as five services on ports 8000-8004, one embedded database
 	$(BIN)/ecommerce-saga run-split

@@ -60,7 +60,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await container.start()
         app.state.ready = True
-        logger.info("started", extra={"embedded_database": container.settings.uses_embedded_database})
+        settings = container.settings
+        base = f"http://{settings.host}:{settings.port}"
+        logger.info(
+            "started: API docs at %s/docs, saga console at %s/console",
+            base,
+            base,
+            extra={
+                "modules": ",".join(settings.modules),
+                "embedded_database": settings.uses_embedded_database,
+            },
+        )
         try:
             yield
         finally:
