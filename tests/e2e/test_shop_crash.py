@@ -1,6 +1,7 @@
 """kill -9 the shop in the middle of a burst of orders: no order lost, no oversell, no double charge.
 
-The app runs with a one-second saga lease. A burst of orders (some that will complete, some that
+The order service (the saga coordinator: the whole app, or one of five services) runs with a
+one-second saga lease. A burst of orders (some that will complete, some that
 will be declined, some that cannot be shipped) is sent with Idempotency-Keys; the app is killed
 with SIGKILL while their sagas are in flight, and started again on the same database. The client
 then retries every request that got no answer, with the same key, as a real client would. Every
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, start_app
+from tests.e2e.conftest import ADMIN_TOKEN, MODULES, Shop, start_app, start_split
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 
 STOCK = 6
@@ -49,8 +51,8 @@ async def _send(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> st
     return order_id
 
 
-async def _burst_then_kill(url: str, bodies: list[tuple[str, dict[str, Any]]], kill: Any) -> dict[str, str]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+async def _burst_then_kill(shop: Shop, bodies: list[tuple[str, dict[str, Any]]], kill: Any) -> dict[str, str]:
+    async with shop.async_client() as client:
         sends = [asyncio.create_task(_send(client, key, body)) for key, body in bodies]
         await asyncio.sleep(0.4)
         kill()
@@ -76,13 +78,23 @@ def _items(client: httpx.Client, path: str, customer_id: str) -> list[dict[str, 
     return items
 
 
-def test_balances_the_books_when_the_shop_is_killed_mid_burst(mongo_url: str, tmp_path: Path) -> None:
-    app = start_app(
-        mongo_url, tmp_path, SHOP_SAGA_LEASE_SECONDS="1", SHOP_SAGA_RECOVERY_INTERVAL_SECONDS="0.5",
-        SHOP_ORDER_WAIT_SECONDS="0", SHOP_LOG_LEVEL="WARNING",
-    )  # fmt: skip
+@pytest.mark.parametrize("topology", ["monolith", "split"])
+def test_balances_the_books_when_the_order_service_is_killed_mid_burst(
+    mongo_url: str, tmp_path: Path, topology: str
+) -> None:
+    settings = {
+        "SHOP_SAGA_LEASE_SECONDS": "1",
+        "SHOP_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
+        "SHOP_ORDER_WAIT_SECONDS": "0",
+        "SHOP_LOG_LEVEL": "WARNING",
+    }
+    if topology == "split":
+        shop = start_split(mongo_url, tmp_path, **settings)
+    else:
+        app = start_app(mongo_url, tmp_path, **settings)
+        shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
     try:
-        with httpx.Client(base_url=app.url, timeout=30) as client:
+        with shop.client() as client:
             products = [unique("sku") for _ in range(3)]
             for product in products:
                 new = {
@@ -94,12 +106,13 @@ def test_balances_the_books_when_the_shop_is_killed_mid_burst(mongo_url: str, tm
                 }
                 assert client.post("/api/inventory", json=new, headers=ADMIN).status_code == 201
         bodies = _bodies(products)
+        coordinator = shop.apps["order"]
         answered = asyncio.run(
-            _burst_then_kill(app.url, bodies, lambda: app.process.send_signal(signal.SIGKILL))
+            _burst_then_kill(shop, bodies, lambda: coordinator.process.send_signal(signal.SIGKILL))
         )
-        app.process.wait(10)
-        app = app.restart()
-        with httpx.Client(base_url=app.url, timeout=30) as client:
+        coordinator.process.wait(10)
+        shop.apps["order"] = coordinator.restart()
+        with shop.client() as client:
             order_ids = []
             for key, body in bodies:  # the client retries what got no answer, with the same key
                 response = client.post(
@@ -114,7 +127,8 @@ def test_balances_the_books_when_the_shop_is_killed_mid_burst(mongo_url: str, tm
         interrupted = [o for o in orders if any(h["error_code"] == "saga.interrupted" for h in o["history"])]
         assert interrupted, f"the kill landed when no saga was in flight ({len(answered)}/{ORDERS} answered)"
     finally:
-        app.stop()
+        for app in shop.apps.values():
+            app.stop()
 
 
 def _check_books(
