@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := src tests benchmarks
 
-.PHONY: run run-split demo check lint fmt typecheck imports test bench install clean
+.PHONY: run run-split demo check coverage lint fmt typecheck imports test bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 check: lint typecheck imports test  ## lint, types, import boundaries and the whole test suite
+
+coverage: $(STAMP)  ## the test suite under coverage (branches), with a report
+	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage report --skip-covered --sort=cover
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_bench.py
