@@ -197,6 +197,9 @@ def _wire_orders(container: Container) -> None:
         step_retry=RetryPolicy(
             initial_interval=0.1, maximum_interval=5.0, maximum_attempts=settings.saga_step_attempts
         ),
+        best_effort_retry=RetryPolicy(
+            initial_interval=0.5, maximum_interval=60.0, maximum_attempts=settings.saga_compensation_attempts
+        ),
     )
     container.engine = SagaEngine(
         MongoSagaStore(container.database.db["sagas"]),

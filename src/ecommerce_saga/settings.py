@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     worker_id: str = Field(default_factory=_default_worker_id)
     saga_lease_seconds: float = Field(default=15.0, gt=0)
     saga_recovery_interval_seconds: float = Field(default=5.0, gt=0)
-    saga_compensation_attempts: int = Field(default=8, ge=1)
+    saga_compensation_attempts: int = Field(default=30, ge=1)
+    """Attempts of a compensation, or of a step past the pivot, before the saga is parked."""
 
     order_wait_seconds: float = Field(default=5.0, ge=0)
     demo_catalog: bool | None = None

@@ -100,6 +100,7 @@ class OrderSagas:
     notifications: NotificationService
     step_timeout: float = 10.0
     step_retry: RetryPolicy = PARTICIPANT_RETRY
+    best_effort_retry: RetryPolicy = BEST_EFFORT_RETRY
 
     def definitions(self) -> list[Saga]:
         """Both saga definitions."""
@@ -108,7 +109,7 @@ class OrderSagas:
     def _step(
         self, name: str, action: Any, compensation: Any = None, kind: StepKind = StepKind.COMPENSATABLE
     ) -> SagaStep:
-        retry = self.step_retry if kind is StepKind.COMPENSATABLE else BEST_EFFORT_RETRY
+        retry = self.step_retry if kind is StepKind.COMPENSATABLE else self.best_effort_retry
         return SagaStep(name, action, compensation, kind=kind, retry=retry, timeout=self.step_timeout)
 
     def place_order(self) -> Saga:
@@ -125,7 +126,7 @@ class OrderSagas:
                     "send_confirmation", self._notify_confirmed, self._notify_cancelled, StepKind.RETRIABLE
                 ),
             ],
-            compensation_retry=BEST_EFFORT_RETRY,
+            compensation_retry=self.best_effort_retry,
         )
 
     def cancel_order(self) -> Saga:
@@ -140,7 +141,7 @@ class OrderSagas:
                 self._step("finish_cancellation", self._finish_cancellation, kind=StepKind.RETRIABLE),
                 self._step("send_cancellation", self._notify_cancelled, kind=StepKind.RETRIABLE),
             ],
-            compensation_retry=BEST_EFFORT_RETRY,
+            compensation_retry=self.best_effort_retry,
         )
 
     # --- place-order actions and compensations
