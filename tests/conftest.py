@@ -15,6 +15,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ecommerce_saga.persistence import EmbeddedMongo
 
 
+def process_is_alive(pid: int) -> bool:
+    """True if a process with `pid` exists (to check that nothing is left behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A MongoDB URL: SHOP_MONGODB_URL if set, else an embedded server started for the run."""

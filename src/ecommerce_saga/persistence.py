@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -36,6 +35,12 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -97,6 +102,7 @@ class EmbeddedMongo:
             str(data_dir / "nx-27017.pid"),
         ]
         with log_path.open("ab") as log:
+            offset = log.tell()
             self.process = subprocess.Popen(  # noqa: S603 - fixed command, our own interpreter
                 command,
                 stdin=subprocess.DEVNULL,
@@ -105,21 +111,34 @@ class EmbeddedMongo:
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
                 start_new_session=True,
             )
-        self._wait_until_answering(timeout, log_path)
+        self._wait_until_listening(timeout, log_path, offset)
         logger.info("embedded database started", extra={"url": self.url, "data_dir": str(data_dir)})
 
-    def _wait_until_answering(self, timeout: float, log_path: Path) -> None:
+    def _wait_until_listening(self, timeout: float, log_path: Path, offset: int) -> None:
+        """Wait until *our* child says it listens on our port.
+
+        A bare TCP connect would also succeed against another process that holds the port (the
+        port is chosen free, then released before the child binds it); the child's own log line
+        proves it bound the port, and a child that could not bind exits, which is reported.
+        """
+        assert self.process is not None  # noqa: S101 - just started
+        listening = f"[{self.process.pid}] - Listening on {self.host}:{self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-800:]
-                msg = f"the embedded database exited with code {self.process.returncode}:\n{tail}"
-                raise DatabaseStartupError(msg)
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            written = _read_from(log_path, offset)
+            if listening in written:
                 return
+            if self.process.poll() is not None:
+                lines = [line for line in written.splitlines() if line.strip()]
+                reason = lines[-1] if lines else "no output"
+                msg = (
+                    f"the embedded database exited with code {self.process.returncode}: {reason} "
+                    f"(its log: {log_path})"
+                )
+                raise DatabaseStartupError(msg)
             time.sleep(0.05)
         self.stop()
-        msg = f"the embedded database did not answer on {self.host}:{self.port} in {timeout:.0f}s"
+        msg = f"the embedded database did not start listening on {self.host}:{self.port} in {timeout:.0f}s"
         raise DatabaseStartupError(msg)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -200,14 +219,3 @@ def _redact(url: str) -> str:
     """The URL without its credentials, for messages and logs."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
-
-
-def process_is_alive(pid: int) -> bool:
-    """True if a process with `pid` exists (used by tests that check for orphans)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

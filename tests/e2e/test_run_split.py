@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from ecommerce_saga.persistence import process_is_alive
+from tests.conftest import process_is_alive
 from tests.e2e.shop import order_body
 
 TOKEN = "split-token"

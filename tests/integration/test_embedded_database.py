@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +16,9 @@ from asgi_lifespan import LifespanManager
 from pymongo import AsyncMongoClient
 
 from ecommerce_saga.main import create_app
-from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, process_is_alive
+from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo
 from ecommerce_saga.settings import Settings
+from tests.conftest import process_is_alive
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -54,6 +56,15 @@ def test_explains_when_the_data_folder_is_unusable(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(DatabaseStartupError, match=r"data folder .* is unusable"):
         EmbeddedMongo(data_dir=blocker / "data").start()
+
+
+def test_explains_when_the_server_cannot_take_its_port(tmp_path: Path) -> None:
+    with socket.socket() as squatter:  # something else holds the port the server was given
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = EmbeddedMongo(data_dir=tmp_path, port=squatter.getsockname()[1])
+        with pytest.raises(DatabaseStartupError, match=r"exited with code [^0].*address already in use"):
+            server.start(timeout=20)
 
 
 def test_stops_the_server_when_its_parent_is_killed(tmp_path: Path) -> None:
