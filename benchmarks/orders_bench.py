@@ -26,13 +26,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
 from ecommerce_saga.persistence import EmbeddedMongo, free_port
 
@@ -144,9 +145,8 @@ def run_wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str,
     return {"rps": requests / (duration_us / 1e6), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
 
 
-async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int) -> dict[str, float]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[db_name]
+async def seed_baseline(db: Any) -> None:
+    """The product the baseline orders."""
     await db.products.insert_one(
         {
             "_id": "bench-widget",
@@ -157,59 +157,65 @@ async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int)
             "holds": {},
         }
     )
+
+
+async def baseline_order(db: Any) -> None:
+    """One order's business writes, done directly: the baseline."""
+    now = datetime.now(UTC)
+    order_id = f"ord_{uuid.uuid4().hex}"
+    await db.payment_methods.insert_one({"_id": f"pm_{uuid.uuid4().hex}", "brand": "visa", "last4": "4242"})
+    await db.orders.insert_one(
+        {
+            "_id": order_id,
+            "status": "PENDING",
+            "customer_id": "c",
+            "items": [{"product_id": "bench-widget", "quantity": 1, "price_cents": 1999}],
+            "total_cents": 1999,
+            "created_at": now,
+        }
+    )
+    held = await db.products.find_one_and_update(
+        {"_id": "bench-widget", "available": {"$gte": 1}, f"holds.{order_id}": {"$exists": False}},
+        {"$inc": {"available": -1, "reserved": 1}, "$set": {f"holds.{order_id}": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+    assert held is not None
+    await db.reservations.insert_one(
+        {
+            "_id": order_id,
+            "status": "RESERVED",
+            "items": [{"product_id": "bench-widget", "quantity": 1}],
+            "created_at": now,
+        }
+    )
+    await db.payments.insert_one(
+        {"_id": order_id, "status": "COMPLETED", "amount_cents": 1999, "created_at": now}
+    )
+    await db.shipments.insert_one(
+        {"_id": order_id, "status": "SCHEDULED", "tracking_number": uuid.uuid4().hex, "created_at": now}
+    )
+    await db.orders.update_one({"_id": order_id}, {"$set": {"status": "COMPLETED"}})
+    await db.notifications.insert_one(
+        {
+            "_id": f"ntf_{uuid.uuid4().hex}",
+            "order_id": order_id,
+            "type": "ORDER_CONFIRMED",
+            "created_at": now,
+        }
+    )
+
+
+async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[db_name]
+    await seed_baseline(db)
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
-
-    async def one_order() -> None:
-        now = datetime.now(UTC)
-        order_id = f"ord_{uuid.uuid4().hex}"
-        await db.payment_methods.insert_one(
-            {"_id": f"pm_{uuid.uuid4().hex}", "brand": "visa", "last4": "4242"}
-        )
-        await db.orders.insert_one(
-            {
-                "_id": order_id,
-                "status": "PENDING",
-                "customer_id": "c",
-                "items": [{"product_id": "bench-widget", "quantity": 1, "price_cents": 1999}],
-                "total_cents": 1999,
-                "created_at": now,
-            }
-        )
-        held = await db.products.find_one_and_update(
-            {"_id": "bench-widget", "available": {"$gte": 1}, f"holds.{order_id}": {"$exists": False}},
-            {"$inc": {"available": -1, "reserved": 1}, "$set": {f"holds.{order_id}": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        assert held is not None
-        await db.reservations.insert_one(
-            {
-                "_id": order_id,
-                "status": "RESERVED",
-                "items": [{"product_id": "bench-widget", "quantity": 1}],
-                "created_at": now,
-            }
-        )
-        await db.payments.insert_one(
-            {"_id": order_id, "status": "COMPLETED", "amount_cents": 1999, "created_at": now}
-        )
-        await db.shipments.insert_one(
-            {"_id": order_id, "status": "SCHEDULED", "tracking_number": uuid.uuid4().hex, "created_at": now}
-        )
-        await db.orders.update_one({"_id": order_id}, {"$set": {"status": "COMPLETED"}})
-        await db.notifications.insert_one(
-            {
-                "_id": f"ntf_{uuid.uuid4().hex}",
-                "order_id": order_id,
-                "type": "ORDER_CONFIRMED",
-                "created_at": now,
-            }
-        )
 
     async def worker() -> None:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            await one_order()
+            await baseline_order(db)
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -225,6 +231,65 @@ async def baseline(mongo_url: str, db_name: str, concurrency: int, seconds: int)
         "p99": q[98],
         "errors": 0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[str], float]:
+    """Database commands per order: the app's (run in this process), by command and collection,
+    and the baseline's."""
+    from asgi_lifespan import LifespanManager  # noqa: PLC0415 - only this measurement needs it
+
+    from ecommerce_saga.main import create_app  # noqa: PLC0415
+    from ecommerce_saga.settings import Settings  # noqa: PLC0415
+
+    seen: Counter[str] = Counter()
+
+    class Listener(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            target = event.command.get(event.command_name)
+            seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    monitoring.register(Listener())
+    settings = Settings(
+        mongodb_url=mongo_url, mongodb_db=f"ops_{uuid.uuid4().hex[:8]}", service_token=TOKEN,
+        admin_token=TOKEN, demo_catalog=False, log_level="WARNING",
+    )  # fmt: skip
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await client.post("/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"})
+            await client.post("/api/orders", json=ORDER)  # warm-up
+            await asyncio.sleep(0.5)  # let its confirmation finish
+            seen.clear()
+            for _ in range(orders):
+                response = await client.post("/api/orders", json=ORDER)
+                assert response.json()["status"] == "COMPLETED", response.text
+            await asyncio.sleep(0.5)
+    api = Counter(
+        {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"ops_base_{uuid.uuid4().hex[:8]}"]
+    await seed_baseline(db)
+    seen.clear()
+    for _ in range(orders):
+        await baseline_order(db)
+    base = round(sum(seen.values()) / orders, 2)
+    await client.drop_database(db.name)
+    await client.close()
+    return api, base
 
 
 def main() -> int:
@@ -248,7 +313,9 @@ def main() -> int:
     script = work / "order.lua"
     script.write_text(WRK_SCRIPT % json.dumps(ORDER))
     rows = []
+    embedded_pid = embedded.process.pid if embedded is not None and embedded.process else None
     try:
+        operations, baseline_operations = asyncio.run(count_operations(mongo_url))
         for concurrency in args.concurrency:
             db = f"bench_{uuid.uuid4().hex[:8]}"
             app, url = start_app(mongo_url, db, work / f"app-{concurrency}.log")
@@ -257,7 +324,12 @@ def main() -> int:
                     f"{url}/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"}
                 ).raise_for_status()
                 run_wrk(url, concurrency, 2, script)  # warm-up
+                app_cpu, db_cpu = cpu_seconds(app.pid), cpu_seconds(embedded_pid) if embedded_pid else 0.0
                 api = run_wrk(url, concurrency, args.seconds, script)
+                placed = api["rps"] * args.seconds
+                api["app_cpu_ms"] = (cpu_seconds(app.pid) - app_cpu) * 1000 / placed
+                if embedded_pid:
+                    api["db_cpu_ms"] = (cpu_seconds(embedded_pid) - db_cpu) * 1000 / placed
             finally:
                 app.terminate()
                 app.wait(30)
@@ -277,6 +349,15 @@ def main() -> int:
             f"| {concurrency} | {api['rps']:.0f} | {api['p50']:.1f} | {api['p95']:.1f} | {api['p99']:.1f} | "
             f"{api['errors']:.0f} | {base['rps']:.0f} | {base['p50']:.1f} | {api['rps'] / base['rps']:.0%} |"
         )
+    print("\nCPU per order, in ms (app; embedded database):")
+    for concurrency, api, _ in rows:
+        print(f"  c={concurrency}: {api['app_cpu_ms']:.1f}; {api.get('db_cpu_ms', float('nan')):.1f}")
+    print(
+        f"\nDatabase operations per order: {sum(operations.values()):.1f} "
+        f"(the baseline: {baseline_operations:g})"
+    )
+    for name, count in sorted(operations.items(), key=lambda item: -item[1]):
+        print(f"  {count:5.2f}  {name}")
     return 0
 
 
