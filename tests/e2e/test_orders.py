@@ -114,6 +114,10 @@ def test_returns_the_same_order_when_replayed_with_the_same_key(
     second = client.post("/api/orders", json=body, headers=key)
     assert first.status_code == second.status_code == 201
     assert first.json()["order_id"] == second.json()["order_id"]
+    assert ("idempotent-replayed" not in first.headers, second.headers["Idempotent-Replayed"]) == (
+        True,
+        "true",
+    )
     assert len(items_of(client, "/api/payments", customer_id=body["customer_id"])) == 1
     assert _stock(client, product) == (4, 1)
     other = client.post(

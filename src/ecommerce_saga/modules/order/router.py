@@ -44,6 +44,8 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 
 def _respond(placed: PlacedOrder, response: Response) -> Order:
     order = placed.order
+    if placed.replayed:  # the answer to an earlier request with the same Idempotency-Key
+        response.headers["Idempotent-Replayed"] = "true"
     if not placed.settled:
         response.status_code = status.HTTP_202_ACCEPTED
         response.headers["Location"] = f"/api/orders/{order.order_id}"
@@ -87,6 +89,8 @@ def build_router(service: OrderService, tokens: Tokens, *, wait_seconds: float) 
 
         Answers 201 with the settled order (`COMPLETED` or `FAILED` with `failure_reason`), or 202
         with the pending order and a `Location` header if the saga is still running after the wait.
+        A request that repeats an earlier one's `Idempotency-Key` gets that order, marked with the
+        header `Idempotent-Replayed: true`.
         """
         wait = 0.0 if prefer and "respond-async" in prefer.lower() else wait_seconds
         placed = await service.place(command, idempotency_key=idempotency_key, wait_seconds=wait)
