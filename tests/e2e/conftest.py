@@ -75,18 +75,31 @@ def start_app(
         url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name,
         restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port, **env},
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    try:
+        wait_ready([app.url], process, timeout=30)
+    except RuntimeError as exc:
+        app.stop()
+        raise RuntimeError(f"{exc}:\n{log.read_text()[-3000:]}") from None
+    return app
+
+
+def wait_ready(urls: list[str], process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until every URL's /readyz answers 200; fail if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    pending = set(urls)
+    while pending and time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{app.url}/readyz", timeout=1).status_code == 200:
-                return app
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    app.stop()
-    raise RuntimeError(f"the app did not become ready:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the process exited with {process.returncode}")
+        for url in sorted(pending):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    pending.discard(url)
+            except httpx.HTTPError:
+                pass
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout:g}s: {', '.join(sorted(pending))}")
 
 
 PREFIXES = {

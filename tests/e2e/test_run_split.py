@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import process_is_alive
+from tests.e2e.conftest import wait_ready
 from tests.e2e.shop import order_body
 
 TOKEN = "split-token"
@@ -50,21 +51,6 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _wait_ready(urls: list[str], process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(urls)
-    while pending and time.monotonic() < deadline:
-        assert process.poll() is None, "run-split exited early"
-        for url in sorted(pending):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    pending.discard(url)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    assert not pending, f"not ready: {pending}"
-
-
 def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) -> None:
     base = _free_run(5)
     env = {
@@ -80,7 +66,7 @@ def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) ->
     )  # fmt: skip
     try:
         urls = [f"http://127.0.0.1:{base + offset}" for offset in range(5)]
-        _wait_ready(urls, process)
+        wait_ready(urls, process, timeout=120)
         children = _descendants(process.pid)
         assert len(children) >= 6  # five services and the database
         catalog = httpx.get(f"{urls[1]}/api/inventory").json()
