@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ecommerce_saga.saga import Saga, SagaEngine
+from ecommerce_saga.saga import AttemptStatus, Phase, Saga, SagaEngine, SagaState
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 
 MakeEngine = Callable[..., SagaEngine]
@@ -34,3 +34,19 @@ async def make_engine(store: InMemorySagaStore) -> AsyncIterator[MakeEngine]:
     yield make
     for engine in engines:
         await engine.stop()
+
+
+def attempts_of(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:
+    """Each attempt of `step` in `phase`: its number, outcome and error code."""
+    return [
+        (e.attempt, e.status, e.error.code if e.error else None)
+        for e in state.history
+        if e.step == step and e.phase is phase
+    ]
+
+
+async def run_saga(engine: SagaEngine, saga_input: dict[str, Any] | None = None) -> SagaState:
+    """Start the engine's (first) saga as `s-1` and wait for it to end or park."""
+    saga_type = next(iter(engine.definitions))
+    await engine.start(saga_type, saga_input or {}, saga_id="s-1")
+    return await engine.wait("s-1", timeout=5)

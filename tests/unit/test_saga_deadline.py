@@ -6,12 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 from ecommerce_saga.saga import (
-    AttemptStatus,
     Phase,
     RetryPolicy,
     Saga,
-    SagaEngine,
-    SagaState,
     SagaStatus,
     SagaStep,
     StepContext,
@@ -25,23 +22,9 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
     scripted_step,
 )
-from tests.unit.conftest import MakeEngine
+from tests.unit.conftest import MakeEngine, attempts_of, run_saga
 
 STEPS = ["reserve", "charge", "ship", "notify"]
-
-
-def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:
-    return [
-        (e.attempt, e.status, e.error.code if e.error else None)
-        for e in state.history
-        if e.step == step and e.phase is phase
-    ]
-
-
-async def _run(engine: SagaEngine, saga_input: dict[str, Any] | None = None) -> SagaState:
-    saga_type = next(iter(engine.definitions))
-    await engine.start(saga_type, saga_input or {}, saga_id="s-1")
-    return await engine.wait("s-1", timeout=5)
 
 
 async def test_compensates_when_the_deadline_passes_between_steps(make_engine: MakeEngine) -> None:
@@ -58,7 +41,7 @@ async def test_compensates_when_the_deadline_passes_between_steps(make_engine: M
         saga, steps=[saga.steps[0], replace(charge, action=slow_charge), *saga.steps[2:]], deadline=30
     )
 
-    final = await _run(make_engine(saga, clock=lambda: now[0]))
+    final = await run_saga(make_engine(saga, clock=lambda: now[0]))
 
     assert final.status is SagaStatus.COMPENSATED
     assert final.failure is not None
@@ -83,10 +66,10 @@ async def test_stops_retrying_when_the_deadline_has_passed(make_engine: MakeEngi
     retry = RetryPolicy(initial_interval=0.001, maximum_interval=0.001, maximum_attempts=None)
     saga = Saga("order", [SagaStep("a", down, retry=retry)], deadline=25)
 
-    final = await _run(make_engine(saga, clock=lambda: now[0]))
+    final = await run_saga(make_engine(saga, clock=lambda: now[0]))
 
     assert final.status is SagaStatus.COMPENSATED
-    assert len(_attempts(final, "a", Phase.ACTION)) == 3
+    assert len(attempts_of(final, "a", Phase.ACTION)) == 3
 
 
 async def test_finishes_forward_when_the_deadline_passes_after_the_pivot(make_engine: MakeEngine) -> None:
@@ -108,7 +91,7 @@ async def test_finishes_forward_when_the_deadline_passes_after_the_pivot(make_en
         deadline=30,
     )
 
-    final = await _run(make_engine(saga, clock=lambda: now[0]))
+    final = await run_saga(make_engine(saga, clock=lambda: now[0]))
 
     assert final.status is SagaStatus.COMPLETED  # committed at the pivot: never undone
     assert_invariants(final, saga, await ledger.effects("s-1"))

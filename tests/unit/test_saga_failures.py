@@ -10,8 +10,6 @@ from ecommerce_saga.saga import (
     Phase,
     RetryPolicy,
     Saga,
-    SagaEngine,
-    SagaState,
     SagaStatus,
     SagaStep,
     StepContext,
@@ -25,24 +23,10 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
-from tests.unit.conftest import MakeEngine
+from tests.unit.conftest import MakeEngine, attempts_of, run_saga
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 FAST_RETRY = RetryPolicy(initial_interval=0.001, maximum_interval=0.005, maximum_attempts=4)
-
-
-def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:
-    return [
-        (e.attempt, e.status, e.error.code if e.error else None)
-        for e in state.history
-        if e.step == step and e.phase is phase
-    ]
-
-
-async def _run(engine: SagaEngine, saga_input: dict[str, Any] | None = None) -> SagaState:
-    saga_type = next(iter(engine.definitions))
-    await engine.start(saga_type, saga_input or {}, saga_id="s-1")
-    return await engine.wait("s-1", timeout=5)
 
 
 async def test_undoes_completed_steps_in_reverse_when_a_step_fails_for_business_reasons(
@@ -52,7 +36,7 @@ async def test_undoes_completed_steps_in_reverse_when_a_step_fails_for_business_
     saga = scripted_saga("order", STEPS, ledger, FaultPlan().fail_permanently("ship"))
     store = InMemorySagaStore()
 
-    final = await _run(make_engine(saga, store=store))
+    final = await run_saga(make_engine(saga, store=store))
 
     effects = await ledger.effects("s-1")
     assert final.status is SagaStatus.COMPENSATED
@@ -66,7 +50,7 @@ async def test_undoes_completed_steps_in_reverse_when_a_step_fails_for_business_
     assert final.compensation_plan == ["charge", "reserve"]  # ship said no: nothing to undo
     assert final.failure is not None
     assert (final.failure.code, final.failure.retryable) == ("test.rejected", False)
-    assert _attempts(final, "ship", Phase.ACTION) == [(1, AttemptStatus.FAILED, "test.rejected")]
+    assert attempts_of(final, "ship", Phase.ACTION) == [(1, AttemptStatus.FAILED, "test.rejected")]
     assert_invariants(final, saga, effects)
 
 
@@ -77,7 +61,7 @@ async def test_ends_compensated_with_nothing_undone_when_the_first_step_fails(
     saga = scripted_saga("order", STEPS, ledger, FaultPlan().fail_permanently("reserve"))
     store = InMemorySagaStore()
 
-    final = await _run(make_engine(saga, store=store))
+    final = await run_saga(make_engine(saga, store=store))
 
     assert final.status is SagaStatus.COMPENSATED
     assert final.compensation_plan == []
@@ -92,10 +76,10 @@ async def test_completes_when_transient_errors_clear_before_retries_run_out(
     ledger = InMemoryLedger()
     saga = scripted_saga("order", STEPS, ledger, FaultPlan().fail_transiently("charge", times=3))
 
-    final = await _run(make_engine(saga))
+    final = await run_saga(make_engine(saga))
 
     assert final.status is SagaStatus.COMPLETED
-    assert _attempts(final, "charge", Phase.ACTION) == [
+    assert attempts_of(final, "charge", Phase.ACTION) == [
         (1, AttemptStatus.FAILED, "test.unavailable"),
         (2, AttemptStatus.FAILED, "test.unavailable"),
         (3, AttemptStatus.FAILED, "test.unavailable"),
@@ -120,12 +104,12 @@ async def test_compensates_the_failing_step_too_when_its_retries_run_out(
 
     saga = replace(saga, steps=[*saga.steps[:2], replace(ship, compensation=undo_ship), saga.steps[3]])
 
-    final = await _run(make_engine(saga))
+    final = await run_saga(make_engine(saga))
 
     assert final.status is SagaStatus.COMPENSATED
-    assert len(_attempts(final, "ship", Phase.ACTION)) == 4  # maximum_attempts of the kit's steps
+    assert len(attempts_of(final, "ship", Phase.ACTION)) == 4  # maximum_attempts of the kit's steps
     assert final.compensation_plan == ["ship", "charge", "reserve"]  # ship's outcome is unknown
-    assert _attempts(final, "ship", Phase.COMPENSATION) == [(1, AttemptStatus.SUCCEEDED, None)]
+    assert attempts_of(final, "ship", Phase.COMPENSATION) == [(1, AttemptStatus.SUCCEEDED, None)]
     assert undone["output"] is None  # it never succeeded, so it has no output
     assert undone["key"] == "s-1:ship:compensate"
     assert_invariants(final, saga, await ledger.effects("s-1"))
@@ -135,7 +119,7 @@ async def test_retries_when_an_attempt_times_out(make_engine: MakeEngine) -> Non
     ledger = InMemoryLedger()
     saga = scripted_saga("order", STEPS, ledger, FaultPlan().time_out("charge"), timeout=0.05)
 
-    final = await _run(make_engine(saga))
+    final = await run_saga(make_engine(saga))
 
     assert final.status is SagaStatus.COMPLETED
     first = next(e for e in final.history if e.step == "charge")
@@ -157,7 +141,7 @@ async def test_retries_an_unknown_exception_when_it_does_not_opt_out(make_engine
         if ctx.attempt == 1:
             raise KeyError("transient")
 
-    final = await _run(make_engine(Saga("order", [SagaStep("a", flaky, retry=FAST_RETRY)])))
+    final = await run_saga(make_engine(Saga("order", [SagaStep("a", flaky, retry=FAST_RETRY)])))
 
     assert final.status is SagaStatus.COMPLETED
     assert calls == [1, 2]
@@ -176,7 +160,7 @@ async def test_compensates_at_once_when_an_exception_says_it_is_not_retryable(
         calls.append(ctx.attempt)
         raise OutOfStockError("only 1 left")
 
-    final = await _run(make_engine(Saga("order", [SagaStep("reserve", reserve, retry=FAST_RETRY)])))
+    final = await run_saga(make_engine(Saga("order", [SagaStep("reserve", reserve, retry=FAST_RETRY)])))
 
     assert final.status is SagaStatus.COMPENSATED
     assert calls == [1]
@@ -196,10 +180,10 @@ async def test_retries_a_compensation_until_it_succeeds_when_it_fails_transientl
     faults = FaultPlan().fail_permanently("ship").fail_compensation("reserve", times=3)
     saga = scripted_saga("order", STEPS, ledger, faults)
 
-    final = await _run(make_engine(saga))
+    final = await run_saga(make_engine(saga))
 
     assert final.status is SagaStatus.COMPENSATED
-    assert [a[:2] for a in _attempts(final, "reserve", Phase.COMPENSATION)] == [
+    assert [a[:2] for a in attempts_of(final, "reserve", Phase.COMPENSATION)] == [
         (1, AttemptStatus.FAILED),
         (2, AttemptStatus.FAILED),
         (3, AttemptStatus.FAILED),

@@ -33,7 +33,7 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
     scripted_step,
 )
-from tests.unit.conftest import MakeEngine
+from tests.unit.conftest import MakeEngine, attempts_of
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 
@@ -52,14 +52,6 @@ class Gate:
             return await step.action(ctx)
 
         return replace(step, action=action, timeout=10)
-
-
-def _attempts(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:
-    return [
-        (e.attempt, e.status, e.error.code if e.error else None)
-        for e in state.history
-        if e.step == step and e.phase is phase
-    ]
 
 
 async def _run(engine: SagaEngine) -> SagaState:
@@ -224,7 +216,7 @@ async def test_parks_and_then_finishes_on_resume_when_a_compensation_runs_out_of
     assert parked.parked_from is SagaStatus.COMPENSATING
     assert parked.failure is not None
     assert parked.failure.code == "test.rejected"  # the failure that stopped the saga is kept
-    assert len(_attempts(parked, "charge", Phase.COMPENSATION)) == 3
+    assert len(attempts_of(parked, "charge", Phase.COMPENSATION)) == 3
     assert parked.lease_expires_at_ms == 0
     assert not engine.is_running_here("s-1")
 
@@ -237,7 +229,7 @@ async def test_parks_and_then_finishes_on_resume_when_a_compensation_runs_out_of
     assert final.parked_from is None
     operator = [e for e in final.history if e.phase is Phase.OPERATOR]
     assert [(e.step, e.actor, e.reason) for e in operator] == [("resume", "ops@shop", "refund API is back")]
-    assert _attempts(final, "charge", Phase.COMPENSATION)[-1] == (1, AttemptStatus.SUCCEEDED, None)
+    assert attempts_of(final, "charge", Phase.COMPENSATION)[-1] == (1, AttemptStatus.SUCCEEDED, None)
     assert_invariants(final, saga, await ledger.effects("s-1"))
 
 
@@ -269,7 +261,7 @@ async def test_parks_without_compensating_when_a_step_after_the_pivot_fails_for_
     final = await engine.wait("s-1", timeout=5)
 
     assert final.status is SagaStatus.COMPLETED
-    assert _attempts(final, "ship", Phase.ACTION)[-1] == (1, AttemptStatus.SUCCEEDED, None)
+    assert attempts_of(final, "ship", Phase.ACTION)[-1] == (1, AttemptStatus.SUCCEEDED, None)
     assert_invariants(final, saga, await ledger.effects("s-1"))
 
 
