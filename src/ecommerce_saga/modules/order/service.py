@@ -206,10 +206,12 @@ class LocalOrderService:
         cancel_id = f"{doc.id}-cancel"
         await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
         timeout = self._wait_seconds if wait_seconds is None else wait_seconds
+        known: dict[str, SagaState] = {}
         if timeout > 0:  # a COMPLETED order counts as settled: wait for the cancellation itself
-            await self._engine.wait(cancel_id, timeout)
-        placed = await self._outcome(order_id, 0)
-        return placed.model_copy(update={"settled": placed.order.status is OrderStatus.CANCELLED})
+            known[cancel_id] = await self._engine.wait(cancel_id, timeout)
+        doc = await self._orders.get(order_id) or doc
+        order = await self._view(doc, known)
+        return PlacedOrder(order=order, settled=order.status is OrderStatus.CANCELLED)
 
     async def _view(self, doc: OrderDocument, known: dict[str, SagaState] | None = None) -> Order:
         history: list[HistoryItem] = []
