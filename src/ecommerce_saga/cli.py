@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,9 +14,11 @@ from pydantic import ValidationError
 
 from ecommerce_saga.demo import run_demo
 from ecommerce_saga.logs import configure_logging
-from ecommerce_saga.persistence import DatabaseStartupError
+from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.split import run_split
+
+logger = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to bind (default SHOP_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default SHOP_PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, help="uvicorn worker processes on one database (default SHOP_WORKERS or 1)"
+    )
     split = commands.add_parser(
         "run-split", help="run the five modules as five local services (ports 8000-8004) on one database"
     )
@@ -38,9 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(host: str | None, port: int | None) -> int:
+def serve(host: str | None, port: int | None, workers: int | None = None) -> int:
     """Run the app with uvicorn until interrupted."""
-    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
+    given = {"host": host, "port": port, "workers": workers}
+    overrides = {key: value for key, value in given.items() if value is not None}
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -48,6 +55,8 @@ def serve(host: str | None, port: int | None) -> int:
         sys.stderr.write(f"ecommerce-saga: invalid settings: {problems}\n")
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        return _serve_workers(settings)
     from ecommerce_saga.main import create_app  # noqa: PLC0415 - after logging is configured
 
     try:
@@ -60,11 +69,51 @@ def serve(host: str | None, port: int | None) -> int:
     return 0
 
 
+def _serve_workers(settings: Settings) -> int:
+    """Run `settings.workers` uvicorn worker processes on one database.
+
+    Each worker is a whole app with its own saga worker id (host and pid); they share the sagas
+    through leases. The embedded database, if used, is started here once and its URL handed down.
+    """
+    environment = {
+        "SHOP_HOST": settings.host,
+        "SHOP_PORT": str(settings.port),
+        "SHOP_WORKERS": "1",  # each worker process is one app
+        "SHOP_DEMO_CATALOG": str(settings.loads_demo_catalog).lower(),
+    }
+    if os.environ.pop("SHOP_WORKER_ID", None) is not None:
+        logger.warning("SHOP_WORKER_ID is ignored with several workers: each uses its host and pid")
+    embedded = None
+    if settings.uses_embedded_database:
+        embedded = EmbeddedMongo(data_dir=settings.data_dir)
+        try:
+            embedded.start(settings.embedded_start_timeout_seconds)
+        except DatabaseStartupError as exc:
+            sys.stderr.write(f"ecommerce-saga: {exc}\n")
+            return 2
+        environment["SHOP_MONGODB_URL"] = embedded.url
+    os.environ.update(environment)
+    try:
+        uvicorn.run(
+            "ecommerce_saga.main:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args.host, args.port)
+        return serve(args.host, args.port, args.workers)
     if args.command == "run-split":
         configure_logging("text")
         return run_split(_data_dir(), args.host, args.base_port)

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from ecommerce_saga import __version__
 from ecommerce_saga.bootstrap import Container, build_container
+from ecommerce_saga.logs import configure_logging
 from ecommerce_saga.modules.inventory.router import build_router as inventory_router
 from ecommerce_saga.modules.notification.router import build_router as notification_router
 from ecommerce_saga.modules.order.router import build_router as order_router
@@ -104,3 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory a uvicorn worker process calls: settings and logging from `SHOP_*`."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes; more than one share the database (the embedded one is started once)."""
 
     mongodb_url: SecretStr | None = None
     mongodb_db: str = "ecommerce_saga"
