@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from beanie import Document, init_beanie
 
+from ecommerce_saga.audit import SAGA_COLLECTION
 from ecommerce_saga.demo import load_demo_catalog
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
@@ -202,7 +203,7 @@ def _wire_orders(container: Container) -> None:
         ),
     )
     container.engine = SagaEngine(
-        MongoSagaStore(container.database.db["sagas"]),
+        MongoSagaStore(container.database.db[SAGA_COLLECTION]),
         sagas.definitions(),
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,

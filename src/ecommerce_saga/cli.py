@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
+from ecommerce_saga.audit import audit
 from ecommerce_saga.demo import run_demo
 from ecommerce_saga.logs import configure_logging
-from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo
+from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, connect
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.split import run_split
 
@@ -39,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument(
         "--base-port", type=int, default=8000, help="the order service's port; the others follow"
     )
+    audit = commands.add_parser(
+        "audit", help="check that every module's records agree (exit 1 on a violation, 3 if unsettled)"
+    )
+    audit.add_argument("--url", help="MongoDB URL (default SHOP_MONGODB_URL)")
+    audit.add_argument("--db", help="database name (default SHOP_MONGODB_DB)")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
     demo = commands.add_parser("demo", help="place four demo orders against a running server")
     demo.add_argument("--url", default=os.environ.get("SHOP_URL", "http://127.0.0.1:8000"))
     return parser
@@ -117,7 +126,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run-split":
         configure_logging("text")
         return run_split(_data_dir(), args.host, args.base_port)
+    if args.command == "audit":
+        return asyncio.run(run_audit(args.url, args.db, as_json=args.json))
     return run_demo(args.url)
+
+
+async def run_audit(url: str | None, db_name: str | None, *, as_json: bool = False) -> int:
+    """Print the audit of a database: 0 if it is consistent, 1 on a violation, 3 if not settled."""
+    settings = Settings()
+    url = url or (settings.mongodb_url.get_secret_value() if settings.mongodb_url else None)
+    if url is None:
+        sys.stderr.write(
+            "ecommerce-saga: audit needs --url or SHOP_MONGODB_URL (a running app with the embedded "
+            "database logs its URL at start-up, and serves the same report at GET /api/audit)\n"
+        )
+        return 2
+    client, db = connect(url, db_name or settings.mongodb_db)
+    try:
+        report = await audit(db)
+    except PyMongoError as exc:
+        sys.stderr.write(f"ecommerce-saga: the database could not be read: {exc}\n")
+        return 2
+    finally:
+        await client.close()
+    sys.stdout.write((report.model_dump_json(indent=2) if as_json else report.summary()) + "\n")
+    if report.violations:
+        return 1
+    return 0 if report.settled else 3
 
 
 def _data_dir() -> Path:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from ecommerce_saga import __version__
+from ecommerce_saga.audit import build_router as audit_router
 from ecommerce_saga.bootstrap import Container, build_container
 from ecommerce_saga.logs import configure_logging
 from ecommerce_saga.modules.inventory.router import build_router as inventory_router
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _include_routers(app, container)
     install_operations(app, container)
+    if container.engine is not None:
+        app.include_router(audit_router(container.database.db, container.tokens))
     install_observability(app, container)
 
     @app.get("/healthz", tags=["health"])

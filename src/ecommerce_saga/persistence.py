@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -192,10 +193,11 @@ class Database:
             await self.close()
             raise DatabaseStartupError(f"the database at {_redact(self.url)} does not answer")
 
-    async def ping(self) -> bool:
-        """True when the database answers."""
+    async def ping(self, timeout: float = 1.0) -> bool:
+        """True when the database answers within `timeout` seconds."""
         try:
-            await self.db.command("ping")
+            with pymongo.timeout(timeout):
+                await self.db.command("ping")
         except PyMongoError:
             return False
         return True

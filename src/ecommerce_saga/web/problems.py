@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -177,6 +178,22 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached: nothing was decided, so the client may retry (same key)."""
+    logger.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+    return problem_response(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "the database cannot be reached; retry later (with the same Idempotency-Key)",
+        request,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(500, "internal_error", "Internal error", "an unexpected error occurred", request)
@@ -187,4 +204,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ContractError, _contract_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ConnectionFailure, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

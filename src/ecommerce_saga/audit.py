@@ -1,0 +1,344 @@
+"""The consistency audit: read every module's records and check that they tell one story.
+
+A saga-based system keeps no global transaction; what it promises is that, once every saga has
+settled, the modules agree. This audit checks that promise on a database, read-only:
+
+- every saga is final; none is parked (``REQUIRES_ATTENTION``) or still in flight;
+- every order's status matches its saga, and what the other modules hold for it: a COMPLETED
+  order has a held reservation, exactly one captured charge of its total, a scheduled shipment
+  and its confirmation; a FAILED or CANCELLED order holds no stock, no money and no courier;
+- money, from the payment gateway's own ledger: no order is charged twice, no charge exists
+  without its payment record, and a refund never exceeds its charge;
+- stock: no product is negative, and each product's ``reserved`` count is exactly the sum of the
+  reservations held against it, with no hold or release left half-done;
+- no order received two notifications of the same kind.
+
+It reads the collections directly (one pass each), so it sees what the services would hide. Run
+it with ``ecommerce-saga audit`` (exit status 1 when it finds a violation), or call `audit`.
+Inventory, money and notifications are judged only when no saga is in flight: in-flight sagas
+legitimately hold partial effects.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
+from ecommerce_saga.modules.notification.documents import NotificationDocument
+from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.payment.documents import GatewayTransactionDocument, PaymentDocument
+from ecommerce_saga.modules.shipping.documents import ShipmentDocument
+from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.problems import responses
+
+SAGA_COLLECTION = "sagas"
+"""The collection the order module's saga engine keeps its sagas in."""
+
+Record = dict[str, Any]
+
+_FINAL_SAGA = {"COMPLETED", "COMPENSATED"}
+_ACTIVE_SAGA = {"RUNNING", "COMPENSATING"}
+_SETTLED_ORDER = {"COMPLETED", "FAILED", "CANCELLED"}
+_NO_MONEY = {None, "DECLINED", "REFUNDED", "VOIDED"}
+_NO_STOCK = {None, "REJECTED", "RELEASED"}
+_NO_COURIER = {None, "CANCELLED"}
+
+
+class Finding(BaseModel):
+    """One broken rule: a stable `code`, the record it concerns, and what is wrong."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(examples=["money.double_charge"])
+    subject: str = Field(description="The order, product or charge concerned.", examples=["ord_42"])
+    detail: str = Field(examples=["2 captured charges"])
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.subject}: {self.detail}"
+
+
+class AuditReport(BaseModel):
+    """What the audit read and found."""
+
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Records read, by collection, and orders by status (`orders.COMPLETED`, ...).",
+    )
+    in_flight: list[str] = Field(
+        default_factory=list,
+        description="Sagas still RUNNING or COMPENSATING: not a violation, but the books are not closed.",
+    )
+    parked: list[str] = Field(
+        default_factory=list, description="Sagas parked for an operator (REQUIRES_ATTENTION)."
+    )
+    violations: list[Finding] = Field(default_factory=list)
+    stock: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="Each product's `available` and `reserved`, as read."
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def settled(self) -> bool:
+        """True when every saga is final: nothing in flight, nothing parked."""
+        return not self.in_flight and not self.parked
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        """True when every saga settled and no rule is broken."""
+        return self.settled and not self.violations
+
+    def add(self, code: str, subject: str, detail: str) -> None:
+        """Record a violation."""
+        self.violations.append(Finding(code=code, subject=subject, detail=detail))
+
+    def summary(self) -> str:
+        """A human-readable report, one finding per line."""
+        lines = [
+            "records: " + ", ".join(f"{name} {count}" for name, count in sorted(self.counts.items())),
+            f"sagas in flight: {len(self.in_flight)}; parked: {len(self.parked)}",
+        ]
+        lines += [f"  in flight: {saga_id}" for saga_id in self.in_flight[:20]]
+        lines += [f"  parked: {saga_id}" for saga_id in self.parked[:20]]
+        lines.append(f"violations: {len(self.violations)}")
+        lines += [f"  {finding}" for finding in self.violations]
+        lines.append("audit: OK" if self.ok else "audit: FAILED")
+        return "\n".join(lines)
+
+
+async def _all(db: AsyncDatabase[Record], name: str) -> list[Record]:
+    return [doc async for doc in db[name].find({})]
+
+
+@dataclass
+class _Books:
+    """Every record the audit reads, indexed the way the rules look them up."""
+
+    sagas: dict[str, Record]
+    orders: dict[str, Record]
+    reservations: dict[str, Record]
+    products: list[Record]
+    payments: dict[str, Record]
+    ledger: list[Record]
+    shipments: dict[str, Record]
+    notifications: dict[str, Counter[str]]
+
+    @classmethod
+    async def read(cls, db: AsyncDatabase[Record]) -> _Books:
+        notifications: dict[str, Counter[str]] = defaultdict(Counter)
+        for doc in await _all(db, NotificationDocument.Settings.name):
+            notifications[doc["order_id"]][doc["type"]] += 1
+        return cls(
+            sagas={doc["_id"]: doc for doc in await _all(db, SAGA_COLLECTION)},
+            orders={doc["_id"]: doc for doc in await _all(db, OrderDocument.Settings.name)},
+            reservations={doc["_id"]: doc for doc in await _all(db, ReservationDocument.Settings.name)},
+            products=await _all(db, ProductDocument.Settings.name),
+            payments={doc["_id"]: doc for doc in await _all(db, PaymentDocument.Settings.name)},
+            ledger=await _all(db, GatewayTransactionDocument.Settings.name),
+            shipments={doc["_id"]: doc for doc in await _all(db, ShipmentDocument.Settings.name)},
+            notifications=notifications,
+        )
+
+
+async def audit(db: AsyncDatabase[Record]) -> AuditReport:
+    """Audit the shop's database `db` (see the module docstring for the rules)."""
+    books = await _Books.read(db)
+    report = AuditReport()
+    report.counts = {
+        "sagas": len(books.sagas),
+        "orders": len(books.orders),
+        "products": len(books.products),
+        "payments": len(books.payments),
+        "shipments": len(books.shipments),
+        "gateway transactions": len(books.ledger),
+    }
+    for status, count in Counter(order.get("status") for order in books.orders.values()).items():
+        report.counts[f"orders.{status}"] = count
+    _check_sagas(books, report)
+    for order in books.orders.values():
+        _check_order(books, order, report)
+    if not report.in_flight:
+        _check_money(books, report)
+        _check_stock(books, report)
+    report.stock = {
+        doc["_id"]: {"available": doc.get("available", 0), "reserved": doc.get("reserved", 0)}
+        for doc in books.products
+    }
+    return report
+
+
+def _check_sagas(books: _Books, report: AuditReport) -> None:
+    for saga in books.sagas.values():
+        status = saga.get("status")
+        if status in _ACTIVE_SAGA:
+            report.in_flight.append(saga["_id"])
+        elif status == "REQUIRES_ATTENTION":
+            report.parked.append(saga["_id"])
+        elif status not in _FINAL_SAGA:
+            report.add("saga.unknown_status", saga["_id"], f"status {status!r}")
+    for order in books.orders.values():
+        if order.get("saga_id") not in books.sagas:
+            report.add("order.no_saga", order["_id"], f"its saga {order.get('saga_id')!r} does not exist")
+
+
+def _check_order(books: _Books, order: Record, report: AuditReport) -> None:
+    """The order against its saga and what every module holds for it."""
+    order_id, status = order["_id"], order.get("status")
+    saga_statuses = {
+        str(books.sagas[saga_id].get("status"))
+        for saga_id in (order.get("saga_id"), order.get("cancel_saga_id"))
+        if saga_id in books.sagas
+    }
+    if saga_statuses & (_ACTIVE_SAGA | {"REQUIRES_ATTENTION"}):
+        return  # not settled yet: reported with its saga
+    notices = books.notifications.get(order_id, Counter())
+    for kind, count in notices.items():
+        if count > 1:
+            report.add("notification.duplicate", order_id, f"{count} {kind} notifications")
+    if status not in _SETTLED_ORDER:
+        report.add("order.stuck", order_id, f"status {status} but its sagas are {sorted(saga_statuses)}")
+    elif status == "COMPLETED":
+        _check_completed(books, order, notices, report)
+    else:
+        _check_undone(books, order, notices, report)
+
+
+def _check_completed(books: _Books, order: Record, notices: Counter[str], report: AuditReport) -> None:
+    """A COMPLETED order: stock held, paid once, shipped, confirmed."""
+    order_id = order["_id"]
+    reservation = _status(books.reservations.get(order_id))
+    payment, shipment = books.payments.get(order_id), books.shipments.get(order_id)
+    if reservation != "RESERVED":
+        report.add("order.stock_not_held", order_id, f"COMPLETED but its reservation is {reservation}")
+    if _status(payment) != "COMPLETED":
+        report.add("order.not_paid", order_id, f"COMPLETED but its payment is {_status(payment)}")
+    elif _field(payment, "payment_id") != order.get("payment_id"):
+        report.add("order.wrong_payment", order_id, f"it names {order.get('payment_id')}")
+    if _status(shipment) != "SCHEDULED":
+        report.add("order.not_shipped", order_id, f"COMPLETED but its shipment is {_status(shipment)}")
+    elif _field(shipment, "shipping_id") != order.get("shipping_id"):
+        report.add("order.wrong_shipment", order_id, f"it names {order.get('shipping_id')}")
+    if notices["ORDER_CONFIRMED"] != 1 or notices["ORDER_FAILED"]:
+        report.add("order.notices", order_id, f"COMPLETED with notifications {dict(notices)}")
+
+
+def _check_undone(books: _Books, order: Record, notices: Counter[str], report: AuditReport) -> None:
+    """A FAILED or CANCELLED order: nothing held, nothing kept, the customer told once."""
+    order_id, status = order["_id"], order["status"]
+    reservation = _status(books.reservations.get(order_id))
+    payment = _status(books.payments.get(order_id))
+    shipment = _status(books.shipments.get(order_id))
+    if reservation not in _NO_STOCK:
+        report.add("order.stock_leaked", order_id, f"{status} but its reservation is {reservation}")
+    if payment not in _NO_MONEY:
+        report.add("order.money_kept", order_id, f"{status} but its payment is {payment}")
+    if shipment not in _NO_COURIER:
+        report.add("order.courier_kept", order_id, f"{status} but its shipment is {shipment}")
+    expected = "ORDER_FAILED" if status == "FAILED" else "ORDER_CANCELLED"
+    if notices[expected] != 1:
+        report.add("order.notices", order_id, f"{status} with notifications {dict(notices)}")
+
+
+def _status(doc: Record | None) -> str | None:
+    status = _field(doc, "status")
+    return None if status is None else str(status)
+
+
+def _field(doc: Record | None, name: str) -> Any:
+    return None if doc is None else doc.get(name)
+
+
+def _check_money(books: _Books, report: AuditReport) -> None:
+    """The gateway's ledger against the payment records: each order's money moved once.
+
+    A payment record names the one idempotency key its charges use; an approved charge under any
+    other key (a second charge for the order) has no record, and is an orphan.
+    """
+    refunded = _refunds(books.ledger)
+    payments = {doc.get("charge_key"): doc for doc in books.payments.values() if doc.get("charge_key")}
+    captures: Counter[str] = Counter()
+    for charge in books.ledger:
+        if charge.get("kind") != "charge":
+            continue
+        payment = payments.get(charge["_id"].removeprefix("charge:"))
+        captured = charge.get("amount_cents", 0) if charge.get("approved") else 0
+        if payment is None:
+            if captured:
+                report.add("money.orphan_charge", charge["_id"], "an approved charge with no payment record")
+            continue
+        back = refunded[charge.get("reference", "")]
+        if back > captured:
+            report.add("money.over_refunded", payment["_id"], f"refunded {back} of {captured}")
+        elif captured > back:
+            captures[payment["_id"]] += 1
+            _check_kept(books.orders.get(payment["_id"]), captured - back, report)
+    for order_id, count in captures.items():
+        if count > 1:
+            report.add("money.double_charge", order_id, f"{count} captured charges")
+
+
+def _refunds(ledger: list[Record]) -> Counter[str]:
+    """Cents refunded, by the reference of the charge refunded."""
+    refunded: Counter[str] = Counter()
+    for doc in ledger:
+        if doc.get("kind") == "refund" and doc.get("approved"):
+            refunded[doc.get("charge_reference", "")] += doc.get("amount_cents", 0)
+    return refunded
+
+
+def _check_kept(order: Record | None, kept: int, report: AuditReport) -> None:
+    """Money still captured for `order`: its total if COMPLETED, nothing if it was undone."""
+    if order is None:
+        return  # reported as a payment without an order
+    if order.get("status") == "COMPLETED" and kept != order.get("total_cents"):
+        report.add(
+            "money.wrong_amount", order["_id"], f"kept {kept} for a total of {order.get('total_cents')}"
+        )
+    if order.get("status") in ("FAILED", "CANCELLED"):
+        report.add("money.kept", order["_id"], f"{order['status']} but {kept} cents are still captured")
+
+
+def _check_stock(books: _Books, report: AuditReport) -> None:
+    """Each product's counters against the reservations held on it."""
+    held: Counter[str] = Counter()
+    for reservation in books.reservations.values():
+        if reservation.get("status") == "RESERVED":
+            for item in reservation.get("items", []):
+                held[item["product_id"]] += item["quantity"]
+    for product in books.products:
+        product_id = product["_id"]
+        available, reserved = product.get("available", 0), product.get("reserved", 0)
+        if available < 0 or reserved < 0:
+            report.add("stock.negative", product_id, f"available {available}, reserved {reserved}")
+        if reserved != held[product_id]:
+            report.add(
+                "stock.reserved_mismatch",
+                product_id,
+                f"reserved {reserved}, held by orders {held[product_id]}",
+            )
+        for marker in ("holds", "releases"):
+            pending = product.get(marker) or {}
+            if pending:
+                report.add("stock.unfinished", product_id, f"{marker} left for {sorted(pending)[:5]}")
+
+
+def build_router(db: AsyncDatabase[Record], tokens: Tokens) -> APIRouter:
+    """`GET /api/audit`: run the audit on this process's database (admin token)."""
+    router = APIRouter(tags=["operations"], dependencies=[Depends(tokens.require_admin)])
+
+    @router.get("/api/audit", response_model=AuditReport, responses=responses(401, 403, 503))
+    async def run_audit() -> AuditReport:
+        """Check that the modules' records agree (one read of every collection; see docs/operations.md).
+
+        `ok` is true when every saga has settled and no rule is broken. Sagas in flight are
+        listed, not counted as violations; money, stock and notices are judged once none is.
+        """
+        return await audit(db)
+
+    return router
