@@ -65,10 +65,12 @@ def _id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-def _send(order_id: str, customer_id: str = "cus_ada") -> SendNotification:
+def _send(
+    order_id: str, customer_id: str = "cus_ada", attempt: int = 1, key: str = "confirmed"
+) -> SendNotification:
     return SendNotification(
         order_id=order_id, customer_id=customer_id, type=NotificationType.ORDER_CONFIRMED,
-        idempotency_key=f"{order_id}:confirmed",
+        idempotency_key=f"{order_id}:{key}", attempt=attempt,
     )  # fmt: skip
 
 
@@ -90,6 +92,29 @@ async def test_sends_again_when_a_crashed_send_leaves_an_expired_claim(
     sent = await service.send(_send(order_id))
 
     assert sent.status is NotificationStatus.SENT
+    assert [n.notification_id for n in working.delivered] == [sent.notification_id]
+
+
+async def test_a_later_attempt_takes_over_the_claim_a_crashed_attempt_left(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+    clock = ManualClock(datetime(2030, 1, 4, 12, tzinfo=UTC))
+    working = FakeSender()
+    service = LocalNotificationService(working, clock=clock, send_timeout_seconds=30)
+    order_id = _id("ord")
+    with pytest.raises(asyncio.CancelledError):
+        await LocalNotificationService(CrashingSender(), clock=clock).send(_send(order_id, attempt=1))
+
+    with pytest.raises(NotificationDeliveryError, match="being sent by another call"):
+        await service.send(_send(order_id, attempt=1))  # the same attempt again: it may still be sending
+    with pytest.raises(NotificationDeliveryError, match="being sent by another call"):
+        await service.send(_send(order_id, attempt=5, key="someone-else"))  # another caller waits
+    sent = await service.send(_send(order_id, attempt=2))  # its own retry does not wait 30 s
+    again = await service.send(_send(order_id, attempt=3))
+
+    assert sent.status is NotificationStatus.SENT
+    assert again == sent
     assert [n.notification_id for n in working.delivered] == [sent.notification_id]
 
 

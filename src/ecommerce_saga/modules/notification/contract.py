@@ -76,6 +76,16 @@ class SendNotification(FrozenModel):
     customer_id: CustomerId
     type: NotificationType
     idempotency_key: str = Field(min_length=1, max_length=200)
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "The caller's attempt at this send under `idempotency_key`, 1 first. A later attempt "
+            "takes over the send an earlier one left unfinished (its caller stopped or gave up), "
+            "instead of waiting for that attempt's claim to expire."
+        ),
+    )
     subject: str | None = Field(default=None, min_length=1, max_length=200)
     message: str | None = Field(default=None, min_length=1, max_length=2000)
     details: dict[DetailKey, DetailValue] = Field(default_factory=dict, max_length=20)
@@ -100,6 +110,7 @@ class CancelNotification(FrozenModel):
     order_id: OrderId
     customer_id: CustomerId
     idempotency_key: str = Field(min_length=1, max_length=200)
+    attempt: int = Field(default=1, ge=1, le=1_000_000, description="As in `SendNotification`.")
     reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 

@@ -34,6 +34,8 @@ class NotificationDocument(Document):
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     claimed_until_ms: int = 0  # a send in progress; an integer, as it is `$set` and compared
+    claim_key: str | None = None  # the idempotency key of the call holding the claim
+    claim_attempt: int = 0  # and its attempt: a later attempt of the same key may take the claim over
     version: int = 0  # every write changes it; a replace is filtered on the version read
 
     class Settings:

@@ -4,8 +4,10 @@ A notification is first recorded (PENDING) under a unique (order id, type) key, 
 a short lease (so that concurrent calls send it once), handed to the sender, and marked SENT. If
 the sender fails, the record stays (FAILED) and the call raises a retryable error; the saga engine
 retries, and the retry sends the same record again. A call that finds the record claimed by
-another raises the same retryable error. Delivery is at-least-once: a worker that dies between
-sending and marking SENT leaves a claim that expires, and the retry after that sends again.
+another raises the same retryable error, unless it is a later attempt under the claim's own
+idempotency key: a saga retries a step only once the earlier attempt is over (failed, timed out,
+or its worker died), so the later attempt takes the claim over at once rather than waiting for it
+to expire. Delivery is at-least-once: a send that was cut short may be sent again.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class LocalNotificationService:
         if doc.status is NotificationStatus.SENT:
             return _notification(doc)
         if not claimed:
-            if not await self._claim(doc.id):
+            if not await self._claim(doc.id, command):
                 doc = await self._get(doc.id)
                 if doc.status is NotificationStatus.SENT:
                     return _notification(doc)
@@ -145,6 +147,7 @@ class LocalNotificationService:
                 customer_id=command.customer_id,
                 type=NotificationType.ORDER_CANCELLED,
                 idempotency_key=command.idempotency_key,
+                attempt=command.attempt,
                 message=message,
                 details={"reason": command.reason} if command.reason is not None else {},
             )
@@ -159,6 +162,7 @@ class LocalNotificationService:
             subject=command.subject or subject, message=command.message or message,
             details=dict(command.details), created_at=self._now(),
             claimed_until_ms=_epoch_ms(self._clock()) + int(self._send_timeout * 1000),
+            claim_key=command.idempotency_key, claim_attempt=command.attempt,
         )  # fmt: skip
         try:
             await doc.insert()  # insert first: a repeated send finds the record in the way
@@ -172,16 +176,28 @@ class LocalNotificationService:
     async def _find(order_id: str, notification_type: NotificationType) -> NotificationDocument | None:
         return await NotificationDocument.find_one({"order_id": order_id, "type": notification_type.value})
 
-    async def _claim(self, notification_id: str) -> bool:
-        """Take the unsent record for as long as a send may take; False if another call holds it."""
+    async def _claim(self, notification_id: str, command: SendNotification) -> bool:
+        """Take the unsent record for as long as a send may take; False if another call holds it.
+
+        The claim is free when it expired, or when it is held by an earlier attempt under the same
+        idempotency key (an attempt that is over, as its caller retried).
+        """
         now_ms = _epoch_ms(self._clock())
+        superseded = {"claim_key": command.idempotency_key, "claim_attempt": {"$lt": command.attempt}}
         result = await NotificationDocument.get_pymongo_collection().update_one(
             {
                 "_id": notification_id,
                 "status": {"$ne": NotificationStatus.SENT.value},
-                "claimed_until_ms": {"$lt": now_ms},
+                "$or": [{"claimed_until_ms": {"$lt": now_ms}}, superseded],
             },
-            {"$set": {"claimed_until_ms": now_ms + int(self._send_timeout * 1000)}, "$inc": {"version": 1}},
+            {
+                "$set": {
+                    "claimed_until_ms": now_ms + int(self._send_timeout * 1000),
+                    "claim_key": command.idempotency_key,
+                    "claim_attempt": command.attempt,
+                },
+                "$inc": {"version": 1},
+            },
         )
         return result.modified_count == 1
 

@@ -168,6 +168,7 @@ class OrderSagas:
                 customer_id=ctx.input["customer_id"],
                 type=NotificationType.ORDER_FAILED,
                 idempotency_key=ctx.idempotency_key,
+                attempt=ctx.attempt,
                 details={"reason": reason.value},
             )
         )
@@ -261,6 +262,7 @@ class OrderSagas:
                 customer_id=ctx.input["customer_id"],
                 type=kind,
                 idempotency_key=ctx.idempotency_key,
+                attempt=ctx.attempt,
             )
         )
         return {"notification_id": notification.notification_id}
