@@ -1,0 +1,106 @@
+"""Two order services on one database: when one is killed, the other finishes its sagas.
+
+Both processes run the saga engine on the same `sagas` collection, each under its own worker
+id, and both take orders. Coordinator A is SIGKILLed mid-load and never comes back; B must claim
+A's sagas once their leases expire and finish them. The saga histories then show that no saga
+ran twice at once: no step succeeded twice, and the attempts of different workers never overlap
+in time (the lease and its fencing token let only one worker drive a saga at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from tests.chaos.load import Catalog, LoadGenerator, audit_books, check_outcomes, retry_unanswered, settle
+from tests.chaos.test_monolith_kill import SETTINGS, _seed
+from tests.e2e.conftest import MODULES, LiveApp, Shop, start_app
+
+
+async def _load_both_then_kill_a(
+    a: Shop, b: Shop, catalog: Catalog, chance: random.Random
+) -> list[LoadGenerator]:
+    loads = [LoadGenerator(shop.async_client, catalog, concurrency=4) for shop in (a, b)]
+    running = [asyncio.create_task(load.run()) for load in loads]
+    try:
+        await asyncio.sleep(chance.uniform(1.0, 2.0))
+        a.apps["order"].process.send_signal(signal.SIGKILL)
+        await asyncio.sleep(2.0)  # B keeps taking orders while A's leases run out
+    finally:
+        for load in loads:
+            load.stop()
+        await asyncio.gather(*running)
+    return loads
+
+
+async def _sagas(mongo_url: str, db_name: str) -> list[dict[str, Any]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        return [saga async for saga in client[db_name].sagas.find({})]
+    finally:
+        await client.close()
+
+
+def _never_twice_at_once(saga: dict[str, Any]) -> None:
+    """No step succeeded twice, and attempts by different workers did not overlap in time."""
+    succeeded = Counter((h["step"], h["phase"]) for h in saga["history"] if h["status"] == "SUCCEEDED")
+    assert all(count == 1 for count in succeeded.values()), (saga["_id"], succeeded)
+    spans: list[tuple[datetime, datetime, str]] = [
+        (h["started_at"], h["ended_at"], h["worker"])
+        for h in saga["history"]
+        if h.get("ended_at") is not None and h.get("worker") is not None
+    ]
+    spans.sort()
+    for (_, ended, worker), (started, _, next_worker) in itertools.pairwise(spans):
+        if worker != next_worker:
+            assert ended <= started, (saga["_id"], worker, next_worker)
+
+
+def _interrupted_on_a(saga: dict[str, Any]) -> bool:
+    return any(
+        h.get("worker") == "coordinator-a" and (h.get("error") or {}).get("code") == "saga.interrupted"
+        for h in saga["history"]
+    )
+
+
+def test_the_surviving_coordinator_finishes_the_sagas_of_the_killed_one(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    chance = random.Random(_seed())
+    app_a: LiveApp = start_app(mongo_url, tmp_path, SHOP_WORKER_ID="coordinator-a", **SETTINGS)
+    app_b = start_app(mongo_url, tmp_path, db_name=app_a.db_name, SHOP_WORKER_ID="coordinator-b", **SETTINGS)
+    a = Shop("monolith", dict.fromkeys(MODULES, app_a.url), {"order": app_a})
+    b = Shop("monolith", dict.fromkeys(MODULES, app_b.url), {"order": app_b})
+    try:
+        with b.client() as client:
+            catalog = Catalog.create(client)
+
+        loads = asyncio.run(_load_both_then_kill_a(a, b, catalog, chance))
+
+        sent = [request for load in loads for request in load.sent]
+        with b.client() as client:  # A is gone: its customers retry against B, with the same keys
+            retry_unanswered(client, sent)
+            orders = settle(client, sent)
+        check_outcomes(sent, orders)
+        asyncio.run(audit_books(mongo_url, app_a.db_name, catalog))
+        sagas = asyncio.run(_sagas(mongo_url, app_a.db_name))
+        for saga in sagas:
+            _never_twice_at_once(saga)
+        assert any(h.get("worker") == "coordinator-a" for saga in sagas for h in saga["history"]), (
+            "A ran nothing"
+        )
+        taken_over = [saga for saga in sagas if _interrupted_on_a(saga)]
+        assert taken_over, "the kill landed when A had no saga in flight"
+        for saga in taken_over:  # B closed A's open attempt and drove the saga on to the end
+            assert saga["history"][-1]["worker"] == "coordinator-b", saga["_id"]
+    finally:
+        app_a.stop()
+        app_b.stop()
