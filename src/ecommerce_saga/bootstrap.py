@@ -150,7 +150,11 @@ def build_container(settings: Settings) -> Container:
     """Wire every module. No I/O: `Container.start()` opens the database and starts the engine."""
     url = settings.mongodb_url.get_secret_value() if settings.mongodb_url else None
     database = Database.configure(
-        url, settings.mongodb_db, settings.data_dir, settings.embedded_start_timeout_seconds
+        url,
+        settings.mongodb_db,
+        settings.data_dir,
+        settings.embedded_start_timeout_seconds,
+        settings.mongodb_timeout_seconds,
     )
     tokens = build_tokens(settings)
     adapters = _Adapters(settings, tokens)

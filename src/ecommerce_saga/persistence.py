@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -10,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import pymongo
 from pymongo import AsyncMongoClient
@@ -25,6 +27,7 @@ _PR_SET_PDEATHSIG = 1
 _SERVER_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
 
 MongoDocument: TypeAlias = dict[str, Any]
+T = TypeVar("T")
 
 
 class DatabaseStartupError(RuntimeError):
@@ -32,7 +35,11 @@ class DatabaseStartupError(RuntimeError):
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask the kernel to stop the server when the process that started it dies, even by SIGKILL."""
+    """Ask the kernel to stop the server when the process that started it dies, even by SIGKILL.
+
+    The kernel ties this to the *thread* that started the server: start it from a thread that
+    lives as long as the server should (the app starts it from its event loop's thread).
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -171,14 +178,19 @@ class Database:
 
     @classmethod
     def configure(
-        cls, url: str | None, db_name: str, data_dir: Path, start_timeout: float = 20.0
+        cls,
+        url: str | None,
+        db_name: str,
+        data_dir: Path,
+        start_timeout: float = 20.0,
+        unreachable_after: float = 2.0,
     ) -> Database:
         """`url`, or an embedded server in `data_dir` when `url` is None."""
         embedded = None
         if url is None:
             embedded = EmbeddedMongo(data_dir=data_dir, port=free_port())
             url = embedded.url
-        client, db = connect(url, db_name)
+        client, db = connect(url, db_name, unreachable_after)
         return cls(client=client, db=db, url=url, embedded=embedded, start_timeout=start_timeout)
 
     async def open(self) -> None:
@@ -189,7 +201,11 @@ class Database:
         """
         if self.embedded is not None:
             self.embedded.start(self.start_timeout)
-        if not await self.ping():
+        deadline = time.monotonic() + self.start_timeout
+        while not await self.ping():
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.25)  # a database starting alongside the app: give it time
+                continue
             await self.close()
             raise DatabaseStartupError(f"the database at {_redact(self.url)} does not answer")
 
@@ -209,10 +225,39 @@ class Database:
             self.embedded.stop()
 
 
-def connect(url: str, db_name: str) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
-    """A client and database for `url`; datetimes come back timezone-aware. No I/O yet."""
+def fix_pymongo_condition_wait() -> None:
+    """On Python 3.11, make PyMongo's async client survive cancellations during an outage.
+
+    PyMongo's async client waits on its condition variables (server selection, the connection
+    pool) through `asyncio.wait_for`. On Python 3.11, a wait that times out while the waiting task
+    is also cancelled (a request or step timeout while the database is unreachable) can release
+    the client's topology lock twice: "RuntimeError: Lock is not acquired", after which every
+    operation of that client waits forever, and the app stays wedged after the database is back.
+    Python 3.12 reimplemented `wait_for` on `asyncio.timeout`; this gives PyMongo the same on
+    3.11 (`tests/chaos/test_database_outage.py` is the test that found it).
+    """
+    if sys.version_info >= (3, 12):
+        return
+    import pymongo.lock  # noqa: PLC0415 - only on 3.11
+
+    async def wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+    pymongo.lock.wait_for = wait_for  # type: ignore[attr-defined,assignment]
+
+
+def connect(
+    url: str, db_name: str, unreachable_after: float = 2.0
+) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
+    """A client and database for `url`; datetimes come back timezone-aware. No I/O yet.
+
+    An operation that finds no server for `unreachable_after` seconds fails (and a request
+    answers 503), rather than holding its caller for PyMongo's default of 30 seconds.
+    """
+    fix_pymongo_condition_wait()
     client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False
+        url, tz_aware=True, serverSelectionTimeoutMS=int(unreachable_after * 1000), connect=False
     )
     return client, client[db_name]
 

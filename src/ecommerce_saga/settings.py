@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     mongodb_db: str = "ecommerce_saga"
     data_dir: Path = Path(".data")
     embedded_start_timeout_seconds: float = 20.0
+    mongodb_timeout_seconds: float = Field(default=2.0, gt=0)
+    """How long an operation waits for an unreachable database before the request answers 503."""
 
     service_token: SecretStr | None = None
     admin_token: SecretStr | None = None
