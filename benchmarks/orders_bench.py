@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -35,17 +38,17 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
-from ecommerce_saga.persistence import EmbeddedMongo, free_port
+from ecommerce_saga.persistence import EmbeddedMongo, die_with_parent, free_port
 
 TOKEN = "bench-token"
-PRODUCT = {
+PRODUCT: dict[str, Any] = {
     "product_id": "bench-widget",
     "name": "Widget",
     "category": "bench",
     "price_cents": 1999,
     "quantity": 1_000_000,
 }
-ORDER = {
+ORDER: dict[str, Any] = {
     "customer_id": "bench-customer",
     "items": [{"product_id": "bench-widget", "quantity": 1}],
     "payment": {
@@ -63,21 +66,64 @@ ORDER = {
         "country": "US",
     },
 }
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%s]]
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %%d %%d %%d %%f %%f %%f %%f\\n", summary.requests,
-    e.status + e.connect + e.read + e.write + e.timeout,
-    summary.duration, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
-    latency:percentile(99) / 1000, latency.mean / 1000))
+WRK_DONE = """
+-- Every thread's `counts` table (if the script keeps one) is summed here, in the main state, and
+-- its `samples` (strings, e.g. the first error answers) printed one per line.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function done(summary, latency, requests)
+  local e, counts, parts = summary.errors, {}, {}
+  for _, thread in ipairs(threads) do
+    for key, n in pairs(thread:get("counts") or {}) do counts[key] = (counts[key] or 0) + n end
+    for _, sample in ipairs(thread:get("samples") or {}) do io.write("SAMPLE ", sample, "\\n") end
+  end
+  for key, n in pairs(counts) do parts[#parts + 1] = string.format('"%s": %d', key, n) end
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "transport_errors": %d, '
+    .. '"http_errors": %d, "p50": %f, "p95": %f, "p99": %f, "counts": {%s}}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    table.concat(parts, ", ")))
 end
 """
+"""wrk's summary as one `RESULT {json}` line; latencies in ms; `http_errors` counts answers >= 400."""
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua string literal (a JSON string is one, for ASCII text)."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def wrk_script(body: dict[str, Any]) -> str:
+    """A wrk script that posts `body` again and again."""
+    return (
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {lua_string(json.dumps(body))}\n{WRK_DONE}"
+    )
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run measured."""
+
+    rps: float
+    p50: float
+    p95: float
+    p99: float
+    transport_errors: int
+    http_errors: int
+    counts: dict[str, int]
+    """What the script's `response` hook counted, if it has one (else empty)."""
+    samples: list[str]
+    """What the script kept as samples (the load benchmark keeps the first error answers)."""
+
+    @property
+    def errors(self) -> int:
+        """Requests without a successful answer: transport errors and HTTP status >= 400."""
+        return self.transport_errors + self.http_errors
 
 
 def machine() -> str:
+    """The machine in one line: cores, CPU model, Python and the embedded server's version."""
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -91,9 +137,18 @@ def machine() -> str:
     )
 
 
-def start_app(mongo_url: str, db: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
+def launch_app(
+    mongo_url: str,
+    db: str,
+    log: Path,
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `ecommerce-saga serve` on `db` (output appended to `log`); return it and its URL at once."""
+    port = port or free_port()
+    environment = {
         **os.environ,
         "SHOP_MONGODB_URL": mongo_url,
         "SHOP_MONGODB_DB": db,
@@ -101,48 +156,95 @@ def start_app(mongo_url: str, db: str, log: Path) -> tuple[subprocess.Popen[byte
         "SHOP_ADMIN_TOKEN": TOKEN,
         "SHOP_LOG_LEVEL": "WARNING",
         "SHOP_DEMO_CATALOG": "false",
+        **(env or {}),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    command = [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
+        )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Wait until `url`/readyz answers 200; kill `process` and raise if it exits or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
+                return
         except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the app did not start; see {log}")
+            pass
+        time.sleep(0.05)
+    stop_app(process)
+    raise RuntimeError(f"the app at {url} did not start (exit code {process.returncode}); see {log}")
 
 
-def run_wrk(url: str, concurrency: int, seconds: int, script: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(min(concurrency, 2)),
-            "-c",
-            str(concurrency),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            "30s",
-            "-s",
-            str(script),
-            f"{url}/api/orders",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    requests, errors, duration_us, p50, p95, p99, _mean = (float(x) for x in line.split()[1:])
-    return {"rps": requests / (duration_us / 1e6), "p50": p50, "p95": p95, "p99": p99, "errors": errors}
+def start_app(
+    mongo_url: str,
+    db: str,
+    log: Path,
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`launch_app`, then wait until the app is ready."""
+    process, url = launch_app(mongo_url, db, log, port=port, workers=workers, env=env)
+    wait_ready(url, process, log)
+    return process, url
+
+
+def stop_app(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within 30 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def database(url: str | None, work: Path) -> Iterator[tuple[str, EmbeddedMongo | None]]:
+    """`url`, or an embedded server in `work`/db started here and stopped on exit."""
+    if url is not None:
+        yield url, None
+        return
+    embedded = EmbeddedMongo(data_dir=work / "db")
+    embedded.start()
+    try:
+        yield embedded.url, embedded
+    finally:
+        embedded.stop()
+
+
+def run_wrk(url: str, concurrency: int, seconds: int, script: Path, *script_args: str) -> WrkResult:
+    """Load `url` with wrk and `script` (which must end with `WRK_DONE`) for `seconds`."""
+    command = ["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds}s"]
+    command += ["--timeout", "30s", "-s", str(script), url]
+    if script_args:
+        command += ["--", *script_args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return WrkResult(
+        rps=result["requests"] / (result["duration_us"] / 1e6),
+        p50=result["p50"],
+        p95=result["p95"],
+        p99=result["p99"],
+        transport_errors=result["transport_errors"],
+        http_errors=result["http_errors"],
+        counts=result["counts"],
+        samples=[line.removeprefix("SAMPLE ") for line in out.splitlines() if line.startswith("SAMPLE ")],
+    )
 
 
 async def seed_baseline(db: Any) -> None:
@@ -280,16 +382,40 @@ async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[st
     api = Counter(
         {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
     )
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"ops_base_{uuid.uuid4().hex[:8]}"]
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = mongo[f"ops_base_{uuid.uuid4().hex[:8]}"]
     await seed_baseline(db)
     seen.clear()
     for _ in range(orders):
         await baseline_order(db)
     base = round(sum(seen.values()) / orders, 2)
-    await client.drop_database(db.name)
-    await client.close()
+    await mongo.drop_database(db.name)
+    await mongo.close()
     return api, base
+
+
+def _measure(
+    mongo_url: str, embedded_pid: int | None, concurrency: int, seconds: int, work: Path
+) -> tuple[WrkResult, dict[str, float]]:
+    """The API at one concurrency on a fresh database and app: wrk's numbers and CPU ms per order."""
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    script = work / "order.lua"
+    script.write_text(wrk_script(ORDER))
+    app, url = start_app(mongo_url, db, work / f"app-{concurrency}.log")
+    try:
+        httpx.post(
+            f"{url}/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"}
+        ).raise_for_status()
+        run_wrk(f"{url}/api/orders", concurrency, 2, script)  # warm-up
+        app_cpu, db_cpu = cpu_seconds(app.pid), cpu_seconds(embedded_pid) if embedded_pid else 0.0
+        api = run_wrk(f"{url}/api/orders", concurrency, seconds, script)
+        placed = api.rps * seconds
+        cpu = {"app": (cpu_seconds(app.pid) - app_cpu) * 1000 / placed}
+        if embedded_pid:
+            cpu["db"] = (cpu_seconds(embedded_pid) - db_cpu) * 1000 / placed
+    finally:
+        stop_app(app)
+    return api, cpu
 
 
 def main() -> int:
@@ -304,54 +430,28 @@ def main() -> int:
         sys.stderr.write("wrk is needed: apt-get install wrk\n")
         return 2
     work = Path(tempfile.mkdtemp(prefix="orders-bench-"))
-    embedded = None
-    mongo_url = args.url
-    if mongo_url is None:
-        embedded = EmbeddedMongo(data_dir=work / "db")
-        embedded.start()
-        mongo_url = embedded.url
-    script = work / "order.lua"
-    script.write_text(WRK_SCRIPT % json.dumps(ORDER))
     rows = []
-    embedded_pid = embedded.process.pid if embedded is not None and embedded.process else None
-    try:
+    with database(args.url, work) as (mongo_url, embedded):
+        embedded_pid = embedded.process.pid if embedded is not None and embedded.process else None
         operations, baseline_operations = asyncio.run(count_operations(mongo_url))
         for concurrency in args.concurrency:
-            db = f"bench_{uuid.uuid4().hex[:8]}"
-            app, url = start_app(mongo_url, db, work / f"app-{concurrency}.log")
-            try:
-                httpx.post(
-                    f"{url}/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"}
-                ).raise_for_status()
-                run_wrk(url, concurrency, 2, script)  # warm-up
-                app_cpu, db_cpu = cpu_seconds(app.pid), cpu_seconds(embedded_pid) if embedded_pid else 0.0
-                api = run_wrk(url, concurrency, args.seconds, script)
-                placed = api["rps"] * args.seconds
-                api["app_cpu_ms"] = (cpu_seconds(app.pid) - app_cpu) * 1000 / placed
-                if embedded_pid:
-                    api["db_cpu_ms"] = (cpu_seconds(embedded_pid) - db_cpu) * 1000 / placed
-            finally:
-                app.terminate()
-                app.wait(30)
-            base = asyncio.run(baseline(mongo_url, f"{db}_base", concurrency, args.seconds))
-            rows.append((concurrency, api, base))
-    finally:
-        if embedded is not None:
-            embedded.stop()
+            api, cpu = _measure(mongo_url, embedded_pid, concurrency, args.seconds, work)
+            base = asyncio.run(baseline(mongo_url, f"base_{uuid.uuid4().hex[:8]}", concurrency, args.seconds))
+            rows.append((concurrency, api, cpu, base))
     print(f"Machine: {machine()}\n")
     print(
         "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors "
         "| baseline orders/s | baseline p50 ms | API / baseline |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for concurrency, api, base in rows:
+    for concurrency, api, _, base in rows:
         print(
-            f"| {concurrency} | {api['rps']:.0f} | {api['p50']:.1f} | {api['p95']:.1f} | {api['p99']:.1f} | "
-            f"{api['errors']:.0f} | {base['rps']:.0f} | {base['p50']:.1f} | {api['rps'] / base['rps']:.0%} |"
+            f"| {concurrency} | {api.rps:.0f} | {api.p50:.1f} | {api.p95:.1f} | {api.p99:.1f} | "
+            f"{api.errors} | {base['rps']:.0f} | {base['p50']:.1f} | {api.rps / base['rps']:.0%} |"
         )
     print("\nCPU per order, in ms (app; embedded database):")
-    for concurrency, api, _ in rows:
-        print(f"  c={concurrency}: {api['app_cpu_ms']:.1f}; {api.get('db_cpu_ms', float('nan')):.1f}")
+    for concurrency, _, cpu, _ in rows:
+        print(f"  c={concurrency}: {cpu['app']:.1f}; {cpu.get('db', float('nan')):.1f}")
     print(
         f"\nDatabase operations per order: {sum(operations.values()):.1f} "
         f"(the baseline: {baseline_operations:g})"
