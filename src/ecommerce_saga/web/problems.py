@@ -138,6 +138,10 @@ def _example(status: int) -> dict[str, Any]:
 
 async def _contract_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ContractError)  # noqa: S101 - registered for this type only
+    if exc.status >= 500:  # a dependency failed: say so, or a 5xx leaves no trace
+        logger.warning(
+            "answered %s %s", exc.status, exc.code, extra={"path": request.url.path, "detail": exc.detail}
+        )
     return problem_response(exc.status, exc.code, exc.title, exc.detail, request, **exc.extra)
 
 
