@@ -13,12 +13,15 @@ from ecommerce_saga.saga import (
     EventKind,
     Phase,
     Saga,
+    SagaEngine,
     SagaEvent,
+    SagaQuery,
     SagaState,
     SagaStatus,
     SagaStep,
     StepContext,
 )
+from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -297,3 +300,23 @@ async def test_stops_the_step_when_the_heartbeat_finds_the_lease_taken(make_engi
     assert ledger.duplicates == 0  # the first worker's attempt was stopped before its effect
     assert EventKind.LEASE_LOST in loser.kinds()
     assert_invariants(final, saga, await ledger.effects("s-1"))
+
+
+async def test_recovers_a_backlog_larger_than_one_pass_without_waiting_an_interval_per_batch(
+    make_engine: MakeEngine, store: InMemorySagaStore
+) -> None:
+    ledger = InMemoryLedger()
+    saga = scripted_saga("order", STEPS, ledger)
+    backlog = 2 * SagaEngine.RECOVERY_BATCH + 10
+    for number in range(backlog):  # sagas a dead worker left RUNNING with an expired lease
+        await store.create(
+            SagaState(saga_id=f"s-{number}", saga_type="order", lease_owner="dead", lease_expires_at_ms=1)
+        )
+    recovering = make_engine(saga, worker_id="worker-b", recovery_interval=3600)
+
+    async def all_completed() -> bool:
+        _, total = await store.find(SagaQuery(statuses=[SagaStatus.COMPLETED], limit=1))
+        return total == backlog
+
+    await recovering.start_background()
+    await eventually(all_completed, timeout=20)

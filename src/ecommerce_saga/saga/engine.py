@@ -184,7 +184,10 @@ class SagaEngine:
 
     # ------------------------------------------------------------------ recovery
 
-    async def recover_once(self, limit: int = 100) -> int:
+    RECOVERY_BATCH = 100
+    """Sagas claimed per recovery pass; a full pass is followed at once by another."""
+
+    async def recover_once(self, limit: int = RECOVERY_BATCH) -> int:
         """Claim active sagas whose lease expired and resume them; return how many were claimed."""
         claimed = 0
         while claimed < limit:
@@ -206,7 +209,7 @@ class SagaEngine:
 
     async def start_background(self) -> None:
         """Recover once now, then keep recovering every `recovery_interval` seconds."""
-        await self.recover_once()
+        await self.recover_once()  # the first batch before serving; the loop takes the rest at once
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="saga-recovery")
 
     async def stop(self) -> None:
@@ -222,11 +225,14 @@ class SagaEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _recovery_loop(self) -> None:
+        backlog = True  # start_background's pass may have left more behind
         while True:
-            await asyncio.sleep(self._recovery_interval)
+            if not backlog:
+                await asyncio.sleep(self._recovery_interval)
             try:
-                await self.recover_once()
+                backlog = await self.recover_once() >= self.RECOVERY_BATCH
             except Exception:
+                backlog = False
                 logger.exception("saga recovery pass failed; retrying at the next interval")
 
     async def _reopen_interrupted(self, state: SagaState) -> SagaState:
