@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,15 +175,26 @@ class _AsyncRouting(httpx.AsyncBaseTransport):
 MODULES = ("order", "inventory", "payment", "shipping", "notification")
 
 
-def start_split(mongo_url: str, log_dir: Path, **env: str) -> Shop:
-    """The five modules as five processes on one database, each told where the others are."""
-    ports = {module: free_port() for module in MODULES}
+def start_split(
+    mongo_url: str,
+    log_dir: Path,
+    ports: Mapping[str, int] | None = None,
+    url_overrides: Mapping[str, Mapping[str, str]] | None = None,
+    **env: str,
+) -> Shop:
+    """The five modules as five processes on one database, each told where the others are.
+
+    `ports` fixes where some modules listen (free ports otherwise); `url_overrides[a][b]` is the URL
+    module `a` uses to reach module `b` instead of `b`'s own (a proxy in between, for instance).
+    """
+    ports = {module: (ports or {}).get(module) or free_port() for module in MODULES}
     urls = {module: f"http://127.0.0.1:{port}" for module, port in ports.items()}
     db_name = f"split_{uuid.uuid4().hex[:10]}"
     apps: dict[str, LiveApp] = {}
     try:
         for module in MODULES:
-            others = {f"SHOP_{m.upper()}_URL": urls[m] for m in MODULES if m != module}
+            seen = {**urls, **(url_overrides or {}).get(module, {})}
+            others = {f"SHOP_{m.upper()}_URL": seen[m] for m in MODULES if m != module}
             apps[module] = start_app(
                 mongo_url, log_dir, db_name, ports[module], SHOP_MODULES=module, **others, **env
             )
