@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,29 @@ from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+SETTINGS = {
+    "SHOP_SAGA_LEASE_SECONDS": "1",
+    "SHOP_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
+    "SHOP_ORDER_WAIT_SECONDS": "0",
+    "SHOP_LOG_LEVEL": "WARNING",
+}
+"""A coordinator under chaos: short leases, so a killed worker's sagas are recovered in seconds."""
+SPLIT_SETTINGS = {
+    **SETTINGS,
+    "SHOP_SAGA_LEASE_SECONDS": "2",
+    "SHOP_HTTP_TIMEOUT_SECONDS": "1",
+    "SHOP_SAGA_STEP_ATTEMPTS": "40",
+}
+"""Five services under faults: short HTTP timeouts, and a step retry budget that outlasts outages."""
+
+
+def chaos_seed() -> int:
+    """The seed of a random fault schedule: CHAOS_SEED if set, else a new one; printed either way."""
+    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1_000_000)))
+    print(f"CHAOS_SEED={seed}")  # noqa: T201 - to rerun the same schedule
+    return seed
+
+
 STOCK = 400
 """Units of each stocked product: enough that most good orders complete, few enough to matter."""
 
@@ -133,29 +159,36 @@ async def send(client: httpx.AsyncClient, request: Sent) -> None:
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def retry_unanswered(client: httpx.Client, sent: list[Sent], deadline_seconds: float = 60) -> None:
+def retry_unanswered(
+    client: httpx.Client, sent: list[Sent], deadline_seconds: float = 60, concurrency: int = 8
+) -> None:
     """Retry every request that got no order, with the same key, until each is answered.
 
     A replay of an answered key must return the same order; this is checked on a sample of them.
+    Requests are retried `concurrency` at a time, as many clients would.
     """
     deadline = time.monotonic() + deadline_seconds
-    for number, request in enumerate(sent):
-        if request.order_id is not None and number % 4:
-            continue
-        while True:
-            headers = {"Idempotency-Key": request.key, "Prefer": "respond-async"}
-            try:
-                response = client.post("/api/orders", json=request.body, headers=headers, timeout=20)
-            except httpx.HTTPError:
-                response = None
-            if response is not None and response.status_code in (200, 201, 202):
-                order_id = response.json()["order_id"]
-                assert request.order_id in (None, order_id), f"a replay of {request.key} made a new order"
-                request.order_id = order_id
-                break
-            assert response is None or response.status_code == 503, response.text
-            assert time.monotonic() < deadline, f"{request.key} never answered"
-            time.sleep(0.2)
+    again = [request for number, request in enumerate(sent) if request.order_id is None or number % 4 == 0]
+    with ThreadPoolExecutor(concurrency) as pool:
+        for done in pool.map(lambda request: _retry(client, request, deadline), again):
+            assert done is None
+
+
+def _retry(client: httpx.Client, request: Sent, deadline: float) -> None:
+    while True:
+        headers = {"Idempotency-Key": request.key, "Prefer": "respond-async"}
+        try:
+            response = client.post("/api/orders", json=request.body, headers=headers, timeout=20)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code in (200, 201, 202):
+            order_id = response.json()["order_id"]
+            assert request.order_id in (None, order_id), f"a replay of {request.key} made a new order"
+            request.order_id = order_id
+            return
+        assert response is None or response.status_code == 503, response.text
+        assert time.monotonic() < deadline, f"{request.key} never answered"
+        time.sleep(0.2)
 
 
 def settle(client: httpx.Client, sent: list[Sent], timeout: float = 120) -> list[dict[str, Any]]:
@@ -191,11 +224,11 @@ def check_outcomes(sent: list[Sent], orders: list[dict[str, Any]]) -> Counter[st
     return statuses
 
 
-async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: float = 60) -> AuditReport:
-    """Audit the database once every saga has finished, and check that no stock was made or lost.
+async def settled_audit(mongo_url: str, db_name: str, timeout: float = 60) -> AuditReport:
+    """The audit, once no saga is in flight any more (or after `timeout`).
 
     An order is final at its pivot, but its saga may still be sending the confirmation; the
-    audit judges the books once no saga is in flight (or after `timeout`, and then fails).
+    books are judged once every saga has finished.
     """
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     deadline = time.monotonic() + timeout
@@ -206,9 +239,22 @@ async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: f
             report = await audit(client[db_name])
     finally:
         await client.close()
+    return report
+
+
+def stock_lost(report: AuditReport, catalog: Catalog) -> list[str]:
+    """Products whose units were created or lost (available + reserved must stay what was stocked)."""
+    expected = {product: STOCK for product in catalog.stocked} | {catalog.empty: 0}
+    return [
+        f"{product}: {report.stock.get(product)}"
+        for product, units in expected.items()
+        if sum((report.stock.get(product) or {}).values()) != units
+    ]
+
+
+async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: float = 60) -> AuditReport:
+    """Audit the database once every saga has finished, and check that no stock was made or lost."""
+    report = await settled_audit(mongo_url, db_name, timeout)
     assert report.ok, report.summary()
-    for product_id in catalog.stocked:
-        stock = report.stock[product_id]
-        assert stock["available"] + stock["reserved"] == STOCK, (product_id, stock)
-    assert report.stock[catalog.empty] == {"available": 0, "reserved": 0}
+    assert not stock_lost(report, catalog), stock_lost(report, catalog)
     return report

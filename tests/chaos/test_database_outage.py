@@ -18,8 +18,15 @@ import httpx
 import pytest
 
 from ecommerce_saga.persistence import EmbeddedMongo, free_port
-from tests.chaos.load import Catalog, LoadGenerator, audit_books, check_outcomes, retry_unanswered, settle
-from tests.chaos.test_monolith_kill import SETTINGS
+from tests.chaos.load import (
+    SETTINGS,
+    Catalog,
+    LoadGenerator,
+    audit_books,
+    check_outcomes,
+    retry_unanswered,
+    settle,
+)
 from tests.e2e.conftest import MODULES, Shop, start_app
 from tests.e2e.shop import eventually
 

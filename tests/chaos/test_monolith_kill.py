@@ -10,15 +10,16 @@ final, replays must return the same orders, and the audit must pass.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 from pathlib import Path
 
 from tests.chaos.load import (
+    SETTINGS,
     Catalog,
     LoadGenerator,
     audit_books,
+    chaos_seed,
     check_outcomes,
     retry_unanswered,
     settle,
@@ -26,18 +27,6 @@ from tests.chaos.load import (
 from tests.e2e.conftest import MODULES, Shop, start_app
 
 ROUNDS = 3
-SETTINGS = {
-    "SHOP_SAGA_LEASE_SECONDS": "1",
-    "SHOP_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
-    "SHOP_ORDER_WAIT_SECONDS": "0",
-    "SHOP_LOG_LEVEL": "WARNING",
-}
-
-
-def _seed() -> int:
-    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1_000_000)))
-    print(f"CHAOS_SEED={seed}")  # noqa: T201 - to rerun the same schedule
-    return seed
 
 
 async def _kill_rounds(shop: Shop, load: LoadGenerator, chance: random.Random) -> list[int]:
@@ -63,7 +52,7 @@ async def _kill_rounds(shop: Shop, load: LoadGenerator, chance: random.Random) -
 def test_no_accepted_order_is_lost_when_the_shop_is_killed_again_and_again(
     mongo_url: str, tmp_path: Path
 ) -> None:
-    chance = random.Random(_seed())
+    chance = random.Random(chaos_seed())
     app = start_app(mongo_url, tmp_path, **SETTINGS)
     shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
     try:

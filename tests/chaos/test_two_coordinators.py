@@ -20,8 +20,16 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from tests.chaos.load import Catalog, LoadGenerator, audit_books, check_outcomes, retry_unanswered, settle
-from tests.chaos.test_monolith_kill import SETTINGS, _seed
+from tests.chaos.load import (
+    SETTINGS,
+    Catalog,
+    LoadGenerator,
+    audit_books,
+    chaos_seed,
+    check_outcomes,
+    retry_unanswered,
+    settle,
+)
 from tests.e2e.conftest import MODULES, LiveApp, Shop, start_app
 
 
@@ -74,7 +82,7 @@ def _interrupted_on_a(saga: dict[str, Any]) -> bool:
 def test_the_surviving_coordinator_finishes_the_sagas_of_the_killed_one(
     mongo_url: str, tmp_path: Path
 ) -> None:
-    chance = random.Random(_seed())
+    chance = random.Random(chaos_seed())
     app_a: LiveApp = start_app(mongo_url, tmp_path, SHOP_WORKER_ID="coordinator-a", **SETTINGS)
     app_b = start_app(mongo_url, tmp_path, db_name=app_a.db_name, SHOP_WORKER_ID="coordinator-b", **SETTINGS)
     a = Shop("monolith", dict.fromkeys(MODULES, app_a.url), {"order": app_a})
