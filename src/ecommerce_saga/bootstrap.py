@@ -7,10 +7,12 @@ pointed at `SHOP_<MODULE>_URL`. Only a process hosting the order module runs the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 from beanie import Document, init_beanie
@@ -75,6 +77,9 @@ class Container:
     orders: OrderService | None = None
     engine: SagaEngine | None = None
     clients: list[ServiceClient] = field(default_factory=list)
+    resume_orphans: Callable[[], Awaitable[int]] | None = None
+    """Starts the sagas of orders whose request died before starting them (order module only)."""
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def hosts(self, module: str) -> bool:
         """True if this process serves `module`."""
@@ -92,12 +97,26 @@ class Container:
                 await load_demo_catalog(self.inventory)
             if self.engine is not None:
                 await self.engine.start_background()
+            if self.resume_orphans is not None:
+                self._background.append(asyncio.create_task(self._resume_orphans_forever()))
         except BaseException:
             await self.database.close()
             raise
 
+    async def _resume_orphans_forever(self) -> None:
+        assert self.resume_orphans is not None  # noqa: S101 - started only when set
+        while True:
+            try:
+                await self.resume_orphans()
+            except Exception:
+                logger.exception("resuming orphaned orders failed; retrying at the next interval")
+            await asyncio.sleep(self.settings.saga_recovery_interval_seconds)
+
     async def close(self) -> None:
         """Stop the engine, close the clients and the database."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.engine is not None:
             await self.engine.stop()
         for client in self.clients:
@@ -214,6 +233,9 @@ def _wire_orders(container: Container) -> None:
         recovery_interval=settings.saga_recovery_interval_seconds,
     )
     container.engine.add_observer(ParkedOrderMarker(repository))
-    container.orders = LocalOrderService(
+    orders = LocalOrderService(
         repository, container.engine, inventory, payment, wait_seconds=settings.order_wait_seconds
     )
+    container.orders = orders
+    orphan_age = timedelta(seconds=settings.order_orphan_seconds)
+    container.resume_orphans = lambda: orders.resume_orphans(orphan_age)

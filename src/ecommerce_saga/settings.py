@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     """Attempts of a compensation, or of a step past the pivot, before the saga is parked."""
 
     order_wait_seconds: float = Field(default=5.0, ge=0)
+    order_orphan_seconds: float = Field(default=30.0, gt=0)
+    """Age after which a PENDING order without a saga (its request died in between) is resumed."""
     demo_catalog: bool | None = None
     shipping_countries: Annotated[tuple[str, ...], NoDecode] = DEFAULT_COUNTRIES
 

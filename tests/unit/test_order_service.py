@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -193,3 +194,28 @@ async def test_returns_the_same_pending_order_when_replayed_while_its_saga_still
     assert (await shop.engine.wait(first.order.saga_id, timeout=5)).status is SagaStatus.COMPLETED
     _, total = await shop.engine.find(SagaQuery(saga_type=PLACE_ORDER))
     assert total == 1
+
+
+async def test_resumes_an_order_whose_request_died_before_starting_its_saga(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def die(doc: OrderDocument) -> None:
+        raise asyncio.CancelledError  # the process stops between storing the order and its saga
+
+    with monkeypatch.context() as patched:
+        patched.setattr(shop.service, "_start_saga", die)
+        with pytest.raises(asyncio.CancelledError):
+            await shop.service.place(place_order(("sku-desk", 1)))
+    (orphan,), _ = await shop.orders.find(OrderFilter(status=OrderStatus.PENDING))
+    orphan.created_at -= timedelta(minutes=10)  # written whole: a `$set` datetime is a string on nx-27017
+    await orphan.replace()
+    lived = await shop.service.place(place_order(("sku-lamp", 1)))
+
+    too_young = await shop.service.resume_orphans(older_than=timedelta(hours=1))
+    resumed = await shop.service.resume_orphans(older_than=timedelta(minutes=1))
+    await shop.engine.wait(orphan.saga_id, timeout=5)
+
+    assert (too_young, resumed) == (0, 1)  # the order with a saga is left to the engine
+    assert (await shop.order(orphan.id)).status is OrderStatus.COMPLETED
+    assert (await shop.order(lived.order.order_id)).status is OrderStatus.COMPLETED
+    assert await shop.service.resume_orphans(older_than=timedelta(minutes=1)) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from beanie import SortDirection
@@ -70,6 +71,15 @@ class OrderRepository:
             self._wake(doc)
             return doc
         raise StaleOrderError(order_id)
+
+    async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderDocument]:
+        """PENDING orders created before `cutoff` (at most `limit`, oldest first)."""
+        return (
+            await OrderDocument.find({"status": str(OrderStatus.PENDING), "created_at": {"$lt": cutoff}})
+            .sort([("created_at", SortDirection.ASCENDING)])
+            .limit(limit)
+            .to_list()
+        )
 
     async def find(self, query: OrderFilter) -> tuple[list[OrderDocument], int]:
         """Orders matching `query`, newest first, and their total count."""

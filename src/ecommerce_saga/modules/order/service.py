@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from datetime import timedelta
 
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.order.contract import (
@@ -26,8 +28,11 @@ from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaStatus
+from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
+
+logger = logging.getLogger(__name__)
 
 
 def request_fingerprint(command: PlaceOrder) -> str:
@@ -114,6 +119,28 @@ class LocalOrderService:
             return replay
         await self._start_saga(doc)
         return await self._outcome(doc.id, wait_seconds, known=doc)
+
+    async def resume_orphans(self, older_than: timedelta, limit: int = 100) -> int:
+        """Start the saga of every order whose request stopped between storing it and starting it.
+
+        An order is stored before its saga starts; a process killed in between leaves a PENDING
+        order that nothing drives. A retry with the same Idempotency-Key starts its saga; this
+        does the same for orders nobody retried, once they are `older_than` old (by then their
+        request has long finished or died). The saga then completes or fails the order as usual.
+        Returns how many orders were resumed.
+        """
+        resumed = 0
+        for doc in await self._orders.pending_since_before(utcnow() - older_than, limit):
+            try:
+                await self._engine.get(doc.saga_id)
+                continue  # its saga exists: the engine drives or recovers it
+            except SagaNotFoundError:
+                pass
+            logger.warning("resuming an order whose request stopped before its saga started",
+                           extra={"order_id": doc.id})  # fmt: skip
+            await self._start_saga(doc)
+            resumed += 1
+        return resumed
 
     async def _replay(self, key: str, fingerprint: str, wait_seconds: float | None) -> PlacedOrder | None:
         existing = await self._orders.by_idempotency_key(key)
