@@ -226,13 +226,19 @@ class Row:
 
 
 def settle(db: Database[dict[str, Any]], timeout: float = 60) -> int:
-    """Wait until no saga is running or compensating; return how many still are after `timeout`."""
+    """Wait until no saga is running or compensating and no order is PENDING; return how many
+    sagas still are active after `timeout`.
+
+    The requests in flight when wrk stops are still served: their orders may be stored a moment
+    before their sagas, so both are waited for.
+    """
     deadline = time.monotonic() + timeout
-    while (active := db.sagas.count_documents({"status": {"$in": ACTIVE_SAGA}})) and (
-        time.monotonic() < deadline
-    ):
+    while True:
+        active = db.sagas.count_documents({"status": {"$in": ACTIVE_SAGA}})
+        pending = db.orders.count_documents({"status": "PENDING"})
+        if not (active or pending) or time.monotonic() > deadline:
+            return active
         time.sleep(0.1)
-    return active
 
 
 def outcomes(db: Database[dict[str, Any]], customer_id: str) -> Counter[str]:
