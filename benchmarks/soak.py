@@ -69,7 +69,7 @@ from tests.chaos.proxy import (  # noqa: E402
     proxied_split,
     slow,
 )
-from tests.e2e.conftest import MODULES, Shop, start_app  # noqa: E402
+from tests.e2e.conftest import Shop, start_app  # noqa: E402
 
 PRODUCTS_PER_MINUTE = 30
 """Products to create per minute of soak, so that the stock (400 units each) outlasts ~120 orders/s."""
@@ -290,7 +290,7 @@ def shop_on(topology: str, mongo_url: str, work: Path) -> Iterator[tuple[Shop, d
             yield shop, proxies
         return
     app = start_app(mongo_url, work, None, None, **SPLIT_SETTINGS)
-    shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})  # "order": the whole app
+    shop = Shop.monolith(app)
     try:
         yield shop, {}
     finally:

@@ -27,7 +27,7 @@ from tests.chaos.load import (
     retry_unanswered,
     settle,
 )
-from tests.e2e.conftest import MODULES, Shop, start_app
+from tests.e2e.conftest import Shop, start_app
 from tests.e2e.shop import eventually
 
 OUTAGE_SECONDS = 4.0
@@ -69,7 +69,7 @@ def test_answers_503_while_the_database_is_down_and_finishes_everything_after(tm
     server = EmbeddedMongo(data_dir=tmp_path / "db", port=free_port())
     server.start()
     app = start_app(server.url, tmp_path, **SETTINGS)
-    shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
+    shop = Shop.monolith(app)
     try:
         with shop.client() as client:
             catalog = Catalog.create(client)

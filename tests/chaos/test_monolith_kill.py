@@ -24,7 +24,7 @@ from tests.chaos.load import (
     retry_unanswered,
     settle,
 )
-from tests.e2e.conftest import MODULES, Shop, start_app
+from tests.e2e.conftest import Shop, start_app
 
 ROUNDS = 3
 
@@ -54,7 +54,7 @@ def test_no_accepted_order_is_lost_when_the_shop_is_killed_again_and_again(
 ) -> None:
     chance = random.Random(chaos_seed())
     app = start_app(mongo_url, tmp_path, **SETTINGS)
-    shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
+    shop = Shop.monolith(app)
     try:
         with shop.client() as client:
             catalog = Catalog.create(client)

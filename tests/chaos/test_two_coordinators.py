@@ -30,7 +30,7 @@ from tests.chaos.load import (
     retry_unanswered,
     settle,
 )
-from tests.e2e.conftest import MODULES, LiveApp, Shop, start_app
+from tests.e2e.conftest import LiveApp, Shop, start_app
 
 
 async def _load_both_then_kill_a(
@@ -85,8 +85,8 @@ def test_the_surviving_coordinator_finishes_the_sagas_of_the_killed_one(
     chance = random.Random(chaos_seed())
     app_a: LiveApp = start_app(mongo_url, tmp_path, SHOP_WORKER_ID="coordinator-a", **SETTINGS)
     app_b = start_app(mongo_url, tmp_path, db_name=app_a.db_name, SHOP_WORKER_ID="coordinator-b", **SETTINGS)
-    a = Shop("monolith", dict.fromkeys(MODULES, app_a.url), {"order": app_a})
-    b = Shop("monolith", dict.fromkeys(MODULES, app_b.url), {"order": app_b})
+    a = Shop.monolith(app_a)
+    b = Shop.monolith(app_b)
     try:
         with b.client() as client:
             catalog = Catalog.create(client)

@@ -119,6 +119,11 @@ class Shop:
     urls: dict[str, str]
     apps: dict[str, LiveApp]
 
+    @classmethod
+    def monolith(cls, app: LiveApp) -> Shop:
+        """The shop as one process: every module at the app's URL (`apps["order"]` is the app)."""
+        return cls("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
+
     @property
     def url(self) -> str:
         """The order service's URL (the public entry point)."""
@@ -219,7 +224,7 @@ def split_shop(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="session")
 def monolith_shop(live_app: LiveApp) -> Shop:
     """The shop as one process."""
-    return Shop("monolith", dict.fromkeys(MODULES, live_app.url), {"order": live_app})
+    return Shop.monolith(live_app)
 
 
 @pytest.fixture(params=["monolith", "split"])

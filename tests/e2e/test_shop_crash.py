@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, MODULES, Shop, start_app, start_split
+from tests.e2e.conftest import ADMIN_TOKEN, Shop, start_app, start_split
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 
 STOCK = 6
@@ -92,7 +92,7 @@ def test_balances_the_books_when_the_order_service_is_killed_mid_burst(
         shop = start_split(mongo_url, tmp_path, **settings)
     else:
         app = start_app(mongo_url, tmp_path, **settings)
-        shop = Shop("monolith", dict.fromkeys(MODULES, app.url), {"order": app})
+        shop = Shop.monolith(app)
     try:
         with shop.client() as client:
             products = [unique("sku") for _ in range(3)]
