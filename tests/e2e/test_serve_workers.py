@@ -1,0 +1,57 @@
+"""`ecommerce-saga serve --workers 2`: two uvicorn workers on one embedded database, started once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ecommerce_saga.persistence import free_port
+from tests.conftest import process_is_alive
+from tests.e2e.conftest import wait_ready
+from tests.e2e.shop import order_body
+from tests.e2e.test_run_split import _descendants
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_two_workers_share_one_embedded_database_and_leave_nothing_behind(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SHOP_DATA_DIR": str(tmp_path), "SHOP_SERVICE_TOKEN": "t", "SHOP_ADMIN_TOKEN": "t"}
+    env.pop("SHOP_MONGODB_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecommerce_saga", "serve", "--workers", "2", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("wb"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready([url], process, timeout=120)
+        children = _descendants(process.pid)
+        databases = [pid for pid in children if "nx_27017" in _command_line(pid)]
+        workers = [pid for pid in children if "spawn_main" in _command_line(pid)]
+        orders = [
+            httpx.post(f"{url}/api/orders", json=order_body("sku-keyboard"), timeout=60) for _ in range(6)
+        ]
+        catalog = httpx.get(f"{url}/api/inventory/sku-keyboard").json()
+
+        assert len(databases) == 1, [_command_line(pid) for pid in children]  # started once, by the parent
+        assert len(workers) == 2, [_command_line(pid) for pid in children]
+        assert [order.json()["status"] for order in orders] == ["COMPLETED"] * 6
+        assert catalog["reserved"] == 6  # the demo catalog, loaded once and shared
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    deadline = time.monotonic() + 20
+    while any(process_is_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if process_is_alive(pid)]
