@@ -197,6 +197,10 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     mongo = [s for s in spans if s.attributes.get("db.system.name") == "mongodb"]
     assert any(remote[0].span_id in ancestors(s, spans) for s in mongo)  # the inventory's own queries
     assert not [s for s in receiver.spans if s.name in ("GET /readyz", "GET /metrics")]  # probes: no traces
-    log = shop.apps["order"].log.read_text().splitlines()
-    completed = [json.loads(line) for line in log if order_id in line and '"saga_completed"' in line]
+    log = shop.apps["order"].log
+    completed = eventually(  # written once the confirmation's outcome is stored, just after its span
+        lambda: [json.loads(line) for line in log.read_text().splitlines()
+                 if order_id in line and '"saga_completed"' in line],
+        bool,
+    )  # fmt: skip
     assert [entry["trace_id"] for entry in completed] == [trace_id]
