@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from beanie import Document, init_beanie
+from pymongo.errors import ConnectionFailure
 
 from ecommerce_saga.audit import SAGA_COLLECTION
 from ecommerce_saga.demo import load_demo_catalog
@@ -44,7 +45,7 @@ from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPIN
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
 from ecommerce_saga.persistence import Database
-from ecommerce_saga.saga import RetryPolicy, SagaEngine
+from ecommerce_saga.saga import RetryPolicy, SagaEngine, StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.auth import Tokens
@@ -108,6 +109,8 @@ class Container:
         while True:
             try:
                 await self.resume_orphans()
+            except (ConnectionFailure, StoreUnavailableError) as exc:  # an outage: no traceback
+                logger.warning("resuming orphaned orders skipped: %s", exc)
             except Exception:
                 logger.exception("resuming orphaned orders failed; retrying at the next interval")
             await asyncio.sleep(self.settings.saga_recovery_interval_seconds)

@@ -13,6 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.persistence import free_port
 from ecommerce_saga.saga import (
     AttemptStatus,
     Phase,
@@ -22,6 +23,7 @@ from ecommerce_saga.saga import (
     SagaStatus,
     StepContext,
 )
+from ecommerce_saga.saga.errors import StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.saga.testing import (
     FaultPlan,
@@ -201,3 +203,17 @@ async def test_creates_indexes_when_asked_twice(
     indexes = await mongo_db["sagas"].index_information()
     keys = {tuple(field for field, _ in spec["key"]) for spec in indexes.values()}
     assert {("status",), ("correlation_id",), ("created_at",)} <= keys
+
+
+async def test_reports_an_unreachable_database_as_a_store_outage() -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=200
+    )
+    store = MongoSagaStore(client["nowhere"]["sagas"])
+    try:
+        with pytest.raises(StoreUnavailableError, match="cannot be reached"):
+            await store.get("s-1")
+        with pytest.raises(StoreUnavailableError):
+            await store.renew("s-1", "worker", 1, 0)
+    finally:
+        await client.close()

@@ -52,6 +52,7 @@ from ecommerce_saga.saga.errors import (
     SagaError,
     SagaNotFoundError,
     StepError,
+    StoreUnavailableError,
     UnknownSagaTypeError,
 )
 from ecommerce_saga.saga.observers import EventKind, LoggingObserver, SagaEvent, SagaObserver
@@ -98,6 +99,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "StepKind",
+    "StoreUnavailableError",
     "UnknownSagaTypeError",
     "current_step",
 ]

@@ -34,7 +34,12 @@ from typing import Any
 
 from ecommerce_saga.saga import operator, transitions
 from ecommerce_saga.saga.definition import Saga, build_registry
-from ecommerce_saga.saga.errors import LeaseLostError, SagaConflictError, SagaNotFoundError
+from ecommerce_saga.saga.errors import (
+    LeaseLostError,
+    SagaConflictError,
+    SagaNotFoundError,
+    StoreUnavailableError,
+)
 from ecommerce_saga.saga.observers import EventKind, LoggingObserver, Notifier, SagaObserver
 from ecommerce_saga.saga.runner import SagaRunner, StepHook
 from ecommerce_saga.saga.state import Phase, SagaState
@@ -231,6 +236,9 @@ class SagaEngine:
                 await asyncio.sleep(self._recovery_interval)
             try:
                 backlog = await self.recover_once() >= self.RECOVERY_BATCH
+            except StoreUnavailableError as exc:
+                backlog = False
+                logger.warning("saga recovery pass skipped: %s", exc)
             except Exception:
                 backlog = False
                 logger.exception("saga recovery pass failed; retrying at the next interval")

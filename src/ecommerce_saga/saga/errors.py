@@ -50,6 +50,14 @@ class LeaseLostError(ConcurrencyError):
     """This worker no longer holds the saga's lease; it must stop working on the saga."""
 
 
+class StoreUnavailableError(SagaError):
+    """The saga store cannot be reached right now (its database is down or unreachable).
+
+    Nothing is lost: a saga whose write failed stays as it was stored, and is resumed once its
+    lease expires and the store answers again.
+    """
+
+
 class StepError(Exception):
     """A failure raised by a step's action or compensation.
 

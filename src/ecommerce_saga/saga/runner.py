@@ -17,7 +17,7 @@ from typing import Any
 from ecommerce_saga.saga import transitions
 from ecommerce_saga.saga.context import _current as _current_step
 from ecommerce_saga.saga.definition import Action, JsonObject, Saga, SagaStep, StepContext
-from ecommerce_saga.saga.errors import LeaseLostError
+from ecommerce_saga.saga.errors import LeaseLostError, StoreUnavailableError
 from ecommerce_saga.saga.observers import EventKind, Notifier
 from ecommerce_saga.saga.state import (
     AttemptStatus,
@@ -87,6 +87,12 @@ class SagaRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._worker.release(state))
             raise
+        except StoreUnavailableError as exc:  # an outage, not a bug: no traceback
+            logger.warning(
+                "saga run paused: %s; it resumes when its lease expires",
+                exc,
+                extra={"saga_id": state.saga_id},
+            )
         except Exception:
             logger.exception(
                 "saga run stopped; it resumes when its lease expires", extra={"saga_id": state.saga_id}
@@ -106,6 +112,9 @@ class SagaRunner:
             await asyncio.sleep(interval)
             try:
                 held = await self._worker.renew(saga_id, fencing_token)
+            except StoreUnavailableError as exc:
+                logger.warning("lease renewal failed: %s", exc, extra={"saga_id": saga_id})
+                continue
             except Exception:
                 logger.warning("lease renewal failed", exc_info=True, extra={"saga_id": saga_id})
                 continue

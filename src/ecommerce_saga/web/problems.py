@@ -13,6 +13,7 @@ from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ecommerce_saga.saga.errors import StoreUnavailableError
 from ecommerce_saga.shared.contracts import ContractError
 
 logger = logging.getLogger(__name__)
@@ -209,4 +210,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ConnectionFailure, _database_unavailable)
+    app.add_exception_handler(StoreUnavailableError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

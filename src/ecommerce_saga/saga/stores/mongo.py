@@ -8,19 +8,38 @@ on `version` and `fencing_token` (optimistic concurrency); leases are claimed wi
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
-from ecommerce_saga.saga.errors import ConcurrencyError
+from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
 from ecommerce_saga.saga.state import SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _outages_as_store_errors(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Raise `StoreUnavailableError` when the database cannot be reached (the engine knows no PyMongo)."""
+
+    @functools.wraps(method)
+    async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise StoreUnavailableError(f"the saga store cannot be reached ({type(exc).__name__})") from exc
+
+    return translated
 
 
 class MongoSagaStore:
@@ -54,6 +73,7 @@ class MongoSagaStore:
         doc["saga_id"] = doc.pop("_id")
         return SagaState.model_validate(doc)
 
+    @_outages_as_store_errors
     async def create(self, state: SagaState) -> bool:
         """See `SagaStore.create`."""
         try:
@@ -62,11 +82,13 @@ class MongoSagaStore:
             return False
         return True
 
+    @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:
         """See `SagaStore.get`."""
         doc = await self._collection.find_one({"_id": saga_id})
         return self._from_doc(doc) if doc else None
 
+    @_outages_as_store_errors
     async def save(self, state: SagaState) -> SagaState:
         """See `SagaStore.save`."""
         new = state.model_copy(update={"version": state.version + 1})
@@ -78,6 +100,7 @@ class MongoSagaStore:
             raise ConcurrencyError(f"saga {state.saga_id} changed since it was read")
         return new
 
+    @_outages_as_store_errors
     async def claim(
         self,
         owner: str,
@@ -112,6 +135,7 @@ class MongoSagaStore:
         )
         return self._from_doc(doc) if doc else None
 
+    @_outages_as_store_errors
     async def renew(self, saga_id: str, owner: str, fencing_token: int, expires_at_ms: int) -> bool:
         """See `SagaStore.renew`."""
         result = await self._collection.update_one(
@@ -120,6 +144,7 @@ class MongoSagaStore:
         )
         return result.matched_count == 1
 
+    @_outages_as_store_errors
     async def release(self, saga_id: str, owner: str, fencing_token: int) -> None:
         """See `SagaStore.release`."""
         await self._collection.update_one(
@@ -127,6 +152,7 @@ class MongoSagaStore:
             {"$set": {"lease_expires_at_ms": 0}},
         )
 
+    @_outages_as_store_errors
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """See `SagaStore.find`."""
         criteria: dict[str, Any] = {}
