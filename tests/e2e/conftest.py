@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from ecommerce_saga.persistence import free_port
+from tests.conftest import process_is_alive
 
 SERVICE_TOKEN = "e2e-service-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -100,6 +102,34 @@ def wait_ready(urls: list[str], process: subprocess.Popen[bytes], timeout: float
             time.sleep(0.1)
     if pending:
         raise RuntimeError(f"not ready after {timeout:g}s: {', '.join(sorted(pending))}")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def stop_tree(process: subprocess.Popen[bytes], children: set[int], timeout: float = 20) -> list[int]:
+    """SIGTERM `process`, wait for it and for `children` to exit; return those still alive."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+    deadline = time.monotonic() + timeout
+    while any(process_is_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in children if process_is_alive(pid)]
 
 
 PREFIXES = {

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import process_is_alive
-from tests.e2e.conftest import wait_ready
+from tests.e2e.conftest import descendants, stop_tree, wait_ready
 from tests.e2e.shop import order_body
 
 TOKEN = "split-token"
@@ -34,23 +31,6 @@ def _free_run(count: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) -> None:
     base = _free_run(5)
     env = {
@@ -67,7 +47,7 @@ def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) ->
     try:
         urls = [f"http://127.0.0.1:{base + offset}" for offset in range(5)]
         wait_ready(urls, process, timeout=120)
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         assert len(children) >= 6  # five services and the database
         catalog = httpx.get(f"{urls[1]}/api/inventory").json()
         assert catalog["total"] > 0  # the inventory service loaded the demo catalog
@@ -75,9 +55,5 @@ def test_serves_orders_and_leaves_nothing_behind_when_stopped(tmp_path: Path) ->
         order = httpx.post(f"{urls[0]}/api/orders", json=order_body("sku-keyboard"), timeout=60).json()
         assert order["status"] == "COMPLETED", order
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-    deadline = time.monotonic() + 20
-    while any(process_is_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in children if process_is_alive(pid)]
+        left = stop_tree(process, children)
+    assert not left

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from ecommerce_saga.persistence import free_port
-from tests.conftest import process_is_alive
-from tests.e2e.conftest import wait_ready
+from tests.e2e.conftest import descendants, stop_tree, wait_ready
 from tests.e2e.shop import order_body
-from tests.e2e.test_run_split import _descendants
 
 
 def _command_line(pid: int) -> str:
@@ -36,7 +32,7 @@ def test_two_workers_share_one_embedded_database_and_leave_nothing_behind(tmp_pa
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready([url], process, timeout=120)
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         databases = [pid for pid in children if "nx_27017" in _command_line(pid)]
         workers = [pid for pid in children if "spawn_main" in _command_line(pid)]
         orders = [
@@ -49,9 +45,5 @@ def test_two_workers_share_one_embedded_database_and_leave_nothing_behind(tmp_pa
         assert [order.json()["status"] for order in orders] == ["COMPLETED"] * 6
         assert catalog["reserved"] == 6  # the demo catalog, loaded once and shared
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-    deadline = time.monotonic() + 20
-    while any(process_is_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in children if process_is_alive(pid)]
+        left = stop_tree(process, children)
+    assert not left
