@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from pymongo import AsyncMongoClient
 
 from ecommerce_saga.main import create_app
-from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo
+from ecommerce_saga.persistence import Database, DatabaseStartupError, EmbeddedMongo, free_port
 from ecommerce_saga.settings import Settings
 from tests.conftest import process_is_alive
 
@@ -101,3 +102,27 @@ async def test_starts_and_stops_the_server_with_the_app(tmp_path: Path) -> None:
             pid = server.process.pid
         assert _wait_gone(pid)
         assert (await client.get("/readyz")).status_code == 503
+
+
+async def test_waits_for_a_database_that_starts_after_the_app(tmp_path: Path) -> None:
+    server = EmbeddedMongo(data_dir=tmp_path / "late", port=free_port())
+    database = Database.configure(server.url, "late", tmp_path, start_timeout=15)
+    opening = asyncio.create_task(database.open())
+    await asyncio.sleep(1.5)
+    assert not opening.done()  # still waiting, not failed
+    server.start()
+    try:
+        await asyncio.wait_for(opening, 15)
+        assert await database.ping()
+    finally:
+        await database.close()
+        server.stop()
+
+
+async def test_gives_up_on_an_unreachable_database_after_the_start_timeout(tmp_path: Path) -> None:
+    database = Database.configure(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", "none", tmp_path, start_timeout=1
+    )
+
+    with pytest.raises(DatabaseStartupError, match="does not answer"):
+        await asyncio.wait_for(database.open(), 10)
