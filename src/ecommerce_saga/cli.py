@@ -53,15 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(host: str | None, port: int | None, workers: int | None = None) -> int:
-    """Run the app with uvicorn until interrupted."""
-    given = {"host": host, "port": port, "workers": workers}
+def _settings(**given: object) -> Settings | None:
+    """The settings from `SHOP_*` and the given overrides (None ones ignored); None, said why, if invalid."""
     overrides = {key: value for key, value in given.items() if value is not None}
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
         sys.stderr.write(f"ecommerce-saga: invalid settings: {problems}\n")
+        return None
+
+
+def serve(host: str | None, port: int | None, workers: int | None = None) -> int:
+    """Run the app with uvicorn until interrupted."""
+    settings = _settings(host=host, port=port, workers=workers)
+    if settings is None:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:
@@ -133,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def run_audit(url: str | None, db_name: str | None, *, as_json: bool = False) -> int:
     """Print the audit of a database: 0 if it is consistent, 1 on a violation, 3 if not settled."""
-    settings = Settings()
+    settings = _settings()
+    if settings is None:
+        return 2
     url = url or (settings.mongodb_url.get_secret_value() if settings.mongodb_url else None)
     if url is None:
         sys.stderr.write(

@@ -195,3 +195,13 @@ def test_the_command_needs_a_database_url(
 
     assert cli(["audit"]) == 2
     assert "--url" in capsys.readouterr().err
+
+
+def test_the_command_says_which_settings_are_invalid(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SHOP_MODULES", "order")  # a split process without its service token
+    monkeypatch.delenv("SHOP_SERVICE_TOKEN", raising=False)
+
+    assert cli(["audit", "--url", "mongodb://127.0.0.1:1"]) == 2
+    assert "invalid settings: SHOP_SERVICE_TOKEN is required" in capsys.readouterr().err
