@@ -34,7 +34,7 @@ from ecommerce_saga.modules.notification.documents import NotificationDocument
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.payment.documents import GatewayTransactionDocument, PaymentDocument
 from ecommerce_saga.modules.shipping.documents import ShipmentDocument
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import responses
 
 SAGA_COLLECTION = "sagas"
@@ -324,9 +324,9 @@ def _check_stock(books: _Books, report: AuditReport) -> None:
                 report.add("stock.unfinished", product_id, f"{marker} left for {sorted(pending)[:5]}")
 
 
-def build_router(db: AsyncDatabase[Record], tokens: Tokens) -> APIRouter:
-    """`GET /api/audit`: run the audit on this process's database (admin token)."""
-    router = APIRouter(tags=["operations"], dependencies=[Depends(tokens.require_admin)])
+def build_router(db: AsyncDatabase[Record], auth: Authenticator) -> APIRouter:
+    """`GET /api/audit`: run the audit on this process's database (operators)."""
+    router = APIRouter(tags=["operations"], dependencies=[Depends(auth.operator)])
 
     @router.get("/api/audit", response_model=AuditReport, responses=responses(401, 403, 503))
     async def run_audit() -> AuditReport:

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
+import httpx
 from beanie import Document, init_beanie
 from pymongo.errors import ConnectionFailure
 
 from ecommerce_saga.audit import SAGA_COLLECTION
 from ecommerce_saga.demo import load_demo_catalog
+from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims, TokenVerifier
+from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
@@ -48,7 +51,7 @@ from ecommerce_saga.persistence import Database
 from ecommerce_saga.saga import RetryPolicy, SagaEngine, StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator, split_tokens
 from ecommerce_saga.web.service_client import ServiceClient, http_client
 
 logger = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ class Container:
 
     settings: Settings
     database: Database
-    tokens: Tokens
+    auth: Authenticator
     inventory: InventoryService | None = None
     payment: PaymentService | None = None
     shipping: ShippingService | None = None
@@ -80,6 +83,10 @@ class Container:
     clients: list[ServiceClient] = field(default_factory=list)
     resume_orphans: Callable[[], Awaitable[int]] | None = None
     """Starts the sagas of orders whose request died before starting them (order module only)."""
+    dev_issuer: DevelopmentIssuer | None = None
+    """The development issuer, when no identity provider is configured."""
+    identity_http: httpx.AsyncClient | None = None
+    """Fetches the identity provider's keys."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def hosts(self, module: str) -> bool:
@@ -124,30 +131,75 @@ class Container:
             await self.engine.stop()
         for client in self.clients:
             await client.aclose()
+        if self.identity_http is not None:
+            await self.identity_http.aclose()
         await self.database.close()
 
 
-def _token(configured: str | None, name: str) -> str:
-    if configured:
-        return configured
+def _tokens(configured: str | None, name: str) -> tuple[str, ...]:
+    tokens = split_tokens(configured)
+    if tokens:
+        return tokens
     generated = secrets.token_urlsafe(24)
-    logger.warning("SHOP_%s_TOKEN is not set; generated one for this run: %s", name.upper(), generated)
-    return generated
+    logger.warning(
+        "SHOP_%s_TOKEN is not set; a random one is used for this run and not shown "
+        "(operators: `ecommerce-saga token --admin` with the development issuer)",
+        name.upper(),
+    )
+    return (generated,)
 
 
-def build_tokens(settings: Settings) -> Tokens:
-    """The service and admin tokens: configured, or generated (and logged once) for this run."""
-    service = settings.service_token.get_secret_value() if settings.service_token else None
-    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return Tokens(service=_token(service, "service"), admin=_token(admin, "admin"))
+@dataclass(frozen=True)
+class Identity:
+    """How this process checks callers: the authenticator, and what it needs kept and closed."""
+
+    auth: Authenticator
+    dev_issuer: DevelopmentIssuer | None = None
+    http: httpx.AsyncClient | None = None
+
+
+def oidc_claims(settings: Settings) -> OidcClaims:
+    """What an access token must say: the configured issuer's, or the development issuer's."""
+    return OidcClaims(
+        issuer=settings.oidc_issuer or DEV_ISSUER,
+        audience=settings.oidc_audience or DEV_AUDIENCE,
+        customer_claim=settings.oidc_customer_claim,
+        roles_claim=settings.oidc_roles_claim,
+        admin_role=settings.oidc_admin_role,
+        leeway_seconds=settings.oidc_leeway_seconds,
+    )
+
+
+def build_identity(settings: Settings) -> Identity:
+    """The static tokens (configured, or generated and logged once) and the OIDC token verifier.
+
+    With no `SHOP_OIDC_ISSUER` the development issuer signs and checks tokens with a key kept in
+    the data folder (created here at first start, the only I/O of the composition).
+    """
+    service = _tokens(
+        settings.service_token.get_secret_value() if settings.service_token else None, "service"
+    )
+    admin = _tokens(settings.admin_token.get_secret_value() if settings.admin_token else None, "admin")
+    claims = oidc_claims(settings)
+    if settings.oidc_issuer is None:
+        issuer = DevelopmentIssuer.load_or_create(settings.data_dir, claims)
+        verifier = TokenVerifier(claims, issuer.keys())
+        return Identity(Authenticator(service_tokens=service, admin_tokens=admin, verifier=verifier), issuer)
+    http = httpx.AsyncClient(timeout=5.0)
+    jwks_url = str(settings.oidc_jwks_url) if settings.oidc_jwks_url else None
+    keys = JwksCache(
+        remote_jwks(settings.oidc_issuer, jwks_url, http), max_age_seconds=settings.oidc_jwks_cache_seconds
+    )
+    verifier = TokenVerifier(claims, keys)
+    return Identity(Authenticator(service_tokens=service, admin_tokens=admin, verifier=verifier), http=http)
 
 
 class _Adapters:
     """Chooses, per module, the local service or the HTTP client."""
 
-    def __init__(self, settings: Settings, tokens: Tokens) -> None:
+    def __init__(self, settings: Settings, service_token: str) -> None:
         self.settings = settings
-        self.tokens = tokens
+        self.service_token = service_token
         self.clients: list[ServiceClient] = []
 
     def pick(self, module: str, local: Callable[[], T], remote: Callable[[ServiceClient], T]) -> T | None:
@@ -160,7 +212,7 @@ class _Adapters:
         client = ServiceClient(
             module,
             http_client(url, self.settings.http_timeout_seconds),
-            self.tokens.service,
+            self.service_token,
             trace_headers=outgoing_trace_headers,
         )
         self.clients.append(client)
@@ -178,8 +230,8 @@ def build_container(settings: Settings) -> Container:
         settings.embedded_start_timeout_seconds,
         settings.mongodb_timeout_seconds,
     )
-    tokens = build_tokens(settings)
-    adapters = _Adapters(settings, tokens)
+    identity = build_identity(settings)
+    adapters = _Adapters(settings, identity.auth.first_service_token)
     local_inventory: Callable[[], InventoryService] = LocalInventoryService
     local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(SandboxGateway())  # noqa: E731
     local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(settings.shipping_countries)  # noqa: E731
@@ -195,7 +247,9 @@ def build_container(settings: Settings) -> Container:
     container = Container(
         settings=settings,
         database=database,
-        tokens=tokens,
+        auth=identity.auth,
+        dev_issuer=identity.dev_issuer,
+        identity_http=identity.http,
         inventory=inventory,
         payment=payment,
         shipping=shipping,

@@ -1,4 +1,4 @@
-"""The `ecommerce-saga` command: `serve` runs the app, `demo` walks through four orders."""
+"""The `ecommerce-saga` command: `serve` runs the app, `demo` walks through four orders, `token` signs in."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +16,12 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from ecommerce_saga.audit import audit
-from ecommerce_saga.demo import run_demo
+from ecommerce_saga.demo import DEMO_CUSTOMER, run_demo
+from ecommerce_saga.identity import DevelopmentIssuer
 from ecommerce_saga.logs import configure_logging
 from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, connect
 from ecommerce_saga.settings import Settings
+from ecommerce_saga.shared.contracts import SAFE_ID_PATTERN
 from ecommerce_saga.split import run_split
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     demo = commands.add_parser("demo", help="place four demo orders against a running server")
     demo.add_argument("--url", default=os.environ.get("SHOP_URL", "http://127.0.0.1:8000"))
+    demo.add_argument(
+        "--token",
+        default=os.environ.get("SHOP_TOKEN"),
+        help=f"the customer's access token (default SHOP_TOKEN, else a development one for {DEMO_CUSTOMER})",
+    )
+    token = commands.add_parser(
+        "token", help="print an access token signed by the development issuer (not with SHOP_OIDC_ISSUER)"
+    )
+    token.add_argument("--customer", required=True, help="the customer id (the token's subject)")
+    token.add_argument("--admin", action="store_true", help="with the admin role: an operator's token")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     return parser
 
 
@@ -95,7 +109,10 @@ def _serve_workers(settings: Settings) -> int:
         "SHOP_PORT": str(settings.port),
         "SHOP_WORKERS": "1",  # each worker process is one app
         "SHOP_DEMO_CATALOG": str(settings.loads_demo_catalog).lower(),
+        "SHOP_METRICS_PORT": "0",  # N workers cannot share one management port; replicas can
     }
+    if settings.metrics_port:
+        logger.warning("with several workers /metrics is not served: run one worker per replica instead")
     if os.environ.pop("SHOP_WORKER_ID", None) is not None:
         logger.warning("SHOP_WORKER_ID is ignored with several workers: each uses its host and pid")
     embedded = None
@@ -124,6 +141,45 @@ def _serve_workers(settings: Settings) -> int:
     return 0
 
 
+def development_issuer() -> DevelopmentIssuer | None:
+    """The development issuer of the data folder; None, said why, when an identity provider is set."""
+    settings = _settings()
+    if settings is None:
+        return None
+    if not settings.uses_development_issuer:
+        sys.stderr.write(
+            "ecommerce-saga: SHOP_OIDC_ISSUER is set, so the development issuer is off: "
+            "get a token from your identity provider\n"
+        )
+        return None
+    from ecommerce_saga.bootstrap import oidc_claims  # noqa: PLC0415 - the whole shop, only for this
+
+    return DevelopmentIssuer.load_or_create(settings.data_dir, oidc_claims(settings))
+
+
+def print_token(customer: str, *, admin: bool, ttl: int) -> int:
+    """Print a development token for `customer` (the operator's role if `admin`)."""
+    if not re.fullmatch(SAFE_ID_PATTERN, customer) or not 0 < ttl <= 31 * 24 * 3600:
+        sys.stderr.write("ecommerce-saga: --customer must be a valid id and --ttl 1 s to 31 days\n")
+        return 2
+    issuer = development_issuer()
+    if issuer is None:
+        return 2
+    sys.stdout.write(issuer.mint(customer, admin=admin, ttl_seconds=ttl) + "\n")
+    return 0
+
+
+def demo(url: str, token: str | None) -> int:
+    """Run the demo with `token`, or with a development token of the demo customer."""
+    if token is None:
+        issuer = development_issuer()
+        if issuer is None:
+            sys.stderr.write("ecommerce-saga: pass the customer's token with --token or SHOP_TOKEN\n")
+            return 2
+        token = issuer.mint(DEMO_CUSTOMER, ttl_seconds=600)
+    return run_demo(url, token)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -134,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_split(_data_dir(), args.host, args.base_port)
     if args.command == "audit":
         return asyncio.run(run_audit(args.url, args.db, as_json=args.json))
-    return run_demo(args.url)
+    if args.command == "token":
+        return print_token(args.customer, admin=args.admin, ttl=args.ttl)
+    return demo(args.url, args.token)
 
 
 async def run_audit(url: str | None, db_name: str | None, *, as_json: bool = False) -> int:

@@ -92,11 +92,13 @@ _CARD = {
     "cardholder_name": "Ada Lovelace",
 }
 
+DEMO_CUSTOMER = "cust-ada"
+"""Whose token the demo orders with (the orders carry no `customer_id`: it is the token's)."""
+
 DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
         "a successful order",
         {
-            "customer_id": "cust-ada",
             "items": [
                 {"product_id": "sku-keyboard", "quantity": 1},
                 {"product_id": "sku-mouse", "quantity": 2},
@@ -109,7 +111,6 @@ DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
         "an item out of stock",
         {
-            "customer_id": "cust-ada",
             "items": [{"product_id": "sku-vintage-camera", "quantity": 1}],
             "payment": _CARD,
             "shipping_address": _ADDRESS,
@@ -118,7 +119,6 @@ DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
         "a declined card",
         {
-            "customer_id": "cust-ada",
             "items": [{"product_id": "sku-monitor", "quantity": 1}],
             "payment": {**_CARD, "card_number": "4000000000000002"},
             "shipping_address": _ADDRESS,
@@ -127,7 +127,6 @@ DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
         "an undeliverable country",
         {
-            "customer_id": "cust-ada",
             "items": [{"product_id": "sku-webcam", "quantity": 1}],
             "payment": _CARD,
             "shipping_address": {**_ADDRESS, "country": "BR", "city": "São Paulo"},
@@ -155,9 +154,10 @@ def _print_order(title: str, status_code: int, order: dict[str, Any], out: TextI
         )
 
 
-def run_demo(base_url: str, out: TextIO = sys.stdout) -> int:
-    """Place the four demo orders against a running server and print their outcomes; 0 on success."""
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+def run_demo(base_url: str, token: str, out: TextIO = sys.stdout) -> int:
+    """Place the four demo orders as the customer of `token` and print their outcomes; 0 on success."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
         try:
             client.get("/healthz").raise_for_status()
         except httpx.HTTPError as exc:

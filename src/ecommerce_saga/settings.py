@@ -37,7 +37,28 @@ class Settings(BaseSettings):
     """How long an operation waits for an unreachable database before the request answers 503."""
 
     service_token: SecretStr | None = None
+    """The service token(s): comma-separated, current first (rotation: add the next, then drop the old)."""
     admin_token: SecretStr | None = None
+    """The admin token(s) of operators' scripts and the CLI: comma-separated, like the service token."""
+
+    oidc_issuer: str | None = None
+    """The identity provider's issuer URL; unset: the app runs its own development issuer."""
+    oidc_audience: str | None = None
+    """The `aud` an access token must carry (required with an issuer)."""
+    oidc_jwks_url: AnyHttpUrl | None = None
+    """Where the issuer's keys are; default: from its `/.well-known/openid-configuration`."""
+    oidc_customer_claim: str = "sub"
+    oidc_roles_claim: str = "realm_access.roles"
+    """A dotted path to the roles in a token (Keycloak: `realm_access.roles`)."""
+    oidc_admin_role: str = "shop-admin"
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    oidc_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    """How long the issuer's keys are used before they are fetched again (an unknown `kid` refetches)."""
+
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    """The management port serving `/metrics` (0: none); never the API's port."""
+    metrics_host: str | None = None
+    """Where the management port listens; default: the API's host."""
 
     worker_id: str = Field(default_factory=_default_worker_id)
     saga_lease_seconds: float = Field(default=15.0, gt=0)
@@ -77,6 +98,12 @@ class Settings(BaseSettings):
     def _check_topology(self) -> Settings:
         if self.modules and len(set(self.modules)) != len(self.modules):
             raise ValueError("SHOP_MODULES names a module twice")
+        if self.oidc_issuer is not None and not self.oidc_audience:
+            raise ValueError("SHOP_OIDC_AUDIENCE is required when SHOP_OIDC_ISSUER is set")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                "SHOP_METRICS_PORT must differ from SHOP_PORT: /metrics is not for the API's callers"
+            )
         if self.is_split and self.service_token is None:
             raise ValueError("SHOP_SERVICE_TOKEN is required when SHOP_MODULES hosts only some modules")
         missing = [
@@ -110,6 +137,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip().upper() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def uses_development_issuer(self) -> bool:
+        """True when no identity provider is configured and the app signs its own tokens."""
+        return self.oidc_issuer is None
 
     @property
     def uses_embedded_database(self) -> bool:

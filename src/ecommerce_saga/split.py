@@ -21,15 +21,24 @@ logger = logging.getLogger(__name__)
 
 BASE_PORT = 8000
 """The order service's port; inventory, payment, shipping and notification follow it (8001-8004)."""
+METRICS_BASE_PORT = 9090
+"""The order service's management port (`/metrics`); the others follow it (9091-9094)."""
 
 
-def ports(base: int = BASE_PORT) -> dict[str, int]:
+def ports(base: int) -> dict[str, int]:
     """Each module's port in a local split topology."""
     return {module: base + offset for offset, module in enumerate(MODULE_NAMES)}
 
 
 def service_environment(
-    module: str, host: str, mongodb_url: str, *, token: str, admin_token: str, base_port: int = BASE_PORT
+    module: str,
+    host: str,
+    mongodb_url: str,
+    *,
+    token: str,
+    admin_token: str,
+    base_port: int = BASE_PORT,
+    metrics_base_port: int = METRICS_BASE_PORT,
 ) -> dict[str, str]:
     """The environment of the process hosting `module` in a local split topology."""
     where = ports(base_port)
@@ -38,6 +47,7 @@ def service_environment(
         "SHOP_MODULES": module,
         "SHOP_HOST": host,
         "SHOP_PORT": str(where[module]),
+        "SHOP_METRICS_PORT": str(ports(metrics_base_port)[module]),
         "SHOP_MONGODB_URL": mongodb_url,
         "SHOP_SERVICE_TOKEN": token,
         "SHOP_ADMIN_TOKEN": admin_token,
@@ -73,6 +83,7 @@ def _wait_ready(
 def run_split(data_dir: Path, host: str = "127.0.0.1", base_port: int = BASE_PORT) -> int:
     """Start the embedded database and the five services; stop them all together."""
     where = ports(base_port)
+    metrics_base_port = int(os.environ.get("SHOP_METRICS_PORT") or METRICS_BASE_PORT)
     token = os.environ.get("SHOP_SERVICE_TOKEN") or secrets.token_urlsafe(24)
     admin_token = os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     database = EmbeddedMongo(data_dir=data_dir)
@@ -92,14 +103,23 @@ def run_split(data_dir: Path, host: str = "127.0.0.1", base_port: int = BASE_POR
             processes[module] = subprocess.Popen(
                 [sys.executable, "-m", "ecommerce_saga", "serve"],
                 env=service_environment(
-                    module, host, mongodb_url, token=token, admin_token=admin_token, base_port=base_port
+                    module,
+                    host,
+                    mongodb_url,
+                    token=token,
+                    admin_token=admin_token,
+                    base_port=base_port,
+                    metrics_base_port=metrics_base_port,
                 ),
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
             )
         _wait_ready(host, where, processes, timeout=90)
         sys.stderr.write(
             "ecommerce-saga split: " + ", ".join(f"{m} http://{host}:{p}" for m, p in where.items()) + "\n"
-            f"service token: {token}\nadmin token: {admin_token}\n"
+            "metrics (management ports): "
+            + ", ".join(f"{m} http://{host}:{p}/metrics" for m, p in ports(metrics_base_port).items())
+            + "\n"
+            "operator and customer tokens: ecommerce-saga token --customer ID [--admin]\n"
         )
         while not stopping and all(p.poll() is None for p in processes.values()):
             time.sleep(0.2)

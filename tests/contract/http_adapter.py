@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import install_problem_handlers
 from ecommerce_saga.web.service_client import ServiceClient
 
 TOKEN = "contract-test-token"
-TOKENS = Tokens(service=TOKEN, admin=TOKEN)
-"""The same token for both realms, so the client may also call the admin routes (catalog changes)."""
+TOKENS = Authenticator(service_tokens=[TOKEN], admin_tokens=[TOKEN])
+"""The same token for both roles, so the client may also call the operators' routes (catalog, reads)."""
 
 
 @asynccontextmanager

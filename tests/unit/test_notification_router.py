@@ -16,11 +16,12 @@ from ecommerce_saga.modules.notification.contract import Notification
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.service import LocalNotificationService
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 
-TOKENS = Tokens(service="service-token", admin="admin-token")
-SERVICE_AUTH = {"Authorization": f"Bearer {TOKENS.service}"}
+TOKENS = Authenticator(service_tokens=["service-token"], admin_tokens=["admin-token"])
+SERVICE_AUTH = {"Authorization": "Bearer service-token"}
+ADMIN_AUTH = {"Authorization": "Bearer admin-token"}
 
 
 class FlakySender:
@@ -55,7 +56,9 @@ async def client(
     install_problem_handlers(app)
     app.include_router(build_router(LocalNotificationService(sender), TOKENS))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://shop.test", headers=ADMIN_AUTH
+    ) as client:
         yield client
 
 
@@ -68,7 +71,9 @@ class TestNotificationRouter:
     """The router's HTTP behaviour: auth, validation and problem documents."""
 
     async def test_answers_401_when_service_token_is_missing(self, client: httpx.AsyncClient) -> None:
-        response = await client.post("/api/notifications/send", json=_body(_id("ord")))
+        response = await client.post(
+            "/api/notifications/send", json=_body(_id("ord")), headers={"Authorization": ""}
+        )
 
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
@@ -77,6 +82,7 @@ class TestNotificationRouter:
         response = await client.post(
             "/api/notifications/cancel",
             json={"order_id": _id("ord"), "customer_id": "cus_ada", "idempotency_key": "k"},
+            headers={"Authorization": ""},
         )
 
         assert response.status_code == 401

@@ -127,17 +127,29 @@ async def installed() -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI, SagaEng
     await engine.stop()
 
 
-async def test_serves_saga_and_http_metrics_at_metrics_outside_the_api_schema(
+async def scrape(app: FastAPI, headers: dict[str, str] | None = None) -> httpx.Response:
+    """GET /metrics from the app's management app (served on the management port in a real process)."""
+    management = cast(Observability, app.state.observability).management_app
+    assert management is not None
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=management), base_url="http://mgmt"
+    ) as http:
+        return await http.get("/metrics", headers=headers)
+
+
+async def test_serves_saga_and_http_metrics_on_the_management_app_not_the_api(
     installed: tuple[httpx.AsyncClient, FastAPI, SagaEngine],
 ) -> None:
-    client, _, engine = installed
+    client, app, engine = installed
     await engine.start("order", {}, saga_id="s-1")
     await engine.wait("s-1", timeout=5)
     await client.get("/api/orders/o-1")
 
-    response = await client.get("/metrics")
+    response = await scrape(app)
     schema: dict[str, Any] = (await client.get("/openapi.json")).json()
 
+    assert (await client.get("/metrics")).status_code == 404
+    assert (await client.get("/%6detrics")).status_code == 404
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'saga_completed_total{saga_type="order"} 1.0' in response.text
@@ -151,9 +163,9 @@ async def test_serves_saga_and_http_metrics_at_metrics_outside_the_api_schema(
 async def test_answers_in_openmetrics_when_the_scraper_asks_for_it(
     installed: tuple[httpx.AsyncClient, FastAPI, SagaEngine],
 ) -> None:
-    client, _, _ = installed
+    _, app, _ = installed
 
-    response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    response = await scrape(app, {"Accept": "application/openmetrics-text; version=1.0.0"})
 
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")

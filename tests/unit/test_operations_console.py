@@ -15,7 +15,7 @@ from ecommerce_saga.operations.console import CONSOLE_DIR
 from ecommerce_saga.saga import SagaEngine
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import InMemoryLedger, scripted_saga
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 
 
 class Host:
@@ -23,7 +23,7 @@ class Host:
 
     def __init__(self, engine: SagaEngine | None) -> None:
         self.engine = engine
-        self.tokens = Tokens(service="service-secret", admin="admin-secret")
+        self.auth = Authenticator(service_tokens=["service-secret"], admin_tokens=["admin-secret"])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ecommerce_saga.operations import build_router
 from ecommerce_saga.saga import JsonObject, Saga, SagaEngine, SagaStatus, StepContext
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import FaultPlan, InMemoryLedger, assert_invariants, scripted_saga
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -70,7 +70,11 @@ async def shop() -> AsyncIterator[Shop]:
 async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(build_router(shop.engine, Tokens(service="service-secret", admin="admin-secret")))
+    app.include_router(
+        build_router(
+            shop.engine, Authenticator(service_tokens=["service-secret"], admin_tokens=["admin-secret"])
+        )
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=ADMIN) as http:
         yield http
@@ -203,9 +207,9 @@ async def test_requires_the_admin_token_when_called(
     anonymous = await client.request(method, path, json=body, headers={"Authorization": ""})
     as_service = await client.request(method, path, json=body, headers=SERVICE)
 
-    assert problem(anonymous, 401)["code"] == "unauthorized"
-    assert anonymous.headers["www-authenticate"] == "Bearer"
-    assert problem(as_service, 403)["code"] == "forbidden"
+    assert problem(anonymous, 401)["code"] == "auth.token_missing"
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="ecommerce-saga"'
+    assert problem(as_service, 403)["code"] == "auth.forbidden"
 
 
 async def test_compensates_and_records_the_operator_when_a_parked_saga_is_retried(

@@ -15,7 +15,7 @@ from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
 from ecommerce_saga.modules.payment.router import build_router
 from ecommerce_saga.modules.payment.service import LocalPaymentService
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 
 SERVICE = {"Authorization": "Bearer service-secret"}
@@ -36,14 +36,23 @@ def card_body(number: str = "4242 4242 4242 4242") -> dict[str, Any]:
 def app(mongo_db: AsyncDatabase[dict[str, Any]]) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(build_router(LocalPaymentService(SandboxGateway()), Tokens("service-secret", "admin")))
+    app.include_router(
+        build_router(
+            LocalPaymentService(SandboxGateway()),
+            Authenticator(service_tokens=["service-secret"], admin_tokens=["admin"]),
+        )
+    )
     return app
 
 
 @pytest.fixture
 async def client(app: FastAPI, mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers={"Authorization": "Bearer admin"},
+    ) as client:
         yield client
 
 
@@ -59,11 +68,11 @@ async def pay(client: httpx.AsyncClient, order_id: str, number: str = "424242424
 
 @pytest.mark.parametrize("path", ["/api/payments/process", "/api/payments/refund", "/api/payments/methods"])
 async def test_answers_401_when_service_token_is_missing(client: httpx.AsyncClient, path: str) -> None:
-    response = await client.post(path, json={})
+    response = await client.post(path, json={}, headers={"Authorization": ""})
 
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
-    assert response.json()["code"] == "unauthorized"
+    assert response.json()["code"] == "auth.token_missing"
 
 
 async def test_answers_403_when_service_token_is_wrong(client: httpx.AsyncClient) -> None:

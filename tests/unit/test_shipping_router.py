@@ -16,11 +16,12 @@ from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.shipping.router import build_router
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.settings import DEFAULT_COUNTRIES
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 
-TOKENS = Tokens(service="service-token", admin="admin-token")
-SERVICE_AUTH = {"Authorization": f"Bearer {TOKENS.service}"}
+TOKENS = Authenticator(service_tokens=["service-token"], admin_tokens=["admin-token"])
+SERVICE_AUTH = {"Authorization": "Bearer service-token"}
+ADMIN_AUTH = {"Authorization": "Bearer admin-token"}
 LONDON = {
     "name": "Ada Lovelace", "street": "12 St James's Square", "city": "London",
     "postal_code": "SW1Y 4JH", "country": "GB",
@@ -39,7 +40,9 @@ async def client(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[httpx
     install_problem_handlers(app)
     app.include_router(build_router(LocalShippingService(DEFAULT_COUNTRIES), TOKENS))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://shop.test", headers=ADMIN_AUTH
+    ) as client:
         yield client
 
 
@@ -57,17 +60,19 @@ class TestShippingRouter:
     """The router's HTTP behaviour: auth, validation and problem documents."""
 
     async def test_answers_401_when_service_token_is_missing(self, client: httpx.AsyncClient) -> None:
-        response = await client.post("/api/shipping/schedule", json=_body(_id("ord")))
+        response = await client.post(
+            "/api/shipping/schedule", json=_body(_id("ord")), headers={"Authorization": ""}
+        )
 
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
-        assert response.json()["code"] == "unauthorized"
+        assert response.json()["code"] == "auth.token_missing"
 
     async def test_answers_403_when_service_token_is_wrong(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/api/shipping/cancel",
             json={"order_id": _id("ord"), "idempotency_key": "k"},
-            headers={"Authorization": f"Bearer {TOKENS.admin}"},
+            headers=ADMIN_AUTH,
         )
 
         assert response.status_code == 403

@@ -1,6 +1,7 @@
 """Metrics, traces and log fields for the app and its saga engine.
 
-`install_observability(app, container)` serves Prometheus metrics at ``GET /metrics`` (HTTP
+`install_observability(app, container)` builds Prometheus metrics at ``GET /metrics`` (served on the
+management port by `ManagementServer`; HTTP
 requests by route template; sagas and steps by type, outcome and phase), traces sagas and their
 step attempts when OpenTelemetry is configured through the standard ``OTEL_*`` variables, and
 adds saga and trace fields to log records. `configure_tracing()` must run before the MongoDB
@@ -13,6 +14,7 @@ The saga engine knows nothing of any of this: the saga metrics, spans and log fi
 
 from ecommerce_saga.observability.install import Observability, install_observability
 from ecommerce_saga.observability.logcontext import SagaLogContext
+from ecommerce_saga.observability.management import ManagementServer
 from ecommerce_saga.observability.metrics import ParkedSagasGauge, SagaMetrics
 from ecommerce_saga.observability.middleware import HttpMetrics, PrometheusMiddleware
 from ecommerce_saga.observability.mongo import MongoCommandTracer
@@ -26,6 +28,7 @@ from ecommerce_saga.observability.tracing import (
 
 __all__ = [
     "HttpMetrics",
+    "ManagementServer",
     "MongoCommandTracer",
     "Observability",
     "ParkedSagasGauge",

@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from ecommerce_saga import __version__
 from ecommerce_saga.logs import LogContext, add_log_context, remove_log_context
@@ -52,6 +54,8 @@ class Observability:
     parked: ParkedSagasGauge | None = None
     tracer: SagaTracer | None = None
     log_contexts: list[LogContext] = field(default_factory=list)
+    management_app: Starlette | None = None
+    """Serves `/metrics`; run it on the management port (`ManagementServer`), never on the API's."""
 
     async def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The metrics in the format `accept` asks for (Prometheus text, or OpenMetrics), and its type."""
@@ -77,14 +81,14 @@ def install_observability(
     tracer_provider: TracerProvider | None = None,
     parked_max_age: float = 5.0,
 ) -> None:
-    """Serve ``GET /metrics``, count HTTP requests and sagas, trace sagas if tracing is on, enrich logs.
+    """Build the ``/metrics`` app, count HTTP requests and sagas, trace sagas if tracing is on, enrich logs.
 
     Call it in `create_app` before the app starts (it adds a middleware), with `configure_tracing`
     called before the container was built (see `configure_tracing`).
 
     Args:
-        app: The app; gets the middleware, the ``/metrics`` route (not in the OpenAPI schema) and
-            a shutdown step in its lifespan.
+        app: The app; gets the middleware and a shutdown step in its lifespan. ``/metrics`` is
+            served by ``app.state.observability.management_app``, on a port of its own.
         container: Its ``engine``, if this process runs one, is observed.
         tracer_provider: Traces with this provider instead of `configure_tracing`'s (tests).
         parked_max_age: Seconds a count of parked sagas is reused by later scrapes.
@@ -104,7 +108,7 @@ def install_observability(
         body, content_type = await obs.exposition(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
-    app.add_route(METRICS_PATH, metrics, methods=["GET"], include_in_schema=False)
+    obs.management_app = Starlette(routes=[Route(METRICS_PATH, metrics, methods=["GET"])])
     app.state.observability = obs
     _on_shutdown(app, obs.close)
 

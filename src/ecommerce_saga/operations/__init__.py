@@ -3,7 +3,7 @@
 Install both into the app with `install_operations(app, container)`:
 
 - `GET /api/sagas`, `GET /api/sagas/{id}`, `POST /api/sagas/{id}/retry`, `POST /api/sagas/{id}/cancel`
-  (admin token; see `ecommerce_saga.operations.router`);
+  (operators only; see `ecommerce_saga.operations.router`);
 - the console page at `/console`, with its assets under `/console/static`.
 """
 
@@ -17,7 +17,7 @@ from ecommerce_saga.operations.console import install_console
 from ecommerce_saga.operations.models import SagaNotCancellableError, SagaNotParkedError, UnknownSagaError
 from ecommerce_saga.operations.router import build_router
 from ecommerce_saga.saga import SagaEngine
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 
 __all__ = [
     "OperationsContainer",
@@ -43,8 +43,8 @@ class OperationsContainer(Protocol):
         ...
 
     @property
-    def tokens(self) -> Tokens:
-        """The bearer tokens; the operations API requires the admin token."""
+    def auth(self) -> Authenticator:
+        """Checks callers; the operations API admits operators only."""
         ...
 
 
@@ -56,9 +56,9 @@ def install_operations(app: FastAPI, container: OperationsContainer) -> None:
 
     Args:
         app: The application; its problem+json handlers render the API's errors.
-        container: Supplies the saga engine and the admin token.
+        container: Supplies the saga engine and the authenticator.
     """
     if container.engine is None:
         return
-    app.include_router(build_router(container.engine, container.tokens))
+    app.include_router(build_router(container.engine, container.auth))
     install_console(app)

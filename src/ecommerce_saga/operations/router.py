@@ -1,4 +1,4 @@
-"""The saga operations API under `/api/sagas`: list, inspect, retry and cancel sagas (admin token)."""
+"""The saga operations API under `/api/sagas`: list, inspect, retry and cancel sagas (operators)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ecommerce_saga.saga import (
     UnknownSagaTypeError,
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, ConflictError
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.params import IsoDateTime
 from ecommerce_saga.web.problems import responses
 
@@ -51,9 +51,9 @@ def _engine_errors(saga_id: str, conflict: type[ConflictError]) -> Iterator[None
         raise conflict(str(exc)) from None
 
 
-def build_router(engine: SagaEngine, tokens: Tokens) -> APIRouter:
-    """Routes under `/api/sagas`, every one behind the admin token."""
-    router = APIRouter(prefix="/api/sagas", tags=["operations"], dependencies=[Depends(tokens.require_admin)])
+def build_router(engine: SagaEngine, auth: Authenticator) -> APIRouter:
+    """Routes under `/api/sagas`, every one for operators only."""
+    router = APIRouter(prefix="/api/sagas", tags=["operations"], dependencies=[Depends(auth.operator)])
 
     def view(state: SagaState) -> SagaDetail:
         return detail(state, engine.definitions.get(state.saga_type))
@@ -83,7 +83,7 @@ def build_router(engine: SagaEngine, tokens: Tokens) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> SagaPage:
-        """List sagas by status, type, order and age, newest first (admin token)."""
+        """List sagas by status, type, order and age, newest first (operators)."""
         query = SagaQuery(
             statuses=frozenset(statuses) if statuses else None,
             saga_type=saga_type,
@@ -98,7 +98,7 @@ def build_router(engine: SagaEngine, tokens: Tokens) -> APIRouter:
 
     @router.get("/{saga_id}", response_model=SagaDetail, responses=responses(401, 403, 404))
     async def get_saga(saga_id: SagaPath) -> SagaDetail:
-        """A saga with its lease, masked input, outputs, compensation plan and every attempt (admin token)."""
+        """A saga with its lease, masked input, outputs, compensation plan and every attempt (operators)."""
         with _engine_errors(saga_id, ConflictError):
             return view(await engine.get(saga_id))
 

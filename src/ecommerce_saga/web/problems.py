@@ -15,6 +15,7 @@ from starlette.routing import Match
 
 from ecommerce_saga.saga.errors import StoreUnavailableError
 from ecommerce_saga.shared.contracts import ContractError
+from ecommerce_saga.web.auth import AuthError
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +113,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 _EXAMPLE_DETAILS = {
     400: "There was an error parsing the body",
-    401: "the service token is required",
+    401: "a bearer token is required",
     402: "the payment for order ord_3f2a was declined (card_declined)",
-    403: "the admin token is not valid",
+    403: "this operation needs an operator's token",
     404: "no order 'ord_3f2a'",
     409: "order ord_3f2a is FAILED; only COMPLETED orders can be cancelled",
     422: "payment.card_number: Value error, is not a valid card number (Luhn check failed)",
@@ -144,6 +145,11 @@ async def _contract_error(request: Request, exc: Exception) -> JSONResponse:
             "answered %s %s", exc.status, exc.code, extra={"path": request.url.path, "detail": exc.detail}
         )
     return problem_response(exc.status, exc.code, exc.title, exc.detail, request, **exc.extra)
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)  # noqa: S101 - registered for this type only
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -207,6 +213,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error answer problem+json with a stable `code`."""
     app.add_exception_handler(ContractError, _contract_error)
+    app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ConnectionFailure, _database_unavailable)

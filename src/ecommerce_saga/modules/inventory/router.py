@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
+from ecommerce_saga.identity import Principal
 from ecommerce_saga.modules.inventory.contract import (
     CATEGORY_PATTERN,
     InventoryService,
@@ -20,17 +21,17 @@ from ecommerce_saga.modules.inventory.contract import (
     Restock,
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import responses
 
 ProductPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The product's id")]
 
 
-def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
-    """Routes under `/api/inventory`."""
+def build_router(service: InventoryService, auth: Authenticator) -> APIRouter:
+    """Routes under `/api/inventory`: the catalog for anyone, its administration for operators."""
     router = APIRouter(prefix="/api/inventory", tags=["inventory"])
-    admin = [Depends(tokens.require_admin)]
-    saga = [Depends(tokens.require_service)]
+    admin = [Depends(auth.operator)]
+    saga = [Depends(auth.service)]
 
     @router.get("", response_model=Page[Product], responses=responses())
     async def list_products(
@@ -44,9 +45,14 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
         return await service.list_products(query)
 
     @router.get("/{product_id}", response_model=Product, responses=responses(404))
-    async def get_product(product_id: ProductPath) -> Product:
-        """A product's stock levels (`available`, `reserved`) and its active reservations."""
-        return await service.get_product(product_id)
+    async def get_product(
+        *, product_id: ProductPath, caller: Principal | None = Depends(auth.anyone)
+    ) -> Product:
+        """A product's stock levels (`available`, `reserved`); its active reservations for operators only."""
+        product = await service.get_product(product_id)
+        if caller is None or not caller.is_operator:  # reservations name orders: not for the public
+            return product.model_copy(update={"reservations": []})
+        return product
 
     @router.post(
         "",
@@ -56,7 +62,7 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
         responses=responses(401, 403, 409),
     )
     async def create_product(product: NewProduct) -> Product:
-        """Add a product to the catalog (admin token)."""
+        """Add a product to the catalog (operators)."""
         return await service.create_product(product)
 
     @router.post(
@@ -66,7 +72,7 @@ def build_router(service: InventoryService, tokens: Tokens) -> APIRouter:
         responses=responses(401, 403, 404),
     )
     async def restock(product_id: ProductPath, restock: Restock) -> Product:
-        """Add units to a product's available stock (admin token)."""
+        """Add units to a product's available stock (operators)."""
         return await service.restock(product_id, restock)
 
     @router.post(

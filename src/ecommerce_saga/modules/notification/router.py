@@ -6,50 +6,65 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from ecommerce_saga.identity import Principal
 from ecommerce_saga.modules.notification.contract import (
     CancelNotification,
     Notification,
     NotificationFilter,
+    NotificationNotFoundError,
     NotificationService,
     NotificationType,
     ReadStatus,
     SendNotification,
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator, customer_scope
 from ecommerce_saga.web.problems import responses
 
 NotificationPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The notification's id")]
 
 
-def build_router(service: NotificationService, tokens: Tokens) -> APIRouter:
-    """Routes under `/api/notifications`."""
+def build_router(service: NotificationService, auth: Authenticator) -> APIRouter:
+    """Routes under `/api/notifications`: customers (their own), operators (any), the service (saga)."""
     router = APIRouter(prefix="/api/notifications", tags=["notifications"])
-    saga = [Depends(tokens.require_service)]
+    saga = [Depends(auth.service)]
 
-    @router.get("", response_model=Page[Notification], responses=responses())
+    async def owned(notification_id: str, caller: Principal) -> Notification:
+        notification = await service.get_notification(notification_id)
+        if not caller.may_see(notification.customer_id):
+            raise NotificationNotFoundError(f"no notification {notification_id!r}")
+        return notification
+
+    @router.get("", response_model=Page[Notification], responses=responses(401, 403))
     async def list_notifications(
+        *,
+        caller: Principal = Depends(auth.customer),
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         notification_type: Annotated[NotificationType | None, Query(alias="type")] = None,
         read_status: Annotated[ReadStatus | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Notification]:
-        """List notifications, newest first, by customer, type and whether they were read."""
+        """List notifications, newest first, by customer, type and read status (a customer: their own)."""
         query = NotificationFilter(
-            customer_id=customer_id, type=notification_type, read_status=read_status,
+            customer_id=customer_scope(caller, customer_id), type=notification_type, read_status=read_status,
             limit=limit, skip=skip,
         )  # fmt: skip
         return await service.list_notifications(query)
 
-    @router.get("/{notification_id}", response_model=Notification, responses=responses(404))
-    async def get_notification(notification_id: NotificationPath) -> Notification:
-        """A notification: its text, whether it went out, and whether it was read."""
-        return await service.get_notification(notification_id)
+    @router.get("/{notification_id}", response_model=Notification, responses=responses(401, 403, 404))
+    async def get_notification(
+        *, notification_id: NotificationPath, caller: Principal = Depends(auth.customer)
+    ) -> Notification:
+        """A notification: its text, whether it went out, and whether it was read (a customer: their own)."""
+        return await owned(notification_id, caller)
 
-    @router.post("/{notification_id}/read", response_model=Notification, responses=responses(404))
-    async def mark_read(notification_id: NotificationPath) -> Notification:
-        """Mark a notification read (repeating this changes nothing)."""
+    @router.post("/{notification_id}/read", response_model=Notification, responses=responses(401, 403, 404))
+    async def mark_read(
+        *, notification_id: NotificationPath, caller: Principal = Depends(auth.customer)
+    ) -> Notification:
+        """Mark a notification read; repeating this changes nothing (a customer: their own)."""
+        await owned(notification_id, caller)
         return await service.mark_read(notification_id)
 
     @router.post(

@@ -8,32 +8,35 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from ecommerce_saga.identity import Principal
 from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
     Payment,
     PaymentDetails,
     PaymentFilter,
     PaymentMethod,
+    PaymentNotFoundError,
     PaymentService,
     PaymentStatus,
     RefundPayment,
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
-from ecommerce_saga.web.auth import Tokens
+from ecommerce_saga.web.auth import Authenticator, customer_scope
 from ecommerce_saga.web.params import IsoDateTime
 from ecommerce_saga.web.problems import responses
 
 PaymentPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The payment's id")]
 
 
-def build_router(service: PaymentService, tokens: Tokens) -> APIRouter:
-    """Routes under `/api/payments`."""
+def build_router(service: PaymentService, auth: Authenticator) -> APIRouter:
+    """Routes under `/api/payments`: customers (their own payments), operators (any), the service (saga)."""
     router = APIRouter(prefix="/api/payments", tags=["payments"])
-    saga = [Depends(tokens.require_service)]
+    saga = [Depends(auth.service)]
 
-    @router.get("", response_model=Page[Payment], responses=responses())
+    @router.get("", response_model=Page[Payment], responses=responses(401, 403))
     async def list_payments(
         *,
+        caller: Principal = Depends(auth.customer),
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         payment_status: Annotated[PaymentStatus | None, Query(alias="status")] = None,
         from_: Annotated[IsoDateTime | None, Query(alias="from", description="Created at or after.")] = None,
@@ -41,10 +44,10 @@ def build_router(service: PaymentService, tokens: Tokens) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Payment]:
-        """List payments, newest first, by customer, status and creation time (UTC if no zone)."""
+        """List payments, newest first, by customer, status and creation time (a customer: their own)."""
         try:
             query = PaymentFilter(
-                customer_id=customer_id, status=payment_status, from_=from_, to=to,
+                customer_id=customer_scope(caller, customer_id), status=payment_status, from_=from_, to=to,
                 limit=limit, skip=skip,
             )  # fmt: skip
         except ValidationError as exc:  # e.g. `from` after `to`
@@ -52,10 +55,13 @@ def build_router(service: PaymentService, tokens: Tokens) -> APIRouter:
             raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
         return await service.list_payments(query)
 
-    @router.get("/{payment_id}", response_model=Payment, responses=responses(404))
-    async def get_payment(payment_id: PaymentPath) -> Payment:
-        """One payment: amount, method (brand and last four digits only) and status."""
-        return await service.get_payment(payment_id)
+    @router.get("/{payment_id}", response_model=Payment, responses=responses(401, 403, 404))
+    async def get_payment(*, payment_id: PaymentPath, caller: Principal = Depends(auth.customer)) -> Payment:
+        """One payment: amount, method (brand and last four only) and status (a customer: their own)."""
+        payment = await service.get_payment(payment_id)
+        if not caller.may_see(payment.customer_id):
+            raise PaymentNotFoundError(f"no payment {payment_id!r}")
+        return payment
 
     @router.post(
         "/methods", response_model=PaymentMethod, status_code=status.HTTP_201_CREATED,
