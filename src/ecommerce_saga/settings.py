@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
+    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("modules", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:

@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient
 from ecommerce_saga.audit import AuditReport, audit
 from tests.e2e.conftest import ADMIN_TOKEN
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
+from tests.identity_provider import shared_provider
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -66,6 +67,21 @@ class Sent:
     kind: str
     status: int | None = None
     order_id: str | None = None
+    token: str = ""
+    """The customer's access token: orders are placed as the customer, as a shop's front end does."""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            provider = shared_provider()
+            self.token = provider.token(self.body["customer_id"], kid=provider.ec_kid, ttl=3600)
+
+    def headers(self) -> dict[str, str]:
+        """The request's headers: its key, its customer's token, and no waiting for the saga."""
+        return {
+            "Idempotency-Key": self.key,
+            "Prefer": "respond-async",
+            "Authorization": f"Bearer {self.token}",
+        }
 
 
 @dataclass
@@ -141,9 +157,8 @@ class LoadGenerator:
 
 async def send(client: httpx.AsyncClient, request: Sent) -> None:
     """POST the order with its key; record the answer (or its absence)."""
-    headers = {"Idempotency-Key": request.key, "Prefer": "respond-async"}
     try:
-        response = await client.post("/api/orders", json=request.body, headers=headers, timeout=20)
+        response = await client.post("/api/orders", json=request.body, headers=request.headers(), timeout=20)
     except httpx.HTTPError:
         return
     request.status = response.status_code
@@ -173,9 +188,8 @@ def retry_unanswered(
 
 def _retry(client: httpx.Client, request: Sent, deadline: float) -> None:
     while True:
-        headers = {"Idempotency-Key": request.key, "Prefer": "respond-async"}
         try:
-            response = client.post("/api/orders", json=request.body, headers=headers, timeout=20)
+            response = client.post("/api/orders", json=request.body, headers=request.headers(), timeout=20)
         except httpx.HTTPError:
             response = None
         if response is not None and response.status_code in (200, 201, 202):

@@ -18,6 +18,7 @@ import pytest
 
 from ecommerce_saga.persistence import free_port
 from tests.conftest import process_is_alive
+from tests.identity_provider import shared_provider
 
 SERVICE_TOKEN = "e2e-service-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -31,6 +32,7 @@ class LiveApp:
     process: subprocess.Popen[bytes]
     log: Path
     db_name: str
+    metrics_url: str | None = None
     restart_args: dict[str, Any] = field(default_factory=dict)
 
     def restart(self) -> LiveApp:
@@ -64,8 +66,11 @@ def start_app(
         "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
         "SHOP_DEMO_CATALOG": "false",
         "SHOP_LOG_FORMAT": "json",
+        "SHOP_METRICS_PORT": str(free_port()),
+        **shared_provider().settings(),
         **env,
     }
+    metrics_port = int(environment["SHOP_METRICS_PORT"])
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)],
@@ -75,6 +80,7 @@ def start_app(
         )
     app = LiveApp(
         url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name,
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None,
         restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port, **env},
     )  # fmt: skip
     try:
@@ -166,15 +172,23 @@ class Shop:
                 return self.urls[module]
         return self.urls["order"]
 
-    def client(self) -> httpx.Client:
-        """A client that sends each request to the module that serves it."""
-        return httpx.Client(base_url=self.url, timeout=60, transport=_Routing(self, httpx.HTTPTransport()))
+    def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+        """A client that sends each request to the module that serves it, as `token`'s bearer.
 
-    def async_client(self) -> httpx.AsyncClient:
-        """An async client that sends each request to the module that serves it."""
+        The default is the admin token: an operator, who may do anything for any customer (and
+        names the customer in an order's body). Customers' own flows pass a customer's token.
+        """
+        return httpx.Client(
+            base_url=self.url, timeout=60, transport=_Routing(self, httpx.HTTPTransport()),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )  # fmt: skip
+
+    def async_client(self, token: str = ADMIN_TOKEN) -> httpx.AsyncClient:
+        """An async client that sends each request to the module that serves it, as `token`'s bearer."""
         return httpx.AsyncClient(
-            base_url=self.url, timeout=60, transport=_AsyncRouting(self, httpx.AsyncHTTPTransport())
-        )
+            base_url=self.url, timeout=60, transport=_AsyncRouting(self, httpx.AsyncHTTPTransport()),
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
 
 
 def _reroute(shop: Shop, request: httpx.Request) -> None:

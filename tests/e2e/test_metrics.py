@@ -46,7 +46,7 @@ def test_counts_the_completed_saga_and_the_request_by_route_after_an_order(
     client.get(f"/api/orders/{order_id}")
 
     text = eventually(
-        lambda: httpx.get(f"{shop.url}/metrics", timeout=10).text,
+        lambda: httpx.get(str(shop.apps["order"].metrics_url), timeout=10).text,
         lambda body: (metric(body, "saga_completed_total", saga_type="place-order") or 0) >= 1,
     )
 
@@ -59,10 +59,12 @@ def test_counts_the_completed_saga_and_the_request_by_route_after_an_order(
     assert metric(text, "http_requests_total", method="GET", route="/api/orders/{order_id}", status="200")
     assert order_id not in text  # routes are templates: no id ever becomes a label
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+    for path in ("/metrics", "/%6detrics", "/metrics/"):  # not on the API's port, however spelt
+        assert httpx.get(f"{shop.url}{path}", timeout=10).status_code == 404
 
 
 def test_serves_only_http_metrics_where_no_saga_engine_runs(split_shop: Shop) -> None:
-    text = httpx.get(f"{split_shop.urls['payment']}/metrics", timeout=10).text
+    text = httpx.get(str(split_shop.apps["payment"].metrics_url), timeout=10).text
 
     assert "http_requests_total" in text
     assert "saga_" not in text

@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, LiveApp
+from tests.e2e.conftest import ADMIN_TOKEN, SERVICE_TOKEN, LiveApp
 from tests.e2e.shop import DECLINED_CARD, eventually, new_product, order_body
+from tests.identity_provider import customer_headers
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
 @pytest.fixture
@@ -24,7 +26,8 @@ def http(live_app: LiveApp) -> Iterator[httpx.Client]:
 def place(http: httpx.Client, **overrides: Any) -> dict[str, Any]:
     """Place an order for a fresh product; return the settled order."""
     product = new_product(http, ADMIN, quantity=5)
-    response = http.post("/api/orders", json=order_body(product, **overrides))
+    body = order_body(product, **overrides)
+    response = http.post("/api/orders", json=body, headers=customer_headers(body["customer_id"]))
     assert response.status_code == 201, response.text
     order: dict[str, Any] = response.json()
     return order
@@ -74,7 +77,8 @@ def test_shows_the_failure_and_the_compensations_when_the_card_is_declined(http:
 
 def test_lists_the_orders_sagas_when_filtered_by_order_id(http: httpx.Client) -> None:
     order = place(http)
-    http.post(f"/api/orders/{order['order_id']}/cancel").raise_for_status()
+    as_owner = customer_headers(order["customer_id"])
+    http.post(f"/api/orders/{order['order_id']}/cancel", headers=as_owner).raise_for_status()
 
     page = eventually(
         lambda: http.get("/api/sagas", params={"order_id": order["order_id"]}, headers=ADMIN).json(),
@@ -91,6 +95,7 @@ def test_refuses_operators_without_the_admin_token_or_on_finished_sagas(http: ht
     saga_of(http, order["saga_id"])
 
     assert http.get("/api/sagas").status_code == 401
+    assert http.get("/api/sagas", headers=SERVICE).status_code == 403
     retried = http.post(f"/api/sagas/{order['saga_id']}/retry", json={"reason": "why not"}, headers=ADMIN)
     cancelled = http.post(f"/api/sagas/{order['saga_id']}/cancel", json={"reason": "why not"}, headers=ADMIN)
 

@@ -23,7 +23,10 @@ def _command_line(pid: int) -> str:
 
 def test_two_workers_share_one_embedded_database_and_leave_nothing_behind(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "SHOP_DATA_DIR": str(tmp_path), "SHOP_SERVICE_TOKEN": "t", "SHOP_ADMIN_TOKEN": "t"}
+    env = {
+        **os.environ, "SHOP_DATA_DIR": str(tmp_path), "SHOP_SERVICE_TOKEN": "t", "SHOP_ADMIN_TOKEN": "t",
+        "SHOP_OIDC_ISSUER": "",
+    }  # fmt: skip
     env.pop("SHOP_MONGODB_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "ecommerce_saga", "serve", "--workers", "2", "--port", str(port)],
@@ -35,8 +38,16 @@ def test_two_workers_share_one_embedded_database_and_leave_nothing_behind(tmp_pa
         children = descendants(process.pid)
         databases = [pid for pid in children if "nx_27017" in _command_line(pid)]
         workers = [pid for pid in children if "spawn_main" in _command_line(pid)]
-        orders = [
-            httpx.post(f"{url}/api/orders", json=order_body("sku-keyboard"), timeout=60) for _ in range(6)
+        token = subprocess.run(
+            [sys.executable, "-m", "ecommerce_saga", "token", "--customer", "cust-workers"],
+            env=env, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        body = {key: value for key, value in order_body("sku-keyboard").items() if key != "customer_id"}
+        orders = [  # each worker checks the development issuer's tokens: they share its key
+            httpx.post(
+                f"{url}/api/orders", json=body, timeout=60, headers={"Authorization": f"Bearer {token}"}
+            )
+            for _ in range(6)
         ]
         catalog = httpx.get(f"{url}/api/inventory/sku-keyboard").json()
 

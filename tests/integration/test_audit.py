@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,16 +34,18 @@ def _order(product: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def shop(mongo_url: str, mongo_db: Db) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+async def shop(
+    mongo_url: str, mongo_db: Db, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     """A shop whose books hold every outcome: completed, declined, unshippable, short, cancelled."""
     settings = Settings(
         mongodb_url=mongo_url, mongodb_db=mongo_db.name, service_token="audit-service",
-        admin_token="audit-admin", demo_catalog=False, log_level="WARNING",
+        admin_token="audit-admin", demo_catalog=False, log_level="WARNING", data_dir=tmp_path, metrics_port=0,
     )  # fmt: skip
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=ADMIN) as client:
             product = {"product_id": "sku-a", "name": "A", "category": "t", "price_cents": 500, "quantity": 9}
             assert (await client.post("/api/inventory", json=product, headers=ADMIN)).status_code == 201
             orders = {}
@@ -76,7 +79,7 @@ async def test_passes_on_books_the_sagas_kept_and_serves_the_report(
     assert report.stock == {"sku-a": {"available": 7, "reserved": 2}}
     assert served.status_code == 200
     assert served.json()["ok"] is True
-    assert (await client.get("/api/audit")).status_code == 401
+    assert (await client.get("/api/audit", headers={"Authorization": ""})).status_code == 401
 
 
 Tamper = Callable[[Db, dict[str, str]], Awaitable[Any]]

@@ -90,7 +90,9 @@ def test_stops_the_server_when_its_parent_is_killed(tmp_path: Path) -> None:
 
 
 async def test_starts_and_stops_the_server_with_the_app(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path, demo_catalog=True, service_token="t", admin_token="t"))
+    app = create_app(
+        Settings(data_dir=tmp_path, demo_catalog=True, service_token="t", admin_token="t", metrics_port=0)
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         assert (await client.get("/readyz")).status_code == 503

@@ -44,7 +44,12 @@ def build_router(service: InventoryService, auth: Authenticator) -> APIRouter:
         query = ProductFilter(category=category, in_stock=in_stock, limit=limit, skip=skip)
         return await service.list_products(query)
 
-    @router.get("/{product_id}", response_model=Product, responses=responses(404))
+    @router.get(
+        "/{product_id}",
+        response_model=Product,
+        responses=responses(401, 404),
+        openapi_extra={"security": [{}, {"bearer": []}]},  # anyone; an operator also sees reservations
+    )
     async def get_product(
         *, product_id: ProductPath, caller: Principal | None = Depends(auth.anyone)
     ) -> Product:
