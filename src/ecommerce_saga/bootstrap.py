@@ -234,6 +234,7 @@ def _wire_orders(container: Container) -> None:
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
+        unknown_definition_park_after=settings.saga_unknown_definition_park_seconds,
     )
     container.engine.add_observer(ParkedOrderMarker(repository))
     orders = LocalOrderService(

@@ -130,7 +130,7 @@ def test_rejects_retry_policy_when_a_bound_is_invalid(kwargs: dict[str, float], 
 def test_rejects_engine_when_two_definitions_share_a_name() -> None:
     sagas = [Saga("order", [_step("a")]), Saga("order", [_step("b")])]
 
-    with pytest.raises(SagaDefinitionError, match="saga 'order' is defined twice"):
+    with pytest.raises(SagaDefinitionError, match="saga 'order' version 1 is defined twice"):
         SagaEngine(InMemorySagaStore(), sagas, observers=[])
 
 

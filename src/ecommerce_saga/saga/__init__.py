@@ -44,6 +44,7 @@ from ecommerce_saga.saga.definition import (
 from ecommerce_saga.saga.engine import SagaEngine
 from ecommerce_saga.saga.errors import (
     ConcurrencyError,
+    ErrorCode,
     LeaseLostError,
     NonRetryableError,
     RetryableError,
@@ -53,19 +54,22 @@ from ecommerce_saga.saga.errors import (
     SagaNotFoundError,
     StepError,
     StoreUnavailableError,
+    UnknownDefinitionError,
     UnknownSagaTypeError,
 )
 from ecommerce_saga.saga.observers import EventKind, LoggingObserver, SagaEvent, SagaObserver
 from ecommerce_saga.saga.retry import NO_RETRY, RetryPolicy
+from ecommerce_saga.saga.runner import StepHook
 from ecommerce_saga.saga.state import (
     AttemptStatus,
+    DefinitionRef,
     ErrorInfo,
     HistoryEntry,
     Phase,
     SagaState,
     SagaStatus,
 )
-from ecommerce_saga.saga.store import SagaQuery, SagaStore
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 __all__ = [
     "NO_RETRY",
@@ -73,6 +77,8 @@ __all__ = [
     "AttemptStatus",
     "Compensation",
     "ConcurrencyError",
+    "DefinitionRef",
+    "ErrorCode",
     "ErrorInfo",
     "EventKind",
     "HistoryEntry",
@@ -89,6 +95,7 @@ __all__ = [
     "SagaEngine",
     "SagaError",
     "SagaEvent",
+    "SagaExpectation",
     "SagaNotFoundError",
     "SagaObserver",
     "SagaQuery",
@@ -98,8 +105,10 @@ __all__ = [
     "SagaStore",
     "StepContext",
     "StepError",
+    "StepHook",
     "StepKind",
     "StoreUnavailableError",
+    "UnknownDefinitionError",
     "UnknownSagaTypeError",
     "current_step",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -9,9 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ecommerce_saga.saga.errors import SagaDefinitionError
+from ecommerce_saga.saga.errors import SagaDefinitionError, UnknownDefinitionError, UnknownSagaTypeError
 from ecommerce_saga.saga.retry import RetryPolicy
-from ecommerce_saga.saga.state import ErrorInfo
+from ecommerce_saga.saga.state import DefinitionRef, ErrorInfo, SagaState
 
 JsonObject = dict[str, Any]
 """A step's output: a JSON-compatible mapping (datetimes allowed), stored under the step's name."""
@@ -105,12 +106,15 @@ class SagaStep:
 
 @dataclass(frozen=True, slots=True)
 class Saga:
-    """A saga definition: a name and an ordered list of steps.
+    """A saga definition: a name, a version and an ordered list of steps.
 
     Args:
         name: Stable name, persisted as the saga's type.
         steps: The steps, in execution order: compensatable steps, then at most one pivot,
             then retriable steps.
+        version: Persisted with every saga started on this definition; a saga always resumes on
+            the version it started on. Bump it whenever the steps' names, kinds or order change
+            (see "Changing a saga" in docs/saga-engine.md).
         compensation_retry: Retry policy of compensations. When it is exhausted the saga is
             parked as ``REQUIRES_ATTENTION`` for an operator; it is never dropped.
         deadline: Seconds from the start after which no further forward step is begun and the
@@ -122,14 +126,19 @@ class Saga:
 
     name: str
     steps: Sequence[SagaStep]
+    version: int = 1
     compensation_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(initial_interval=0.1, maximum_interval=10.0, maximum_attempts=8)
     )
     deadline: float | None = None
+    fingerprint: str = field(init=False)
+    """A hash of the step names and kinds, in order: what a stored saga relies on to resume."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise SagaDefinitionError(f"saga name {self.name!r} must match {_NAME.pattern}")
+        if self.version < 1:
+            raise SagaDefinitionError(f"saga {self.name!r}: version must be 1 or more")
         object.__setattr__(self, "steps", tuple(self.steps))
         if not self.steps:
             raise SagaDefinitionError(f"saga {self.name!r} has no steps")
@@ -137,6 +146,13 @@ class Saga:
         _check_kind_order(self.name, self.steps)
         if self.deadline is not None and self.deadline <= 0:
             raise SagaDefinitionError(f"saga {self.name!r}: deadline must be positive")
+        shape = "\n".join(f"{step.kind.value}:{step.name}" for step in self.steps)
+        object.__setattr__(self, "fingerprint", hashlib.sha256(shape.encode()).hexdigest()[:16])
+
+    @property
+    def ref(self) -> DefinitionRef:
+        """This definition's name, version and fingerprint, as stored sagas record them."""
+        return DefinitionRef(self.name, self.version, self.fingerprint)
 
     def step_index(self, name: str) -> int:
         """The position of the step called `name`."""
@@ -168,11 +184,63 @@ def _check_kind_order(saga: str, steps: Sequence[SagaStep]) -> None:
             raise SagaDefinitionError(msg)
 
 
-def build_registry(definitions: Sequence[Saga]) -> Mapping[str, Saga]:
-    """Definitions by name, rejecting duplicates."""
-    registry: dict[str, Saga] = {}
-    for definition in definitions:
-        if definition.name in registry:
-            raise SagaDefinitionError(f"saga {definition.name!r} is defined twice")
-        registry[definition.name] = definition
-    return registry
+class Registry:
+    """The definitions an engine runs: every registered version of every saga.
+
+    Args:
+        definitions: The definitions; one name may come in several versions.
+
+    Raises:
+        SagaDefinitionError: If a name and version are registered twice.
+    """
+
+    def __init__(self, definitions: Sequence[Saga]) -> None:
+        self._versions: dict[str, dict[int, Saga]] = {}
+        for definition in definitions:
+            versions = self._versions.setdefault(definition.name, {})
+            if definition.version in versions:
+                msg = f"saga {definition.name!r} version {definition.version} is defined twice"
+                raise SagaDefinitionError(msg)
+            versions[definition.version] = definition
+        self.refs = frozenset(d.ref for d in definitions)
+        """Name, version and fingerprint of every registered definition."""
+        self.newest: Mapping[str, Saga] = {
+            name: versions[max(versions)] for name, versions in self._versions.items()
+        }
+        """The newest version of each saga, by name: new sagas start on it."""
+
+    def all(self) -> list[Saga]:
+        """Every registered definition."""
+        return [d for versions in self._versions.values() for d in versions.values()]
+
+    def newest_of(self, saga_type: str) -> Saga:
+        """The newest version of the saga named `saga_type`.
+
+        Raises:
+            UnknownSagaTypeError: If there is none.
+        """
+        try:
+            return self.newest[saga_type]
+        except KeyError:
+            raise UnknownSagaTypeError(f"no saga definition named {saga_type!r}") from None
+
+    def find(self, state: SagaState) -> Saga | None:
+        """The definition `state` runs on, or None if it is not registered here."""
+        if not state.runs_on(self.refs):
+            return None
+        return self._versions[state.saga_type][state.runs_on_version]
+
+    def of(self, state: SagaState) -> Saga:
+        """The definition `state` runs on.
+
+        Raises:
+            UnknownDefinitionError: If that name, version and fingerprint are not registered here.
+        """
+        definition = self.find(state)
+        if definition is None:
+            msg = (
+                f"saga {state.saga_id} runs on {state.saga_type!r} version {state.runs_on_version} "
+                f"(steps {state.definition_fingerprint or 'unrecorded'}), which is not registered here"
+            )
+            raise UnknownDefinitionError(msg)
+        return definition

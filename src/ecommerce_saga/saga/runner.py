@@ -18,6 +18,7 @@ from ecommerce_saga.saga import transitions
 from ecommerce_saga.saga.context import _current as _current_step
 from ecommerce_saga.saga.definition import Action, JsonObject, Saga, SagaStep, StepContext
 from ecommerce_saga.saga.errors import LeaseLostError, StoreUnavailableError
+from ecommerce_saga.saga.leased_store import LeasedStore
 from ecommerce_saga.saga.observers import EventKind, Notifier
 from ecommerce_saga.saga.state import (
     AttemptStatus,
@@ -28,7 +29,6 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.worker import Worker
 
 # Records keep the engine's logger name, as before the runner left engine.py: log configuration
 # may refer to it.
@@ -56,7 +56,7 @@ class SagaRunner:
         rng: The randomness for retry jitter.
     """
 
-    def __init__(self, worker: Worker, notifier: Notifier, rng: random.Random) -> None:
+    def __init__(self, worker: LeasedStore, notifier: Notifier, rng: random.Random) -> None:
         self._worker = worker
         self._notifier = notifier
         self._rng = rng
@@ -75,7 +75,7 @@ class SagaRunner:
         heartbeat = asyncio.create_task(self._heartbeat(state, me))
         try:
             while state.status.is_active:
-                definition = self._worker.definition(state.saga_type)
+                definition = self._worker.definition_of(state)
                 if state.status is SagaStatus.RUNNING:
                     state = await self._forward(definition, state)
                 else:

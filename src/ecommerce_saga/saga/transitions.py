@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ecommerce_saga.saga.definition import Saga, SagaStep, StepContext, StepKind
-from ecommerce_saga.saga.errors import error_code, is_retryable
+from ecommerce_saga.saga.errors import ErrorCode, error_code, is_retryable
 from ecommerce_saga.saga.state import (
     AttemptStatus,
     ErrorInfo,
@@ -33,7 +33,7 @@ from ecommerce_saga.saga.state import (
 INTERRUPTED = ErrorInfo(
     type="WorkerLost",
     message="the worker running this attempt stopped before recording its outcome",
-    code="saga.interrupted",
+    code=ErrorCode.INTERRUPTED,
 )
 """The failure recorded on an attempt whose worker stopped before recording its outcome."""
 
@@ -41,7 +41,7 @@ INTERRUPTED = ErrorInfo(
 def error_info(exc: BaseException, timeout: float) -> ErrorInfo:
     """The `ErrorInfo` recorded for an attempt that raised `exc` (or timed out after `timeout` s)."""
     if isinstance(exc, TimeoutError):
-        return ErrorInfo(type="TimeoutError", message=f"timed out after {timeout:g}s", code="saga.timeout")
+        return ErrorInfo(type="TimeoutError", message=f"timed out after {timeout:g}s", code=ErrorCode.TIMEOUT)
     return ErrorInfo(
         type=type(exc).__name__,
         message=str(exc) or type(exc).__name__,
@@ -55,14 +55,14 @@ def deadline_exceeded() -> ErrorInfo:
     return ErrorInfo(
         type="DeadlineExceeded",
         message="the saga's deadline passed",
-        code="saga.deadline_exceeded",
+        code=ErrorCode.DEADLINE_EXCEEDED,
         retryable=False,
     )
 
 
 def cancelled(reason: str) -> ErrorInfo:
     """The failure recorded when an operator cancels a saga for `reason`."""
-    return ErrorInfo(type="Cancelled", message=reason, code="saga.cancelled", retryable=False)
+    return ErrorInfo(type="Cancelled", message=reason, code=ErrorCode.CANCELLED, retryable=False)
 
 
 # ---------------------------------------------------------------------- history entries
@@ -100,6 +100,28 @@ def reopen_interrupted(state: SagaState, *, worker: str) -> bool:
     close_attempt(entry, AttemptStatus.FAILED, INTERRUPTED)
     open_attempt(state, entry.step, entry.phase, worker=worker, attempt=entry.attempt + 1)
     return True
+
+
+def unknown_definition(state: SagaState) -> ErrorInfo:
+    """The failure recorded when a saga is parked because no worker runs its definition version."""
+    return ErrorInfo(
+        type="UnknownDefinition",
+        message=(
+            f"no worker has run {state.saga_type!r} version {state.runs_on_version} "
+            f"(steps {state.definition_fingerprint or 'unrecorded'}); deploy a release that registers it"
+        ),
+        code=ErrorCode.UNKNOWN_DEFINITION,
+        retryable=False,
+    )
+
+
+def park_unrunnable(state: SagaState) -> None:
+    """Park a saga no worker can run: close its attempt in flight and stop it for an operator."""
+    error = unknown_definition(state)
+    entry = state.open_entry()
+    if entry is not None:
+        close_attempt(entry, AttemptStatus.FAILED, error)
+    park(state, state.status, error)
 
 
 def record_operator(state: SagaState, action: str, *, actor: str, reason: str, worker: str) -> None:
@@ -214,19 +236,13 @@ def park(state: SagaState, parked_from: SagaStatus, error: ErrorInfo) -> None:
 # ---------------------------------------------------------------------- operator actions
 
 
-def resume_parked(
-    definition_of: Callable[[str], Saga], state: SagaState, *, actor: str, reason: str, worker: str
-) -> None:
-    """Record the resume and reopen the step (or compensation) the parked saga stopped at.
-
-    `definition_of` looks the saga's definition up by name; it is called only when the saga
-    resumes forward (reopening a compensation needs only the saga's plan).
-    """
+def resume_parked(definition: Saga, state: SagaState, *, actor: str, reason: str, worker: str) -> None:
+    """Record the resume and reopen the step (or compensation) the parked saga stopped at."""
     record_operator(state, "resume", actor=actor, reason=reason, worker=worker)
     state.status = state.parked_from or SagaStatus.COMPENSATING
     state.parked_from = None
     if state.status is SagaStatus.RUNNING:
-        step = definition_of(state.saga_type).steps[state.current_step]
+        step = definition.steps[state.current_step]
         open_attempt(state, step.name, Phase.ACTION, worker=worker)
     else:
         open_attempt(
