@@ -32,19 +32,12 @@ Example::
 """
 
 from ecommerce_saga.saga.context import current_step
-from ecommerce_saga.saga.definition import (
-    Action,
-    Compensation,
-    JsonObject,
-    Saga,
-    SagaStep,
-    StepContext,
-    StepKind,
-)
+from ecommerce_saga.saga.definition import Saga
 from ecommerce_saga.saga.engine import SagaEngine
 from ecommerce_saga.saga.errors import (
     ConcurrencyError,
     ErrorCode,
+    InvalidSagaInputError,
     LeaseLostError,
     NonRetryableError,
     RetryableError,
@@ -69,6 +62,16 @@ from ecommerce_saga.saga.state import (
     SagaState,
     SagaStatus,
 )
+from ecommerce_saga.saga.steps import (
+    Action,
+    Compensation,
+    JsonObject,
+    SagaStep,
+    Step,
+    StepContext,
+    StepKind,
+    TypedCompensation,
+)
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "ErrorInfo",
     "EventKind",
     "HistoryEntry",
+    "InvalidSagaInputError",
     "JsonObject",
     "LeaseLostError",
     "LoggingObserver",
@@ -103,11 +107,13 @@ __all__ = [
     "SagaStatus",
     "SagaStep",
     "SagaStore",
+    "Step",
     "StepContext",
     "StepError",
     "StepHook",
     "StepKind",
     "StoreUnavailableError",
+    "TypedCompensation",
     "UnknownDefinitionError",
     "UnknownSagaTypeError",
     "current_step",

@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from ecommerce_saga.saga import operator, transitions
 from ecommerce_saga.saga.definition import Registry, Saga
 from ecommerce_saga.saga.errors import (
@@ -70,7 +72,7 @@ class SagaEngine:
     def __init__(
         self,
         store: SagaStore,
-        definitions: Sequence[Saga],
+        definitions: Sequence[Saga[Any]],
         *,
         worker_id: str | None = None,
         lease_seconds: float = 15.0,
@@ -101,11 +103,11 @@ class SagaEngine:
     # ------------------------------------------------------------------ public API
 
     @property
-    def definitions(self) -> Mapping[str, Saga]:
+    def definitions(self) -> Mapping[str, Saga[Any]]:
         """The newest registered version of each saga, by name."""
         return self._worker.registry.newest
 
-    def definition_for(self, state: SagaState) -> Saga | None:
+    def definition_for(self, state: SagaState) -> Saga[Any] | None:
         """The registered definition `state` runs on (its own version), or None."""
         return self._worker.registry.find(state)
 
@@ -129,7 +131,7 @@ class SagaEngine:
     async def start(
         self,
         saga_type: str,
-        saga_input: Mapping[str, Any],
+        saga_input: BaseModel | Mapping[str, Any],
         *,
         saga_id: str | None = None,
         correlation_id: str | None = None,
@@ -138,8 +140,12 @@ class SagaEngine:
 
         Idempotent: if a saga with `saga_id` exists, it is returned unchanged and not run again.
 
+        The input is validated against the newest definition's input model, if it has one, and
+        stored as JSON.
+
         Raises:
             UnknownSagaTypeError: If no definition is registered as `saga_type`.
+            InvalidSagaInputError: If the input does not validate.
         """
         definition = self._worker.registry.newest_of(saga_type)
         now = self._worker.now_ms()
@@ -148,7 +154,7 @@ class SagaEngine:
             saga_type=saga_type,
             definition_version=definition.version,
             definition_fingerprint=definition.fingerprint,
-            input=dict(saga_input),
+            input=definition.stored_input(saga_input),
             correlation_id=correlation_id,
             lease_owner=self.worker_id,
             lease_expires_at_ms=now + self._worker.lease_ms,

@@ -4,6 +4,7 @@ The tree::
 
     SagaError
     ├── SagaDefinitionError      a saga or step definition is invalid (raised when defined)
+    ├── InvalidSagaInputError    a saga's input does not validate against its input model
     ├── SagaNotFoundError        no saga with that id
     ├── SagaConflictError        the operation does not apply to the saga's current state
     ├── UnknownSagaTypeError     no definition registered under that name
@@ -48,6 +49,10 @@ class SagaError(Exception):
 
 class SagaDefinitionError(SagaError, ValueError):
     """A saga or step definition is invalid."""
+
+
+class InvalidSagaInputError(SagaError, ValueError):
+    """A saga's input does not validate against the saga's input model (raised by `start`)."""
 
 
 class SagaNotFoundError(SagaError, LookupError):

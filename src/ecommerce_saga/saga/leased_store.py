@@ -9,6 +9,7 @@ worker read; when another worker has claimed the saga in between, the write fail
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ecommerce_saga.saga.definition import Registry, Saga
 from ecommerce_saga.saga.errors import ConcurrencyError, LeaseLostError, SagaNotFoundError
@@ -46,7 +47,7 @@ class LeasedStore:
         """The clock, in epoch milliseconds."""
         return int(self._clock() * 1000)
 
-    def definition_of(self, state: SagaState) -> Saga:
+    def definition_of(self, state: SagaState) -> Saga[Any]:
         """The definition `state` runs on.
 
         Raises:

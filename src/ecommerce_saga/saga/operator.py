@@ -9,11 +9,11 @@ either action (see `SagaEngine.resume`, `SagaEngine.cancel`).
 from __future__ import annotations
 
 from ecommerce_saga.saga import transitions
-from ecommerce_saga.saga.definition import StepKind
 from ecommerce_saga.saga.errors import SagaConflictError
 from ecommerce_saga.saga.leased_store import LeasedStore
 from ecommerce_saga.saga.observers import EventKind, Notifier
 from ecommerce_saga.saga.state import SagaState, SagaStatus
+from ecommerce_saga.saga.steps import StepKind
 from ecommerce_saga.saga.store import SagaExpectation
 
 

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from ecommerce_saga.saga import transitions
 from ecommerce_saga.saga.context import _current as _current_step
-from ecommerce_saga.saga.definition import Action, JsonObject, Saga, SagaStep, StepContext
+from ecommerce_saga.saga.definition import Saga
 from ecommerce_saga.saga.errors import LeaseLostError, StoreUnavailableError
 from ecommerce_saga.saga.leased_store import LeasedStore
 from ecommerce_saga.saga.observers import EventKind, Notifier
@@ -29,22 +31,38 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
+from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext
 
 # Records keep the engine's logger name, as before the runner left engine.py: log configuration
 # may refer to it.
 logger = logging.getLogger("ecommerce_saga.saga.engine")
 
-StepHook = Callable[[StepContext], contextlib.AbstractContextManager[object]]
+StepHook = Callable[[StepContext[Any]], contextlib.AbstractContextManager[object]]
 """Wraps every attempt of an action or compensation (a tracing span, say); see `SagaEngine.add_step_hook`."""
 
 
-async def _in_context(ctx: StepContext, call: Action) -> JsonObject | None:
+async def _in_context(ctx: StepContext[Any], call: Callable[[StepContext[Any]], Awaitable[object]]) -> object:
     """Run `call(ctx)` with `ctx` as the current step (see `ecommerce_saga.saga.context`)."""
     token = _current_step.set(ctx)
     try:
         return await call(ctx)
     finally:
         _current_step.reset(token)
+
+
+def _stored_output(step: SagaStep[Any, Any], output: object) -> JsonObject:
+    """An action's return value as the saga stores it: a model as JSON, a mapping as is, None as ``{}``."""
+    if output is None:
+        return {}
+    if isinstance(output, BaseModel):
+        if step.output is not None and not isinstance(output, step.output):
+            raise TypeError(
+                f"step {step.name!r} returned a {type(output).__name__}, not a {step.output.__name__}"
+            )
+        return output.model_dump(mode="json")
+    if isinstance(output, dict):
+        return output
+    raise TypeError(f"step {step.name!r} returned a {type(output).__name__}, not a model, a dict or None")
 
 
 class SagaRunner:
@@ -126,7 +144,7 @@ class SagaRunner:
 
     # ------------------------------------------------------------------ forward
 
-    async def _forward(self, definition: Saga, state: SagaState) -> SagaState:
+    async def _forward(self, definition: Saga[Any], state: SagaState) -> SagaState:
         step = definition.steps[state.current_step]
         state, attempt = await self._ensure_open(state, step.name, Phase.ACTION)
         await self._sleep_until_due(attempt)
@@ -136,10 +154,21 @@ class SagaRunner:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             error = transitions.error_info(exc, step.timeout)
             return await self._forward_failed(definition, state, step, attempt, error)
-        return await self._forward_succeeded(definition, state, step, attempt, output or {})
+        try:
+            stored = _stored_output(step, output)
+        except (TypeError, ValueError) as exc:  # a bug in the step: retried, then the saga compensates
+            return await self._forward_failed(
+                definition, state, step, attempt, transitions.error_info(exc, 0)
+            )
+        return await self._forward_succeeded(definition, state, step, attempt, stored)
 
     async def _forward_succeeded(
-        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, output: dict[str, Any]
+        self,
+        definition: Saga[Any],
+        state: SagaState,
+        step: SagaStep[Any, Any],
+        entry: HistoryEntry,
+        output: dict[str, Any],
     ) -> SagaState:
         transitions.step_succeeded(state, step, entry, output)
         self._notifier.emit(
@@ -154,7 +183,12 @@ class SagaRunner:
         return await self._save_transition(state)
 
     async def _forward_failed(
-        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, error: ErrorInfo
+        self,
+        definition: Saga[Any],
+        state: SagaState,
+        step: SagaStep[Any, Any],
+        entry: HistoryEntry,
+        error: ErrorInfo,
     ) -> SagaState:
         self._record_failure(EventKind.STEP_FAILED, state, entry, error)
         if (
@@ -168,7 +202,7 @@ class SagaRunner:
 
     # ------------------------------------------------------------------ compensation
 
-    async def _compensate(self, definition: Saga, state: SagaState) -> SagaState:
+    async def _compensate(self, definition: Saga[Any], state: SagaState) -> SagaState:
         name = state.compensation_plan[state.compensation_position]
         step = definition.steps[definition.step_index(name)]
         state, entry = await self._ensure_open(state, name, Phase.COMPENSATION)
@@ -192,7 +226,7 @@ class SagaRunner:
         return await self._save_transition(state)
 
     async def _compensation_failed(
-        self, definition: Saga, state: SagaState, entry: HistoryEntry, error: ErrorInfo
+        self, definition: Saga[Any], state: SagaState, entry: HistoryEntry, error: ErrorInfo
     ) -> SagaState:
         self._record_failure(EventKind.COMPENSATION_FAILED, state, entry, error)
         policy = definition.compensation_retry
@@ -240,7 +274,9 @@ class SagaRunner:
         assert opened is not None  # noqa: S101 - just recorded
         return state, opened
 
-    async def _attempt(self, ctx: StepContext, call: Action, timeout: float) -> JsonObject | None:
+    async def _attempt(
+        self, ctx: StepContext[Any], call: Callable[[StepContext[Any]], Awaitable[object]], timeout: float
+    ) -> object:
         with contextlib.ExitStack() as hooks:
             for hook in self._step_hooks:
                 hooks.enter_context(hook(ctx))
