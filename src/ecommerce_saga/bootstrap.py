@@ -121,7 +121,7 @@ class Container:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.engine is not None:
-            await self.engine.stop()
+            await self.engine.stop(grace=self.settings.saga_shutdown_grace_seconds)
         for client in self.clients:
             await client.aclose()
         await self.database.close()

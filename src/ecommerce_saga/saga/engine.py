@@ -99,6 +99,7 @@ class SagaEngine:
             None if unknown_definition_park_after is None else int(unknown_definition_park_after * 1000)
         )
         self._unrunnable_since: dict[str, int] = {}
+        self._stopping = False
 
     # ------------------------------------------------------------------ public API
 
@@ -162,6 +163,8 @@ class SagaEngine:
             deadline_at_ms=now + int(definition.deadline * 1000) if definition.deadline else None,
         )
         transitions.open_attempt(state, definition.steps[0].name, Phase.ACTION, worker=self.worker_id)
+        if self._stopping:  # shutting down: leave it to another worker at once
+            state.lease_expires_at_ms = 0
         if not await self.store.create(state):
             return await self._existing(state.saga_id, saga_type)
         self._notifier.emit(EventKind.SAGA_STARTED, state)
@@ -206,6 +209,11 @@ class SagaEngine:
         """Sagas matching `query` (by status, type, correlation id, age), newest first."""
         return await self.store.find(query)
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` has begun: this engine claims and starts nothing any more."""
+        return self._stopping
+
     def is_running_here(self, saga_id: str) -> bool:
         """True while this engine is driving the saga."""
         return saga_id in self._tasks
@@ -222,6 +230,8 @@ class SagaEngine:
         are reported (`EventKind.DEFINITION_MISSING`) and, after `unknown_definition_park_after`
         seconds, parked (see `SagaEngine`).
         """
+        if self._stopping:
+            return 0
         claimed = await self._claim_expired(limit)
         if claimed < limit:
             await self._watch_unrunnable()
@@ -305,14 +315,25 @@ class SagaEngine:
         await self.recover_once()  # the first batch before serving; the loop takes the rest at once
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="saga-recovery")
 
-    async def stop(self) -> None:
-        """Stop recovering and stop driving sagas, giving their leases up for other workers."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop recovering and hand the sagas this engine drives over to other workers.
+
+        No saga is claimed or started here any more (a saga `start`ed meanwhile is stored with
+        its lease free, for another worker). Attempts in flight may finish for up to `grace`
+        seconds; each run then saves its result and gives its lease up, so another worker
+        resumes the saga at its next recovery pass instead of after the lease. Runs still going
+        after `grace` are cancelled (their attempt counts as interrupted) and give their leases up.
+        """
+        self._stopping = True
+        self._runner.draining.set()
         if self._recovery_task is not None:
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery_task
             self._recovery_task = None
         tasks = list(self._tasks.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -370,6 +391,8 @@ class SagaEngine:
     # ------------------------------------------------------------------ driving a saga
 
     def _spawn(self, state: SagaState) -> None:
+        if self._stopping:
+            return
         task = asyncio.create_task(self._runner.run(state), name=f"saga-{state.saga_id}")
         self._tasks[state.saga_id] = task
         task.add_done_callback(lambda done: self._forget(state.saga_id, done))

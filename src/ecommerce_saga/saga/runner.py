@@ -50,6 +50,10 @@ async def _in_context(ctx: StepContext[Any], call: Callable[[StepContext[Any]], 
         _current_step.reset(token)
 
 
+class _HandOver(Exception):  # noqa: N818 - a signal within the runner, not an error
+    """Raised instead of starting an attempt once the worker is shutting down."""
+
+
 def _stored_output(step: SagaStep[Any, Any], output: object) -> JsonObject:
     """An action's return value as the saga stores it: a model as JSON, a mapping as is, None as ``{}``."""
     if output is None:
@@ -79,6 +83,9 @@ class SagaRunner:
         self._notifier = notifier
         self._rng = rng
         self._step_hooks: list[StepHook] = []
+        self.draining = asyncio.Event()
+        """Set when the worker shuts down: each run hands its saga over once its attempt in
+        flight has ended and its result is saved (see `SagaEngine.stop`)."""
 
     def add_step_hook(self, hook: StepHook) -> None:
         """Run every attempt inside ``with hook(ctx):`` (see `SagaEngine.add_step_hook`)."""
@@ -92,13 +99,10 @@ class SagaRunner:
         me = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat(state, me))
         try:
-            while state.status.is_active:
-                definition = self._worker.definition_of(state)
-                if state.status is SagaStatus.RUNNING:
-                    state = await self._forward(definition, state)
-                else:
-                    state = await self._compensate(definition, state)
-            return state
+            return await self._drive(state)
+        except _HandOver:  # the saga is saved as it stands: the next worker takes it from there
+            with contextlib.suppress(Exception):  # unreleased, the lease still expires
+                await self._worker.release(state)
         except LeaseLostError:
             self._notifier.emit(EventKind.LEASE_LOST, state)
         except asyncio.CancelledError:
@@ -122,6 +126,17 @@ class SagaRunner:
         finally:
             heartbeat.cancel()
         return None
+
+    async def _drive(self, state: SagaState) -> SagaState:
+        while state.status.is_active:
+            if self.draining.is_set():
+                raise _HandOver
+            definition = self._worker.definition_of(state)
+            if state.status is SagaStatus.RUNNING:
+                state = await self._forward(definition, state)
+            else:
+                state = await self._compensate(definition, state)
+        return state
 
     async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
         saga_id, fencing_token = state.saga_id, state.fencing_token
@@ -282,8 +297,11 @@ class SagaRunner:
                 hooks.enter_context(hook(ctx))
             return await asyncio.wait_for(_in_context(ctx, call), timeout)
 
-    @staticmethod
-    async def _sleep_until_due(entry: HistoryEntry) -> None:
+    async def _sleep_until_due(self, entry: HistoryEntry) -> None:
+        """Wait until a scheduled retry is due; a shutdown cuts the wait short and hands the saga over."""
         delay = (entry.started_at - utcnow()).total_seconds()
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.draining.wait(), delay)
+        if self.draining.is_set():
+            raise _HandOver
