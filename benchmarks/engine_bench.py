@@ -25,7 +25,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -61,11 +61,14 @@ class Result:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
 
 
-def business_saga(db: Db, collection: str) -> Saga:
+Input = Mapping[str, Any]  # the benchmark's sagas are untyped: their input is a mapping
+
+
+def business_saga(db: Db, collection: str) -> Saga[Input]:
     business = db[collection]
 
-    def step(name: str) -> SagaStep:
-        async def action(ctx: StepContext) -> dict[str, Any]:
+    def step(name: str) -> SagaStep[Input, dict[str, Any]]:
+        async def action(ctx: StepContext[Input]) -> dict[str, Any]:
             await business.insert_one({"_id": ctx.idempotency_key, "saga_id": ctx.saga_id, "step": name})
             return {"written": True}
 

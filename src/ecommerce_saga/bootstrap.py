@@ -128,7 +128,7 @@ class Container:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.engine is not None:
-            await self.engine.stop()
+            await self.engine.stop(grace=self.settings.saga_shutdown_grace_seconds)
         for client in self.clients:
             await client.aclose()
         if self.identity_http is not None:
@@ -288,6 +288,7 @@ def _wire_orders(container: Container) -> None:
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
+        unknown_definition_park_after=settings.saga_unknown_definition_park_seconds,
     )
     container.engine.add_observer(ParkedOrderMarker(repository))
     orders = LocalOrderService(

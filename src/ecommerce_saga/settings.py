@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     worker_id: str = Field(default_factory=_default_worker_id)
     saga_lease_seconds: float = Field(default=15.0, gt=0)
     saga_recovery_interval_seconds: float = Field(default=5.0, gt=0)
+    saga_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    """On shutdown (SIGTERM), how long saga attempts in flight may finish before they are cancelled;
+    keep it below the pod's terminationGracePeriodSeconds (30 by default) minus the HTTP drain."""
+    saga_unknown_definition_park_seconds: float = Field(default=600.0, gt=0)
+    """How long a saga whose definition version this process lacks may wait for one that has it
+    (after this process first saw it unclaimed) before this process parks it (saga.unknown_definition)."""
     saga_compensation_attempts: int = Field(default=30, ge=1)
     """Attempts of a compensation, or of a step past the pivot, before the saga is parked."""
 

@@ -12,9 +12,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ecommerce_saga.saga import (
     AttemptStatus,
     ConcurrencyError,
+    DefinitionRef,
     ErrorInfo,
     HistoryEntry,
     Phase,
+    SagaExpectation,
     SagaQuery,
     SagaState,
     SagaStatus,
@@ -26,7 +28,7 @@ from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 AT = datetime(2025, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
 NOW_MS = 1_000_000
 LEASE_MS = 1_000
-ORDER = ["order"]
+ORDER = [DefinitionRef("order", 1, "fp-order-1")]
 
 
 def a_saga(saga_id: str, **fields: Any) -> SagaState:
@@ -189,7 +191,7 @@ class SagaStoreSpec:
         ]:
             await store.create(saga)
 
-        claimed = [await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER) for _ in range(3)]
+        claimed = [await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER) for _ in range(3)]
 
         ids = [state.saga_id if state else None for state in claimed]
         assert ids == ["compensating-expired", "running-expired", None]  # longest expired first
@@ -197,24 +199,14 @@ class SagaStoreSpec:
     async def test_bumps_version_and_fencing_token_when_claiming(self, store: SagaStore) -> None:
         await store.create(a_saga("s-1", version=0, fencing_token=1, lease_owner="w-0"))
 
-        claimed = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER)
+        claimed = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
 
         stored = await store.get("s-1")
         assert claimed is not None
         assert (claimed.version, claimed.fencing_token) == (1, 2)
         assert (claimed.lease_owner, claimed.lease_expires_at_ms) == ("w-1", NOW_MS + LEASE_MS)
         assert stored == claimed
-        assert await store.claim("w-2", NOW_MS, LEASE_MS, saga_types=ORDER) is None  # now live
-
-    async def test_claims_only_the_named_saga_when_given_an_id(self, store: SagaStore) -> None:
-        await store.create(a_saga("s-1"))
-        await store.create(a_saga("s-2", lease_expires_at_ms=NOW_MS + 5_000))
-
-        assert await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER, saga_id="s-2") is None
-        claimed = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER, saga_id="s-1")
-
-        assert claimed is not None
-        assert claimed.saga_id == "s-1"
+        assert await store.claim_expired("w-2", NOW_MS, LEASE_MS, definitions=ORDER) is None  # now live
 
     @pytest.mark.parametrize(
         "fields",
@@ -223,26 +215,136 @@ class SagaStoreSpec:
             {"status": SagaStatus.COMPLETED},
             {"status": SagaStatus.REQUIRES_ATTENTION},
             {"saga_type": "returns"},
+            {"definition_version": 7, "definition_fingerprint": "unknown"},
         ],
     )
-    async def test_takes_the_lease_whatever_the_state_when_forced(
+    async def test_takes_the_lease_whatever_the_lease_and_type_when_taking_over(
         self, store: SagaStore, fields: dict[str, Any]
     ) -> None:
         await store.create(a_saga("s-1", fencing_token=5, **fields))
+        status = fields.get("status", SagaStatus.RUNNING)
 
-        claimed = await store.claim("ops", NOW_MS, LEASE_MS, saga_types=ORDER, saga_id="s-1", force=True)
+        taken = await store.take_over("s-1", "ops", NOW_MS, LEASE_MS, expect=SagaExpectation(status))
 
-        assert claimed is not None
-        assert (claimed.lease_owner, claimed.fencing_token, claimed.version) == ("ops", 6, 1)
+        assert taken is not None
+        assert (taken.lease_owner, taken.fencing_token, taken.version) == ("ops", 6, 1)
 
-    async def test_returns_none_when_forcing_a_claim_on_an_unknown_id(self, store: SagaStore) -> None:
-        assert await store.claim("ops", NOW_MS, LEASE_MS, saga_types=ORDER, saga_id="x", force=True) is None
+    @pytest.mark.parametrize(
+        "expect",
+        [
+            SagaExpectation(SagaStatus.COMPENSATING),
+            SagaExpectation(SagaStatus.RUNNING, current_step=3),
+            SagaExpectation(SagaStatus.RUNNING, lease_expired_by=NOW_MS),
+        ],
+    )
+    async def test_leaves_the_saga_alone_when_it_is_not_as_expected(
+        self, store: SagaStore, expect: SagaExpectation
+    ) -> None:
+        await store.create(a_saga("s-1", current_step=2, lease_expires_at_ms=NOW_MS + 5, lease_owner="w-0"))
+
+        assert await store.take_over("s-1", "ops", NOW_MS, LEASE_MS, expect=expect) is None
+        stored = await store.get("s-1")
+        assert stored is not None
+        assert (stored.lease_owner, stored.version) == ("w-0", 0)
+
+    async def test_takes_over_when_the_saga_is_as_expected(self, store: SagaStore) -> None:
+        await store.create(a_saga("s-1", current_step=2, lease_expires_at_ms=NOW_MS - 5))
+        expect = SagaExpectation(SagaStatus.RUNNING, current_step=2, lease_expired_by=NOW_MS)
+
+        taken = await store.take_over("s-1", "ops", NOW_MS, LEASE_MS, expect=expect)
+
+        assert taken is not None
+        assert taken.lease_owner == "ops"
+
+    async def test_returns_none_when_taking_over_an_unknown_id(self, store: SagaStore) -> None:
+        expect = SagaExpectation(SagaStatus.RUNNING)
+        assert await store.take_over("x", "ops", NOW_MS, LEASE_MS, expect=expect) is None
+
+    async def test_claims_only_sagas_of_a_registered_version_and_fingerprint(self, store: SagaStore) -> None:
+        v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")
+        for saga_id, version, fingerprint, expiry in [
+            ("legacy", None, None, 1),  # stored before definitions had versions: runs on v1
+            ("v1", 1, "fp-1", 2),
+            ("v2", 2, "fp-2", 3),
+            ("v2-other-steps", 2, "fp-x", 4),
+            ("v3", 3, "fp-3", 5),
+        ]:
+            await store.create(
+                a_saga(
+                    saga_id,
+                    saga_type="trip",
+                    definition_version=version,
+                    definition_fingerprint=fingerprint,
+                    lease_expires_at_ms=expiry,
+                )
+            )
+
+        by_v2_only = await store.claim_expired("w-2", NOW_MS, LEASE_MS, definitions=[v2])
+        nothing_else = await store.claim_expired("w-2", NOW_MS, LEASE_MS, definitions=[v2])
+        by_v1 = [await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=[v1, v2]) for _ in range(3)]
+
+        assert by_v2_only is not None
+        assert by_v2_only.saga_id == "v2"
+        assert nothing_else is None
+        assert [s.saga_id if s else None for s in by_v1] == ["legacy", "v1", None]
+
+    async def test_finds_expired_sagas_that_no_registered_definition_runs(self, store: SagaStore) -> None:
+        v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")
+        for saga_id, version, status, expiry in [
+            ("legacy", None, SagaStatus.RUNNING, 1),
+            ("v1", 1, SagaStatus.COMPENSATING, 2),
+            ("v2", 2, SagaStatus.RUNNING, 3),
+            ("v1-live", 1, SagaStatus.RUNNING, NOW_MS + 5_000),
+            ("v1-parked", 1, SagaStatus.REQUIRES_ATTENTION, 0),
+        ]:
+            fingerprint = None if version is None else f"fp-{version}"
+            await store.create(
+                a_saga(
+                    saga_id,
+                    saga_type="trip",
+                    definition_version=version,
+                    definition_fingerprint=fingerprint,
+                    status=status,
+                    lease_expires_at_ms=expiry,
+                )
+            )
+
+        found = await store.find_unrunnable(NOW_MS, definitions=[v2], limit=10)
+        first = await store.find_unrunnable(NOW_MS, definitions=[v2], limit=1)
+        none = await store.find_unrunnable(NOW_MS, definitions=[v1, v2], limit=10)
+
+        assert [s.saga_id for s in found] == ["legacy", "v1"]
+        assert [s.saga_id for s in first] == ["legacy"]
+        assert none == []
+
+    async def test_lists_the_fingerprints_unfinished_sagas_recorded_for_a_version(
+        self, store: SagaStore
+    ) -> None:
+        for n, (version, fingerprint, status) in enumerate(
+            [
+                (1, "fp-a", SagaStatus.RUNNING),
+                (1, "fp-b", SagaStatus.REQUIRES_ATTENTION),
+                (1, "fp-c", SagaStatus.COMPLETED),
+                (1, "fp-d", SagaStatus.COMPENSATED),
+                (2, "fp-e", SagaStatus.COMPENSATING),
+            ]
+        ):
+            await store.create(
+                a_saga(
+                    f"s-{n}", definition_version=version, definition_fingerprint=fingerprint, status=status
+                )
+            )
+        await store.create(a_saga("legacy"))
+
+        assert await store.fingerprints("order", 1) == {"fp-a", "fp-b"}
+        assert await store.fingerprints("order", 2) == {"fp-e"}
+        assert await store.fingerprints("returns", 1) == set()
 
     async def test_extends_the_lease_without_a_new_version_when_the_holder_renews(
         self, store: SagaStore
     ) -> None:
         await store.create(a_saga("s-1"))
-        claimed = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER)
+        claimed = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
         assert claimed is not None
 
         renewed = await store.renew("s-1", "w-1", claimed.fencing_token, NOW_MS + 9_000)
@@ -256,10 +358,10 @@ class SagaStoreSpec:
 
     async def test_refuses_to_renew_when_not_the_holder_or_the_token_is_stale(self, store: SagaStore) -> None:
         await store.create(a_saga("s-1"))
-        first = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER)
+        first = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
         assert first is not None
         later = NOW_MS + 2 * LEASE_MS
-        second = await store.claim("w-2", later, LEASE_MS, saga_types=ORDER)
+        second = await store.claim_expired("w-2", later, LEASE_MS, definitions=ORDER)
         assert second is not None
 
         by_stranger = await store.renew("s-1", "w-3", second.fencing_token, later + 60_000)
@@ -274,11 +376,11 @@ class SagaStoreSpec:
 
     async def test_lets_anyone_claim_at_once_when_the_holder_releases(self, store: SagaStore) -> None:
         await store.create(a_saga("s-1"))
-        claimed = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER)
+        claimed = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
         assert claimed is not None
 
         await store.release("s-1", "w-1", claimed.fencing_token)
-        reclaimed = await store.claim("w-2", NOW_MS + 1, LEASE_MS, saga_types=ORDER)
+        reclaimed = await store.claim_expired("w-2", NOW_MS + 1, LEASE_MS, definitions=ORDER)
 
         assert reclaimed is not None
         assert (reclaimed.lease_owner, reclaimed.fencing_token) == ("w-2", claimed.fencing_token + 1)
@@ -287,7 +389,7 @@ class SagaStoreSpec:
         self, store: SagaStore
     ) -> None:
         await store.create(a_saga("s-1"))
-        claimed = await store.claim("w-1", NOW_MS, LEASE_MS, saga_types=ORDER)
+        claimed = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
         assert claimed is not None
 
         await store.release("s-1", "w-2", claimed.fencing_token)
@@ -297,7 +399,7 @@ class SagaStoreSpec:
         stored = await store.get("s-1")
         assert stored is not None
         assert stored.lease_expires_at_ms == NOW_MS + LEASE_MS
-        assert await store.claim("w-2", NOW_MS + 1, LEASE_MS, saga_types=ORDER) is None
+        assert await store.claim_expired("w-2", NOW_MS + 1, LEASE_MS, definitions=ORDER) is None
 
     async def test_finds_sagas_newest_first_when_filtered(self, store: SagaStore) -> None:
         specs = [
@@ -358,7 +460,7 @@ class SagaStoreSpec:
         await store.create(a_saga("s-1", fencing_token=1))
 
         results = await asyncio.gather(
-            *(store.claim(f"w-{n}", NOW_MS, LEASE_MS, saga_types=ORDER) for n in range(20))
+            *(store.claim_expired(f"w-{n}", NOW_MS, LEASE_MS, definitions=ORDER) for n in range(20))
         )
 
         winners = [state for state in results if state is not None]

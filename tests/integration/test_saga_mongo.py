@@ -31,6 +31,7 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
+from tests.unit import test_saga_versions as versions
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 MakeEngine = Callable[..., SagaEngine]
@@ -217,3 +218,18 @@ async def test_reports_an_unreachable_database_as_a_store_outage() -> None:
             await store.renew("s-1", "worker", 1, 0)
     finally:
         await client.close()
+
+
+# ---------------------------------------------------------------------- definition versions
+
+
+async def test_finishes_v1_sagas_on_v1_steps_and_starts_new_ones_on_v2(store: MongoSagaStore) -> None:
+    await versions.finishes_v1_sagas_on_v1_steps_and_starts_new_ones_on_v2(store)
+
+
+async def test_leaves_v1_sagas_alone_then_parks_them_on_a_v2_only_worker(store: MongoSagaStore) -> None:
+    await versions.leaves_v1_sagas_alone_then_parks_them_on_a_v2_only_worker(store)
+
+
+async def test_refuses_a_changed_definition_under_an_unchanged_version(store: MongoSagaStore) -> None:
+    await versions.refuses_a_changed_definition_under_an_unchanged_version(store)

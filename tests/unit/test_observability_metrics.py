@@ -311,3 +311,13 @@ async def test_counts_a_recovery_and_drops_the_crashed_run_from_in_flight(make_e
         0,
     ]
     assert recovering_metrics.value("saga_started_total", saga_type="order") == 0
+
+
+def test_counts_a_saga_waiting_for_its_definition_without_counting_it_in_flight() -> None:
+    metrics = Metrics("order")
+
+    metrics.sagas.notify(event(K.DEFINITION_MISSING, "s-1", detail="v1"))
+    metrics.sagas.notify(event(K.DEFINITION_MISSING, "s-2", detail="v1"))
+
+    assert metrics.value("saga_definition_missing_total", saga_type="order") == 2.0
+    assert metrics.value("saga_in_flight", saga_type="order") == 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -25,11 +26,27 @@ from ecommerce_saga.modules.order.contract import (
     PlaceOrder,
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.saga import BEST_EFFORT_RETRY, CANCEL_ORDER, PLACE_ORDER, ParkedOrderMarker
+from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.saga import (
+    BEST_EFFORT_RETRY,
+    CANCEL_ORDER,
+    CONFIRM_ORDER,
+    CREATE_ORDER,
+    PLACE_ORDER,
+    PROCESS_PAYMENT,
+    RESERVE_INVENTORY,
+    SCHEDULE_SHIPPING,
+    SEND_CONFIRMATION,
+    OrderSagas,
+    ParkedOrderMarker,
+    PlaceOrderInput,
+    ShipmentScheduled,
+)
 from ecommerce_saga.modules.payment.contract import PaymentStatus
 from ecommerce_saga.modules.shipping.contract import ShipmentStatus
 from ecommerce_saga.saga import (
     AttemptStatus,
+    InvalidSagaInputError,
     Phase,
     Saga,
     SagaNotFoundError,
@@ -37,9 +54,25 @@ from ecommerce_saga.saga import (
     SagaStatus,
     StepKind,
 )
-from tests.fakes.shop import FAST_RETRY, LONDON, Shop, open_shop, place_order
+from tests.fakes.shop import FAST_RETRY, LONDON, FakeParticipants, Shop, open_shop, place_order
 
 Database = AsyncDatabase[dict[str, Any]]
+PLACE_ORDER_STEPS = [
+    CREATE_ORDER,
+    RESERVE_INVENTORY,
+    PROCESS_PAYMENT,
+    SCHEDULE_SHIPPING,
+    CONFIRM_ORDER,
+    SEND_CONFIRMATION,
+]
+
+
+def place_order_definition() -> Saga[PlaceOrderInput]:
+    fakes = FakeParticipants.create()
+    sagas = OrderSagas(OrderRepository(), fakes.inventory, fakes.payment, fakes.shipping, fakes.notifications)
+    return sagas.place_order()
+
+
 PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
 
 
@@ -322,3 +355,47 @@ async def test_marks_order_for_attention_then_fails_it_when_a_parked_compensatio
         assert [(e.actor, e.reason) for e in state.history if e.phase is Phase.OPERATOR] == [
             ("ops@example.com", "payment gateway is back")
         ]
+
+
+def test_reads_inputs_and_outputs_as_the_untyped_sagas_stored_them() -> None:
+    # what the place-order saga stored before it was typed (order/service.py built a dict)
+    old_input = {
+        "order_id": "ord_1",
+        "customer_id": "alice",
+        "items": [{"product_id": "sku-desk", "quantity": 2}],
+        "total_cents": 5000,
+        "currency": "USD",
+        "payment_token": "tok_1",
+        "shipping_address": LONDON.model_dump(mode="json"),
+        "shipping_method": "STANDARD",
+    }
+    old_outputs = {
+        "create_order": {"order_id": "ord_1"},
+        "reserve_inventory": {"reservation_id": "res_1", "total_cents": 5000},
+        "process_payment": {"payment_id": "pay_1"},
+        "schedule_shipping": {
+            "shipping_id": "shp_1",
+            "tracking_number": "T1",
+            "estimated_delivery": "2025-03-04",
+        },
+        "confirm_order": {"status": "COMPLETED"},
+        "send_confirmation": {"notification_id": "ntf_1"},
+    }
+    definition = place_order_definition()
+
+    typed_input = definition.step_input(old_input)
+    outputs = {step.name: step.output.model_validate(old_outputs[step.name]) for step in PLACE_ORDER_STEPS}
+
+    assert typed_input.items[0].quantity == 2
+    assert typed_input.shipping_address == LONDON
+    assert definition.stored_input(typed_input) == old_input  # stored the same way as before
+    assert outputs["schedule_shipping"] == ShipmentScheduled(
+        shipping_id="shp_1", tracking_number="T1", estimated_delivery=date(2025, 3, 4)
+    )
+    assert [step.name for step in definition.steps] == [step.name for step in PLACE_ORDER_STEPS]
+    assert {name: out.model_dump(mode="json") for name, out in outputs.items()} == old_outputs
+
+
+def test_refuses_to_start_a_place_order_saga_when_its_input_is_invalid() -> None:
+    with pytest.raises(InvalidSagaInputError, match="total_cents"):
+        place_order_definition().stored_input({"order_id": "ord_1", "customer_id": "alice"})

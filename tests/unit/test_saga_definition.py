@@ -54,9 +54,10 @@ def test_accepts_names_when_they_use_letters_digits_dash_and_underscore() -> Non
     assert [step.name for step in saga.steps] == ["reserve_items-1", "X" * 64]
 
 
-def test_rejects_pivot_when_it_has_a_compensation() -> None:
-    with pytest.raises(SagaDefinitionError, match="'charge': a pivot step is the point of no return"):
-        _step("charge", StepKind.PIVOT, undo=True)
+@pytest.mark.parametrize("kind", [StepKind.PIVOT, StepKind.RETRIABLE])
+def test_rejects_pivot_and_retriable_steps_when_they_have_a_compensation(kind: StepKind) -> None:
+    with pytest.raises(SagaDefinitionError, match=f"'charge': a {kind.value} step has no compensation"):
+        _step("charge", kind, undo=True)
 
 
 def test_rejects_compensatable_step_when_it_follows_the_pivot() -> None:
@@ -130,7 +131,7 @@ def test_rejects_retry_policy_when_a_bound_is_invalid(kwargs: dict[str, float], 
 def test_rejects_engine_when_two_definitions_share_a_name() -> None:
     sagas = [Saga("order", [_step("a")]), Saga("order", [_step("b")])]
 
-    with pytest.raises(SagaDefinitionError, match="saga 'order' is defined twice"):
+    with pytest.raises(SagaDefinitionError, match="saga 'order' version 1 is defined twice"):
         SagaEngine(InMemorySagaStore(), sagas, observers=[])
 
 

@@ -78,6 +78,10 @@ class SagaMetrics:
         self.parked = counter("saga_parked", "Sagas parked for an operator (REQUIRES_ATTENTION).")
         self.recoveries = counter("saga_recoveries", "Sagas claimed by recovery after their worker stopped.")
         self.lease_lost = counter("saga_lease_lost", "Saga runs stopped: another worker took the lease.")
+        self.definition_missing = counter(
+            "saga_definition_missing",
+            "Sagas seen waiting for a worker with their definition version (once per saga and process).",
+        )
         self.step_retries = counter(
             "saga_step_retries", "Retries after a failed attempt.", ("saga_type", "step")
         )
@@ -113,6 +117,8 @@ class SagaMetrics:
         elif event.kind is EventKind.LEASE_LOST:
             self.lease_lost.labels(event.saga_type).inc()
             self._untrack(event.saga_id)
+        elif event.kind is EventKind.DEFINITION_MISSING:  # a saga this process does not drive
+            self.definition_missing.labels(event.saga_type).inc()
         else:
             self._progressed(event, self._track(event))
 

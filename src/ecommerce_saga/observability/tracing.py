@@ -100,7 +100,7 @@ class SagaTracer:
                 opened.span.add_event(event.kind.value, attributes)
 
     @contextmanager
-    def step_span(self, ctx: StepContext) -> Iterator[None]:
+    def step_span(self, ctx: StepContext[Any]) -> Iterator[None]:
         """Run one attempt inside a span, a child of its saga's span when this process has one."""
         opened = self._open.get(ctx.saga_id)
         parent = trace.set_span_in_context(opened.span) if opened is not None else None

@@ -56,7 +56,7 @@ def build_router(engine: SagaEngine, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/api/sagas", tags=["operations"], dependencies=[Depends(auth.operator)])
 
     def view(state: SagaState) -> SagaDetail:
-        return detail(state, engine.definitions.get(state.saga_type))
+        return detail(state, engine.definition_for(state))
 
     @router.get("", response_model=SagaPage, responses=responses(401, 403))
     async def list_sagas(
@@ -93,7 +93,7 @@ def build_router(engine: SagaEngine, auth: Authenticator) -> APIRouter:
             skip=skip,
         )
         states, total = await engine.find(query)
-        items = [summary(s, engine.definitions.get(s.saga_type)) for s in states]
+        items = [summary(s, engine.definition_for(s)) for s in states]
         return SagaPage(items=items, total=total, limit=limit, skip=skip)
 
     @router.get("/{saga_id}", response_model=SagaDetail, responses=responses(401, 403, 404))

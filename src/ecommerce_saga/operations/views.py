@@ -64,7 +64,7 @@ def _compensating(state: SagaState) -> bool:
     )
 
 
-def current_position(state: SagaState, definition: Saga | None) -> tuple[str | None, Phase | None]:
+def current_position(state: SagaState, definition: Saga[Any] | None) -> tuple[str | None, Phase | None]:
     """The step in flight (or next to run) and its phase; (None, None) once the saga is final."""
     if state.status.is_final:
         return None, None
@@ -77,7 +77,7 @@ def current_position(state: SagaState, definition: Saga | None) -> tuple[str | N
     return (entry.step, entry.phase) if entry is not None else (None, None)
 
 
-def summary(state: SagaState, definition: Saga | None) -> SagaSummary:
+def summary(state: SagaState, definition: Saga[Any] | None) -> SagaSummary:
     """The list view of a saga."""
     step, phase = current_position(state, definition)
     return SagaSummary(
@@ -131,7 +131,7 @@ def _step_status(entries: list[HistoryEntry]) -> str:
     }[actions[-1].status]
 
 
-def _steps(state: SagaState, definition: Saga | None) -> list[StepView]:
+def _steps(state: SagaState, definition: Saga[Any] | None) -> list[StepView]:
     if definition is None:
         return []
     views = []
@@ -149,7 +149,7 @@ def _steps(state: SagaState, definition: Saga | None) -> list[StepView]:
     return views
 
 
-def _actions(state: SagaState, definition: Saga | None) -> SagaActions:
+def _actions(state: SagaState, definition: Saga[Any] | None) -> SagaActions:
     cancellable = (
         state.status is SagaStatus.RUNNING
         and definition is not None
@@ -159,7 +159,7 @@ def _actions(state: SagaState, definition: Saga | None) -> SagaActions:
     return SagaActions(retry=state.status is SagaStatus.REQUIRES_ATTENTION, cancel=cancellable)
 
 
-def detail(state: SagaState, definition: Saga | None) -> SagaDetail:
+def detail(state: SagaState, definition: Saga[Any] | None) -> SagaDetail:
     """The full view of a saga: state, lease, masked input and outputs, plan, steps and history."""
     plan, position = state.compensation_plan, state.compensation_position
     failure = state.failure

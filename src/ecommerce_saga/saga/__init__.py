@@ -32,18 +32,12 @@ Example::
 """
 
 from ecommerce_saga.saga.context import current_step
-from ecommerce_saga.saga.definition import (
-    Action,
-    Compensation,
-    JsonObject,
-    Saga,
-    SagaStep,
-    StepContext,
-    StepKind,
-)
+from ecommerce_saga.saga.definition import Saga
 from ecommerce_saga.saga.engine import SagaEngine
 from ecommerce_saga.saga.errors import (
     ConcurrencyError,
+    ErrorCode,
+    InvalidSagaInputError,
     LeaseLostError,
     NonRetryableError,
     RetryableError,
@@ -53,19 +47,32 @@ from ecommerce_saga.saga.errors import (
     SagaNotFoundError,
     StepError,
     StoreUnavailableError,
+    UnknownDefinitionError,
     UnknownSagaTypeError,
 )
 from ecommerce_saga.saga.observers import EventKind, LoggingObserver, SagaEvent, SagaObserver
 from ecommerce_saga.saga.retry import NO_RETRY, RetryPolicy
+from ecommerce_saga.saga.runner import StepHook
 from ecommerce_saga.saga.state import (
     AttemptStatus,
+    DefinitionRef,
     ErrorInfo,
     HistoryEntry,
     Phase,
     SagaState,
     SagaStatus,
 )
-from ecommerce_saga.saga.store import SagaQuery, SagaStore
+from ecommerce_saga.saga.steps import (
+    Action,
+    Compensation,
+    JsonObject,
+    SagaStep,
+    Step,
+    StepContext,
+    StepKind,
+    TypedCompensation,
+)
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 __all__ = [
     "NO_RETRY",
@@ -73,9 +80,12 @@ __all__ = [
     "AttemptStatus",
     "Compensation",
     "ConcurrencyError",
+    "DefinitionRef",
+    "ErrorCode",
     "ErrorInfo",
     "EventKind",
     "HistoryEntry",
+    "InvalidSagaInputError",
     "JsonObject",
     "LeaseLostError",
     "LoggingObserver",
@@ -89,6 +99,7 @@ __all__ = [
     "SagaEngine",
     "SagaError",
     "SagaEvent",
+    "SagaExpectation",
     "SagaNotFoundError",
     "SagaObserver",
     "SagaQuery",
@@ -96,10 +107,14 @@ __all__ = [
     "SagaStatus",
     "SagaStep",
     "SagaStore",
+    "Step",
     "StepContext",
     "StepError",
+    "StepHook",
     "StepKind",
     "StoreUnavailableError",
+    "TypedCompensation",
+    "UnknownDefinitionError",
     "UnknownSagaTypeError",
     "current_step",
 ]

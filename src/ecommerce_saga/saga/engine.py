@@ -32,23 +32,22 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from ecommerce_saga.saga import operator, transitions
-from ecommerce_saga.saga.definition import Saga, build_registry
+from ecommerce_saga.saga.definition import Registry, Saga
 from ecommerce_saga.saga.errors import (
     LeaseLostError,
     SagaConflictError,
+    SagaDefinitionError,
     SagaNotFoundError,
     StoreUnavailableError,
 )
+from ecommerce_saga.saga.leased_store import LeasedStore
 from ecommerce_saga.saga.observers import EventKind, LoggingObserver, Notifier, SagaObserver
 from ecommerce_saga.saga.runner import SagaRunner, StepHook
 from ecommerce_saga.saga.state import Phase, SagaState
-from ecommerce_saga.saga.store import SagaQuery, SagaStore
-from ecommerce_saga.saga.transitions import INTERRUPTED
-from ecommerce_saga.saga.worker import Worker
-
-# StepHook and INTERRUPTED were defined here before the engine was split; they stay importable.
-__all__ = ["INTERRUPTED", "SagaEngine", "StepHook"]
+from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,30 +57,35 @@ class SagaEngine:
 
     Args:
         store: Where saga state lives.
-        definitions: The sagas this engine can run (and recover).
+        definitions: The sagas this engine can run (and recover); one saga may come in several
+            versions: new sagas start on the newest, every saga resumes on its own.
         worker_id: This worker's identity, recorded as lease owner; unique per process.
         lease_seconds: How long a claim lasts without renewal.
         recovery_interval: Seconds between recovery passes of the background loop.
         observers: Receive every lifecycle event; defaults to a `LoggingObserver`.
         clock: Seconds since the epoch (injectable for tests).
+        unknown_definition_park_after: Seconds a saga whose definition version this engine lacks
+            may wait, once this engine has seen it unclaimed, for a worker that has it before
+            this engine parks it with code ``saga.unknown_definition``; None never parks it.
     """
 
     def __init__(
         self,
         store: SagaStore,
-        definitions: Sequence[Saga],
+        definitions: Sequence[Saga[Any]],
         *,
         worker_id: str | None = None,
         lease_seconds: float = 15.0,
         recovery_interval: float = 5.0,
         observers: Sequence[SagaObserver] | None = None,
         clock: Callable[[], float] = time.time,
+        unknown_definition_park_after: float | None = 600.0,
     ) -> None:
         self.store = store
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
-        self._worker = Worker(
+        self._worker = LeasedStore(
             store,
-            build_registry(definitions),
+            Registry(definitions),
             worker_id=self.worker_id,
             lease_ms=int(lease_seconds * 1000),
             clock=clock,
@@ -90,14 +94,28 @@ class SagaEngine:
         self._notifier = Notifier(observers if observers is not None else [LoggingObserver()])
         self._runner = SagaRunner(self._worker, self._notifier, random.Random())
         self._tasks: dict[str, asyncio.Task[SagaState | None]] = {}
-        self._recovery_task: asyncio.Task[SagaState | None] | None = None
+        self._recovery_task: asyncio.Task[None] | None = None
+        self._park_after_ms = (
+            None if unknown_definition_park_after is None else int(unknown_definition_park_after * 1000)
+        )
+        self._unrunnable_since: dict[str, int] = {}
+        self._stopping = False
 
     # ------------------------------------------------------------------ public API
 
     @property
-    def definitions(self) -> Mapping[str, Saga]:
-        """The registered saga definitions by name."""
-        return self._worker.registry
+    def definitions(self) -> Mapping[str, Saga[Any]]:
+        """The newest registered version of each saga, by name."""
+        return self._worker.registry.newest
+
+    def definition_for(self, state: SagaState) -> Saga[Any] | None:
+        """The registered definition `state` runs on (its own version), or None."""
+        return self._worker.registry.find(state)
+
+    @property
+    def awaiting_definition(self) -> int:
+        """Sagas seen waiting for a worker with their definition version, at the last recovery pass."""
+        return len(self._unrunnable_since)
 
     def add_observer(self, observer: SagaObserver) -> None:
         """Register one more observer."""
@@ -114,7 +132,7 @@ class SagaEngine:
     async def start(
         self,
         saga_type: str,
-        saga_input: Mapping[str, Any],
+        saga_input: BaseModel | Mapping[str, Any],
         *,
         saga_id: str | None = None,
         correlation_id: str | None = None,
@@ -123,15 +141,21 @@ class SagaEngine:
 
         Idempotent: if a saga with `saga_id` exists, it is returned unchanged and not run again.
 
+        The input is validated against the newest definition's input model, if it has one, and
+        stored as JSON.
+
         Raises:
             UnknownSagaTypeError: If no definition is registered as `saga_type`.
+            InvalidSagaInputError: If the input does not validate.
         """
-        definition = self._worker.definition(saga_type)
+        definition = self._worker.registry.newest_of(saga_type)
         now = self._worker.now_ms()
         state = SagaState(
             saga_id=saga_id or uuid.uuid4().hex,
             saga_type=saga_type,
-            input=dict(saga_input),
+            definition_version=definition.version,
+            definition_fingerprint=definition.fingerprint,
+            input=definition.stored_input(saga_input),
             correlation_id=correlation_id,
             lease_owner=self.worker_id,
             lease_expires_at_ms=now + self._worker.lease_ms,
@@ -139,6 +163,8 @@ class SagaEngine:
             deadline_at_ms=now + int(definition.deadline * 1000) if definition.deadline else None,
         )
         transitions.open_attempt(state, definition.steps[0].name, Phase.ACTION, worker=self.worker_id)
+        if self._stopping:  # shutting down: leave it to another worker at once
+            state.lease_expires_at_ms = 0
         if not await self.store.create(state):
             return await self._existing(state.saga_id, saga_type)
         self._notifier.emit(EventKind.SAGA_STARTED, state)
@@ -183,6 +209,11 @@ class SagaEngine:
         """Sagas matching `query` (by status, type, correlation id, age), newest first."""
         return await self.store.find(query)
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` has begun: this engine claims and starts nothing any more."""
+        return self._stopping
+
     def is_running_here(self, saga_id: str) -> bool:
         """True while this engine is driving the saga."""
         return saga_id in self._tasks
@@ -193,7 +224,20 @@ class SagaEngine:
     """Sagas claimed per recovery pass; a full pass is followed at once by another."""
 
     async def recover_once(self, limit: int = RECOVERY_BATCH) -> int:
-        """Claim active sagas whose lease expired and resume them; return how many were claimed."""
+        """Claim active sagas whose lease expired and resume them; return how many were claimed.
+
+        Sagas whose definition version is not registered here are left to other workers; they
+        are reported (`EventKind.DEFINITION_MISSING`) and, after `unknown_definition_park_after`
+        seconds, parked (see `SagaEngine`).
+        """
+        if self._stopping:
+            return 0
+        claimed = await self._claim_expired(limit)
+        if claimed < limit:
+            await self._watch_unrunnable()
+        return claimed
+
+    async def _claim_expired(self, limit: int) -> int:
         claimed = 0
         while claimed < limit:
             state = await self._worker.claim_expired()
@@ -212,19 +256,84 @@ class SagaEngine:
             self._spawn(state)
         return claimed
 
+    async def check_definitions(self) -> None:
+        """Refuse definitions whose steps differ from what unfinished sagas of their version recorded.
+
+        Raises:
+            SagaDefinitionError: If a registered version's fingerprint differs from the one stored
+                sagas of that version recorded: its steps changed without a version bump.
+        """
+        for definition in self._worker.registry.all():
+            recorded = await self.store.fingerprints(definition.name, definition.version)
+            changed = sorted(recorded - {definition.fingerprint})
+            if changed:
+                msg = (
+                    f"saga {definition.name!r} version {definition.version} has steps "
+                    f"{definition.fingerprint}, but unfinished sagas of that version recorded steps "
+                    f"{', '.join(changed)}: its steps changed, so bump its version (to "
+                    f"{definition.version + 1}) and keep version {definition.version} registered "
+                    "until its sagas finish (docs/saga-engine.md, 'Changing a saga')"
+                )
+                raise SagaDefinitionError(msg)
+
+    async def _watch_unrunnable(self) -> None:
+        """Report sagas left for workers with their definition; park them once they waited too long."""
+        now = self._worker.now_ms()
+        found = await self.store.find_unrunnable(
+            now, definitions=self._worker.registry.refs, limit=self.RECOVERY_BATCH
+        )
+        waiting: dict[str, int] = {}
+        for state in found:
+            waiting[state.saga_id] = self._unrunnable_since.get(state.saga_id, now)
+            if state.saga_id not in self._unrunnable_since:  # logged by the default observer
+                self._notifier.emit(EventKind.DEFINITION_MISSING, state, detail=f"v{state.runs_on_version}")
+        self._unrunnable_since = waiting
+        if self._park_after_ms is None:
+            return
+        for state in found:
+            if now - waiting[state.saga_id] >= self._park_after_ms:
+                await self._park_unrunnable(state, now)
+
+    async def _park_unrunnable(self, seen: SagaState, now_ms: int) -> None:
+        expect = SagaExpectation(seen.status, seen.current_step, lease_expired_by=now_ms)
+        state = await self._worker.take_over(seen.saga_id, expect)
+        self._unrunnable_since.pop(seen.saga_id, None)
+        if state is None:  # claimed meanwhile by a worker that has its definition
+            return
+        transitions.park_unrunnable(state)
+        state = await self._worker.save(state)
+        self._notifier.transition(state)
+
     async def start_background(self) -> None:
-        """Recover once now, then keep recovering every `recovery_interval` seconds."""
+        """Check the definitions against the store, recover once now, then keep recovering every
+        `recovery_interval` seconds.
+
+        Raises:
+            SagaDefinitionError: See `check_definitions`.
+        """
+        await self.check_definitions()
         await self.recover_once()  # the first batch before serving; the loop takes the rest at once
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="saga-recovery")
 
-    async def stop(self) -> None:
-        """Stop recovering and stop driving sagas, giving their leases up for other workers."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop recovering and hand the sagas this engine drives over to other workers.
+
+        No saga is claimed or started here any more (a saga `start`ed meanwhile is stored with
+        its lease free, for another worker). Attempts in flight may finish for up to `grace`
+        seconds; each run then saves its result and gives its lease up, so another worker
+        resumes the saga at its next recovery pass instead of after the lease. Runs still going
+        after `grace` are cancelled (their attempt counts as interrupted) and give their leases up.
+        """
+        self._stopping = True
+        self._runner.draining.set()
         if self._recovery_task is not None:
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery_task
             self._recovery_task = None
         tasks = list(self._tasks.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -282,6 +391,8 @@ class SagaEngine:
     # ------------------------------------------------------------------ driving a saga
 
     def _spawn(self, state: SagaState) -> None:
+        if self._stopping:
+            return
         task = asyncio.create_task(self._runner.run(state), name=f"saga-{state.saga_id}")
         self._tasks[state.saga_id] = task
         task.add_done_callback(lambda done: self._forget(state.saga_id, done))

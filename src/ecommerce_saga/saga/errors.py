@@ -4,9 +4,11 @@ The tree::
 
     SagaError
     ├── SagaDefinitionError      a saga or step definition is invalid (raised when defined)
+    ├── InvalidSagaInputError    a saga's input does not validate against its input model
     ├── SagaNotFoundError        no saga with that id
     ├── SagaConflictError        the operation does not apply to the saga's current state
     ├── UnknownSagaTypeError     no definition registered under that name
+    │   └── UnknownDefinitionError   the saga's definition version is not registered here
     └── ConcurrencyError         the stored saga changed under us (version mismatch)
         └── LeaseLostError       another worker owns the saga now; stop touching it
 
@@ -21,6 +23,25 @@ the engine). Its ``code`` attribute, if present, is recorded with the failure.
 
 from __future__ import annotations
 
+from typing import Final
+
+
+class ErrorCode:
+    """The codes the engine itself records in `ErrorInfo.code` (stable: they are persisted)."""
+
+    TIMEOUT: Final = "saga.timeout"
+    """An attempt took longer than its step's timeout (retryable)."""
+    INTERRUPTED: Final = "saga.interrupted"
+    """The worker running an attempt stopped before recording its outcome."""
+    DEADLINE_EXCEEDED: Final = "saga.deadline_exceeded"
+    """The saga's deadline passed before it reached its pivot."""
+    CANCELLED: Final = "saga.cancelled"
+    """An operator cancelled the saga."""
+    UNKNOWN_DEFINITION: Final = "saga.unknown_definition"
+    """No worker ran the saga's definition version for too long; it was parked for an operator."""
+    SHUTDOWN: Final = "saga.shutdown"
+    """The worker shut down while the attempt ran and cancelled it after its grace period."""
+
 
 class SagaError(Exception):
     """Base class of the engine's own errors."""
@@ -28,6 +49,10 @@ class SagaError(Exception):
 
 class SagaDefinitionError(SagaError, ValueError):
     """A saga or step definition is invalid."""
+
+
+class InvalidSagaInputError(SagaError, ValueError):
+    """A saga's input does not validate against the saga's input model (raised by `start`)."""
 
 
 class SagaNotFoundError(SagaError, LookupError):
@@ -40,6 +65,10 @@ class SagaConflictError(SagaError):
 
 class UnknownSagaTypeError(SagaError, LookupError):
     """No saga definition is registered under the given name."""
+
+
+class UnknownDefinitionError(UnknownSagaTypeError):
+    """The saga runs on a definition version (or step fingerprint) not registered in this engine."""
 
 
 class ConcurrencyError(SagaError):

@@ -32,6 +32,8 @@ class EventKind(StrEnum):
     SAGA_RECOVERED = "saga_recovered"
     LEASE_LOST = "lease_lost"
     OPERATOR_ACTION = "operator_action"
+    DEFINITION_MISSING = "definition_missing"
+    """A saga waits for a worker with its definition version (reported once per saga and engine)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ _LEVELS = {
     EventKind.COMPENSATION_FAILED: logging.WARNING,
     EventKind.SAGA_PARKED: logging.ERROR,
     EventKind.LEASE_LOST: logging.WARNING,
+    EventKind.DEFINITION_MISSING: logging.WARNING,
 }
 
 

@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from ecommerce_saga.saga import transitions
 from ecommerce_saga.saga.context import _current as _current_step
-from ecommerce_saga.saga.definition import Action, JsonObject, Saga, SagaStep, StepContext
+from ecommerce_saga.saga.definition import Saga
 from ecommerce_saga.saga.errors import LeaseLostError, StoreUnavailableError
+from ecommerce_saga.saga.leased_store import LeasedStore
 from ecommerce_saga.saga.observers import EventKind, Notifier
 from ecommerce_saga.saga.state import (
     AttemptStatus,
@@ -28,23 +31,42 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.worker import Worker
+from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext
 
 # Records keep the engine's logger name, as before the runner left engine.py: log configuration
 # may refer to it.
 logger = logging.getLogger("ecommerce_saga.saga.engine")
 
-StepHook = Callable[[StepContext], contextlib.AbstractContextManager[object]]
+StepHook = Callable[[StepContext[Any]], contextlib.AbstractContextManager[object]]
 """Wraps every attempt of an action or compensation (a tracing span, say); see `SagaEngine.add_step_hook`."""
 
 
-async def _in_context(ctx: StepContext, call: Action) -> JsonObject | None:
+async def _in_context(ctx: StepContext[Any], call: Callable[[StepContext[Any]], Awaitable[object]]) -> object:
     """Run `call(ctx)` with `ctx` as the current step (see `ecommerce_saga.saga.context`)."""
     token = _current_step.set(ctx)
     try:
         return await call(ctx)
     finally:
         _current_step.reset(token)
+
+
+class _HandOver(Exception):  # noqa: N818 - a signal within the runner, not an error
+    """Raised instead of starting an attempt once the worker is shutting down."""
+
+
+def _stored_output(step: SagaStep[Any, Any], output: object) -> JsonObject:
+    """An action's return value as the saga stores it: a model as JSON, a mapping as is, None as ``{}``."""
+    if output is None:
+        return {}
+    if isinstance(output, BaseModel):
+        if step.output is not None and not isinstance(output, step.output):
+            raise TypeError(
+                f"step {step.name!r} returned a {type(output).__name__}, not a {step.output.__name__}"
+            )
+        return output.model_dump(mode="json")
+    if isinstance(output, dict):
+        return output
+    raise TypeError(f"step {step.name!r} returned a {type(output).__name__}, not a model, a dict or None")
 
 
 class SagaRunner:
@@ -56,11 +78,14 @@ class SagaRunner:
         rng: The randomness for retry jitter.
     """
 
-    def __init__(self, worker: Worker, notifier: Notifier, rng: random.Random) -> None:
+    def __init__(self, worker: LeasedStore, notifier: Notifier, rng: random.Random) -> None:
         self._worker = worker
         self._notifier = notifier
         self._rng = rng
         self._step_hooks: list[StepHook] = []
+        self.draining = asyncio.Event()
+        """Set when the worker shuts down: each run hands its saga over once its attempt in
+        flight has ended and its result is saved (see `SagaEngine.stop`)."""
 
     def add_step_hook(self, hook: StepHook) -> None:
         """Run every attempt inside ``with hook(ctx):`` (see `SagaEngine.add_step_hook`)."""
@@ -74,13 +99,10 @@ class SagaRunner:
         me = asyncio.current_task()
         heartbeat = asyncio.create_task(self._heartbeat(state, me))
         try:
-            while state.status.is_active:
-                definition = self._worker.definition(state.saga_type)
-                if state.status is SagaStatus.RUNNING:
-                    state = await self._forward(definition, state)
-                else:
-                    state = await self._compensate(definition, state)
-            return state
+            return await self._drive(state)
+        except _HandOver:  # the saga is saved as it stands: the next worker takes it from there
+            with contextlib.suppress(Exception):  # unreleased, the lease still expires
+                await self._worker.release(state)
         except LeaseLostError:
             self._notifier.emit(EventKind.LEASE_LOST, state)
         except asyncio.CancelledError:
@@ -105,6 +127,17 @@ class SagaRunner:
             heartbeat.cancel()
         return None
 
+    async def _drive(self, state: SagaState) -> SagaState:
+        while state.status.is_active:
+            if self.draining.is_set():
+                raise _HandOver
+            definition = self._worker.definition_of(state)
+            if state.status is SagaStatus.RUNNING:
+                state = await self._forward(definition, state)
+            else:
+                state = await self._compensate(definition, state)
+        return state
+
     async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
         saga_id, fencing_token = state.saga_id, state.fencing_token
         interval = self._worker.lease_ms / 3000
@@ -126,7 +159,7 @@ class SagaRunner:
 
     # ------------------------------------------------------------------ forward
 
-    async def _forward(self, definition: Saga, state: SagaState) -> SagaState:
+    async def _forward(self, definition: Saga[Any], state: SagaState) -> SagaState:
         step = definition.steps[state.current_step]
         state, attempt = await self._ensure_open(state, step.name, Phase.ACTION)
         await self._sleep_until_due(attempt)
@@ -136,10 +169,21 @@ class SagaRunner:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             error = transitions.error_info(exc, step.timeout)
             return await self._forward_failed(definition, state, step, attempt, error)
-        return await self._forward_succeeded(definition, state, step, attempt, output or {})
+        try:
+            stored = _stored_output(step, output)
+        except (TypeError, ValueError) as exc:  # a bug in the step: retried, then the saga compensates
+            return await self._forward_failed(
+                definition, state, step, attempt, transitions.error_info(exc, 0)
+            )
+        return await self._forward_succeeded(definition, state, step, attempt, stored)
 
     async def _forward_succeeded(
-        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, output: dict[str, Any]
+        self,
+        definition: Saga[Any],
+        state: SagaState,
+        step: SagaStep[Any, Any],
+        entry: HistoryEntry,
+        output: dict[str, Any],
     ) -> SagaState:
         transitions.step_succeeded(state, step, entry, output)
         self._notifier.emit(
@@ -154,7 +198,12 @@ class SagaRunner:
         return await self._save_transition(state)
 
     async def _forward_failed(
-        self, definition: Saga, state: SagaState, step: SagaStep, entry: HistoryEntry, error: ErrorInfo
+        self,
+        definition: Saga[Any],
+        state: SagaState,
+        step: SagaStep[Any, Any],
+        entry: HistoryEntry,
+        error: ErrorInfo,
     ) -> SagaState:
         self._record_failure(EventKind.STEP_FAILED, state, entry, error)
         if (
@@ -168,7 +217,7 @@ class SagaRunner:
 
     # ------------------------------------------------------------------ compensation
 
-    async def _compensate(self, definition: Saga, state: SagaState) -> SagaState:
+    async def _compensate(self, definition: Saga[Any], state: SagaState) -> SagaState:
         name = state.compensation_plan[state.compensation_position]
         step = definition.steps[definition.step_index(name)]
         state, entry = await self._ensure_open(state, name, Phase.COMPENSATION)
@@ -192,7 +241,7 @@ class SagaRunner:
         return await self._save_transition(state)
 
     async def _compensation_failed(
-        self, definition: Saga, state: SagaState, entry: HistoryEntry, error: ErrorInfo
+        self, definition: Saga[Any], state: SagaState, entry: HistoryEntry, error: ErrorInfo
     ) -> SagaState:
         self._record_failure(EventKind.COMPENSATION_FAILED, state, entry, error)
         policy = definition.compensation_retry
@@ -240,14 +289,19 @@ class SagaRunner:
         assert opened is not None  # noqa: S101 - just recorded
         return state, opened
 
-    async def _attempt(self, ctx: StepContext, call: Action, timeout: float) -> JsonObject | None:
+    async def _attempt(
+        self, ctx: StepContext[Any], call: Callable[[StepContext[Any]], Awaitable[object]], timeout: float
+    ) -> object:
         with contextlib.ExitStack() as hooks:
             for hook in self._step_hooks:
                 hooks.enter_context(hook(ctx))
             return await asyncio.wait_for(_in_context(ctx, call), timeout)
 
-    @staticmethod
-    async def _sleep_until_due(entry: HistoryEntry) -> None:
+    async def _sleep_until_due(self, entry: HistoryEntry) -> None:
+        """Wait until a scheduled retry is due; a shutdown cuts the wait short and hands the saga over."""
         delay = (entry.started_at - utcnow()).total_seconds()
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.draining.wait(), delay)
+        if self.draining.is_set():
+            raise _HandOver

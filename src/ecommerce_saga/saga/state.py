@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -13,6 +15,21 @@ def utcnow() -> datetime:
     """The current time, timezone-aware, truncated to milliseconds (what MongoDB stores)."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionRef:
+    """Which definition a saga runs on: its name, version and step fingerprint.
+
+    Attributes:
+        saga_type: The definition's name.
+        version: The definition's version (1 and up).
+        fingerprint: A hash of the definition's step names and kinds, in order.
+    """
+
+    saga_type: str
+    version: int
+    fingerprint: str
 
 
 class SagaStatus(StrEnum):
@@ -94,6 +111,10 @@ class SagaState(BaseModel):
     Attributes:
         saga_id: Unique id; starting a saga with an existing id returns the existing saga.
         saga_type: The definition's name.
+        definition_version: The version of the definition the saga runs on; None in sagas stored
+            before definitions had versions, which run on version 1.
+        definition_fingerprint: The fingerprint of that definition's steps when the saga started
+            (None in sagas stored before definitions had versions).
         status: See `SagaStatus`.
         input: The saga's input.
         outputs: Each succeeded step's output, under the step's name.
@@ -111,6 +132,8 @@ class SagaState(BaseModel):
 
     saga_id: str
     saga_type: str
+    definition_version: int | None = None
+    definition_fingerprint: str | None = None
     status: SagaStatus = SagaStatus.RUNNING
     input: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -128,6 +151,21 @@ class SagaState(BaseModel):
     deadline_at_ms: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def runs_on_version(self) -> int:
+        """The definition version the saga runs on (1 for sagas stored before versions)."""
+        return self.definition_version or 1
+
+    def runs_on(self, definitions: Collection[DefinitionRef]) -> bool:
+        """True if one of `definitions` can run this saga.
+
+        A saga stored before definitions had versions runs on whatever version 1 is registered.
+        """
+        if self.definition_version is None:
+            return any(ref.saga_type == self.saga_type and ref.version == 1 for ref in definitions)
+        ref = DefinitionRef(self.saga_type, self.definition_version, self.definition_fingerprint or "")
+        return ref in definitions
 
     def open_entry(self) -> HistoryEntry | None:
         """The last history entry if it is an attempt still in flight."""

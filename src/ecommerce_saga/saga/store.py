@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ecommerce_saga.saga.state import SagaState, SagaStatus
+from ecommerce_saga.saga.state import DefinitionRef, SagaState, SagaStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,21 +24,26 @@ class SagaQuery:
 
 @dataclass(frozen=True, slots=True)
 class SagaExpectation:
-    """What a saga must still be for a forced claim to take it."""
+    """What a saga must still be for `SagaStore.take_over` to take it.
+
+    Attributes:
+        status: The saga's status.
+        current_step: The saga's current step, or None for any.
+        lease_expired_by: Epoch milliseconds by which the saga's lease must have expired, or
+            None whatever its lease.
+    """
 
     status: SagaStatus
     current_step: int | None = None
+    lease_expired_by: int | None = None
 
     def matches(self, state: SagaState) -> bool:
         """True if `state` is as expected."""
-        return state.status is self.status and self.current_step in (None, state.current_step)
-
-    def as_filter(self) -> dict[str, object]:
-        """The expectation as a MongoDB filter."""
-        found: dict[str, object] = {"status": self.status.value}
-        if self.current_step is not None:
-            found["current_step"] = self.current_step
-        return found
+        return (
+            state.status is self.status
+            and self.current_step in (None, state.current_step)
+            and (self.lease_expired_by is None or state.lease_expires_at_ms < self.lease_expired_by)
+        )
 
 
 class SagaStore(Protocol):
@@ -46,8 +51,11 @@ class SagaStore(Protocol):
 
     Every write is conditional: `create` fails if the id exists; `save` replaces the stored saga
     only if its version and fencing token are still the ones the caller read, and stores it with
-    the version incremented; `claim` takes the lease of a saga whose lease expired, incrementing
+    the version incremented; `claim_expired` and `take_over` take a saga's lease, incrementing
     both the version and the fencing token so that the previous holder's writes fail.
+
+    A saga stored before definitions had versions (`SagaState.definition_version` None) runs on
+    version 1 of its type, whatever that version's fingerprint (see `SagaState.runs_on`).
     """
 
     async def create(self, state: SagaState) -> bool:
@@ -69,23 +77,28 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def claim(
-        self,
-        owner: str,
-        now_ms: int,
-        lease_ms: int,
-        *,
-        saga_types: Collection[str],
-        saga_id: str | None = None,
-        force: bool = False,
-        expect: SagaExpectation | None = None,
+    async def claim_expired(
+        self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:
-        """Take the lease of one active saga whose lease has expired (or of `saga_id`).
+        """Take the lease of the active saga whose lease expired first, among those that run on
+        one of `definitions`; None when there is none."""
+        ...
 
-        With `force`, the lease of `saga_id` is taken whatever its lease (operator actions), but
-        only if the saga still matches `expect`, so a refused operator action never steals it.
-        Returns the claimed saga, or None when there is nothing to claim.
-        """
+    async def take_over(
+        self, saga_id: str, owner: str, now_ms: int, lease_ms: int, *, expect: SagaExpectation
+    ) -> SagaState | None:
+        """Take the lease of `saga_id` whoever holds it (operator actions), but only if the saga
+        still matches `expect`, so that a refused action never steals it; None if it does not."""
+        ...
+
+    async def find_unrunnable(
+        self, now_ms: int, *, definitions: Collection[DefinitionRef], limit: int
+    ) -> list[SagaState]:
+        """Up to `limit` active sagas whose lease expired and which run on none of `definitions`."""
+        ...
+
+    async def fingerprints(self, saga_type: str, version: int) -> set[str]:
+        """The step fingerprints recorded by unfinished (active or parked) sagas of that version."""
         ...
 
     async def renew(self, saga_id: str, owner: str, fencing_token: int, expires_at_ms: int) -> bool:

@@ -20,12 +20,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from ecommerce_saga.saga.definition import JsonObject, Saga, SagaStep, StepContext, StepKind
+from ecommerce_saga.saga.definition import Saga
 from ecommerce_saga.saga.errors import NonRetryableError, RetryableError
 from ecommerce_saga.saga.retry import RetryPolicy
 from ecommerce_saga.saga.state import SagaState, SagaStatus
+from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext, StepKind
 
 DO = "do"
 UNDO = "undo"
@@ -145,11 +146,11 @@ def scripted_step(
     compensate: bool = True,
     retry: RetryPolicy | None = None,
     timeout: float = 1.0,
-) -> SagaStep:
+) -> SagaStep[Any, Any]:
     """A step whose action and compensation apply effects to `ledger`, with `faults` injected."""
     plan = faults or FaultPlan()
 
-    async def action(ctx: StepContext) -> JsonObject:
+    async def action(ctx: StepContext[Any]) -> JsonObject:
         if name in plan.permanent:
             raise NonRetryableError(f"{name} rejected", code="test.rejected")
         if plan._take(plan.transient, name):
@@ -162,7 +163,7 @@ def scripted_step(
             raise SimulatedCrash(f"crash after {name}")
         return {"step": name, "applied": applied}
 
-    async def compensation(ctx: StepContext) -> JsonObject:
+    async def compensation(ctx: StepContext[Any]) -> JsonObject:
         if name in plan.compensation_permanent or plan._take(plan.compensation_transient, name):
             raise RetryableError(f"undo of {name} unavailable", code="test.unavailable")
         # Like a real participant, undo only what was done: the engine also compensates a step
@@ -175,7 +176,7 @@ def scripted_step(
     return SagaStep(
         name=name,
         action=action,
-        compensation=compensation if compensate and kind is not StepKind.PIVOT else None,
+        compensation=compensation if compensate and kind is StepKind.COMPENSATABLE else None,
         kind=kind,
         retry=retry or RetryPolicy(initial_interval=0.001, maximum_interval=0.01, maximum_attempts=4),
         timeout=timeout,
@@ -190,7 +191,7 @@ def scripted_saga(
     *,
     compensation_attempts: int = 4,
     timeout: float = 1.0,
-) -> Saga:
+) -> Saga[Any]:
     """A saga of compensatable scripted steps named `steps`."""
     return Saga(
         name=name,
@@ -201,7 +202,7 @@ def scripted_saga(
     )
 
 
-def invariant_violations(state: SagaState, definition: Saga, effects: Sequence[Effect]) -> list[str]:
+def invariant_violations(state: SagaState, definition: Saga[Any], effects: Sequence[Effect]) -> list[str]:
     """What is wrong with a finished saga's outcome; an empty list when all is well.
 
     Checks: the saga is COMPLETED with every step applied exactly once and nothing undone, or
@@ -234,7 +235,7 @@ def invariant_violations(state: SagaState, definition: Saga, effects: Sequence[E
     return problems
 
 
-def assert_invariants(state: SagaState, definition: Saga, effects: Sequence[Effect]) -> None:
+def assert_invariants(state: SagaState, definition: Saga[Any], effects: Sequence[Effect]) -> None:
     """Raise AssertionError listing every violated invariant (see `invariant_violations`)."""
     problems = invariant_violations(state, definition, effects)
     if problems:

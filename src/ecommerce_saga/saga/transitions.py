@@ -18,8 +18,8 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from ecommerce_saga.saga.definition import Saga, SagaStep, StepContext, StepKind
-from ecommerce_saga.saga.errors import error_code, is_retryable
+from ecommerce_saga.saga.definition import Saga
+from ecommerce_saga.saga.errors import ErrorCode, error_code, is_retryable
 from ecommerce_saga.saga.state import (
     AttemptStatus,
     ErrorInfo,
@@ -29,11 +29,12 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
+from ecommerce_saga.saga.steps import SagaStep, StepContext, StepKind
 
 INTERRUPTED = ErrorInfo(
     type="WorkerLost",
     message="the worker running this attempt stopped before recording its outcome",
-    code="saga.interrupted",
+    code=ErrorCode.INTERRUPTED,
 )
 """The failure recorded on an attempt whose worker stopped before recording its outcome."""
 
@@ -41,7 +42,7 @@ INTERRUPTED = ErrorInfo(
 def error_info(exc: BaseException, timeout: float) -> ErrorInfo:
     """The `ErrorInfo` recorded for an attempt that raised `exc` (or timed out after `timeout` s)."""
     if isinstance(exc, TimeoutError):
-        return ErrorInfo(type="TimeoutError", message=f"timed out after {timeout:g}s", code="saga.timeout")
+        return ErrorInfo(type="TimeoutError", message=f"timed out after {timeout:g}s", code=ErrorCode.TIMEOUT)
     return ErrorInfo(
         type=type(exc).__name__,
         message=str(exc) or type(exc).__name__,
@@ -55,14 +56,14 @@ def deadline_exceeded() -> ErrorInfo:
     return ErrorInfo(
         type="DeadlineExceeded",
         message="the saga's deadline passed",
-        code="saga.deadline_exceeded",
+        code=ErrorCode.DEADLINE_EXCEEDED,
         retryable=False,
     )
 
 
 def cancelled(reason: str) -> ErrorInfo:
     """The failure recorded when an operator cancels a saga for `reason`."""
-    return ErrorInfo(type="Cancelled", message=reason, code="saga.cancelled", retryable=False)
+    return ErrorInfo(type="Cancelled", message=reason, code=ErrorCode.CANCELLED, retryable=False)
 
 
 # ---------------------------------------------------------------------- history entries
@@ -102,6 +103,28 @@ def reopen_interrupted(state: SagaState, *, worker: str) -> bool:
     return True
 
 
+def unknown_definition(state: SagaState) -> ErrorInfo:
+    """The failure recorded when a saga is parked because no worker runs its definition version."""
+    return ErrorInfo(
+        type="UnknownDefinition",
+        message=(
+            f"no worker has run {state.saga_type!r} version {state.runs_on_version} "
+            f"(steps {state.definition_fingerprint or 'unrecorded'}); deploy a release that registers it"
+        ),
+        code=ErrorCode.UNKNOWN_DEFINITION,
+        retryable=False,
+    )
+
+
+def park_unrunnable(state: SagaState) -> None:
+    """Park a saga no worker can run: close its attempt in flight and stop it for an operator."""
+    error = unknown_definition(state)
+    entry = state.open_entry()
+    if entry is not None:
+        close_attempt(entry, AttemptStatus.FAILED, error)
+    park(state, state.status, error)
+
+
 def record_operator(state: SagaState, action: str, *, actor: str, reason: str, worker: str) -> None:
     """Append an operator action (``resume``, ``cancel``) to the history."""
     now = utcnow()
@@ -127,7 +150,9 @@ def past_deadline(state: SagaState, now_ms: Callable[[], int]) -> bool:
     return state.deadline_at_ms is not None and now_ms() >= state.deadline_at_ms
 
 
-def step_succeeded(state: SagaState, step: SagaStep, entry: HistoryEntry, output: dict[str, Any]) -> None:
+def step_succeeded(
+    state: SagaState, step: SagaStep[Any, Any], entry: HistoryEntry, output: dict[str, Any]
+) -> None:
     """Close the attempt, keep the step's output, and move past the step."""
     close_attempt(entry, AttemptStatus.SUCCEEDED)
     state.outputs[step.name] = output
@@ -135,7 +160,12 @@ def step_succeeded(state: SagaState, step: SagaStep, entry: HistoryEntry, output
 
 
 def advance(
-    definition: Saga, state: SagaState, step: SagaStep, *, worker: str, now_ms: Callable[[], int]
+    definition: Saga[Any],
+    state: SagaState,
+    step: SagaStep[Any, Any],
+    *,
+    worker: str,
+    now_ms: Callable[[], int],
 ) -> None:
     """After `step` succeeded: complete the saga, stop it at its deadline, or open the next step."""
     if state.current_step == len(definition.steps):
@@ -147,7 +177,7 @@ def advance(
         open_attempt(state, definition.steps[state.current_step].name, Phase.ACTION, worker=worker)
 
 
-def is_committed(definition: Saga, state: SagaState, step: SagaStep, error: ErrorInfo) -> bool:
+def is_committed(definition: Saga[Any], state: SagaState, step: SagaStep[Any, Any], error: ErrorInfo) -> bool:
     """True if the failure of `step` (out of retries) must not be undone: an operator decides instead."""
     return (
         step.kind is StepKind.RETRIABLE
@@ -162,7 +192,7 @@ def is_committed(definition: Saga, state: SagaState, step: SagaStep, error: Erro
 
 
 def stop_forward(
-    definition: Saga, state: SagaState, step: SagaStep, error: ErrorInfo, *, worker: str
+    definition: Saga[Any], state: SagaState, step: SagaStep[Any, Any], error: ErrorInfo, *, worker: str
 ) -> None:
     """`step` failed for good: park the saga if it has committed, else plan its compensation."""
     if is_committed(definition, state, step, error):
@@ -175,7 +205,7 @@ def stop_forward(
 
 
 def begin_compensation(
-    definition: Saga, state: SagaState, failure: ErrorInfo, *, include_current: bool, worker: str
+    definition: Saga[Any], state: SagaState, failure: ErrorInfo, *, include_current: bool, worker: str
 ) -> None:
     """Plan compensations: succeeded steps in reverse, and the failed step if its outcome is unknown."""
     done = [s.name for s in definition.steps[: state.current_step] if s.compensation is not None]
@@ -214,19 +244,13 @@ def park(state: SagaState, parked_from: SagaStatus, error: ErrorInfo) -> None:
 # ---------------------------------------------------------------------- operator actions
 
 
-def resume_parked(
-    definition_of: Callable[[str], Saga], state: SagaState, *, actor: str, reason: str, worker: str
-) -> None:
-    """Record the resume and reopen the step (or compensation) the parked saga stopped at.
-
-    `definition_of` looks the saga's definition up by name; it is called only when the saga
-    resumes forward (reopening a compensation needs only the saga's plan).
-    """
+def resume_parked(definition: Saga[Any], state: SagaState, *, actor: str, reason: str, worker: str) -> None:
+    """Record the resume and reopen the step (or compensation) the parked saga stopped at."""
     record_operator(state, "resume", actor=actor, reason=reason, worker=worker)
     state.status = state.parked_from or SagaStatus.COMPENSATING
     state.parked_from = None
     if state.status is SagaStatus.RUNNING:
-        step = definition_of(state.saga_type).steps[state.current_step]
+        step = definition.steps[state.current_step]
         open_attempt(state, step.name, Phase.ACTION, worker=worker)
     else:
         open_attempt(
@@ -234,7 +258,7 @@ def resume_parked(
         )
 
 
-def cancel_running(definition: Saga, state: SagaState, *, actor: str, reason: str, worker: str) -> None:
+def cancel_running(definition: Saga[Any], state: SagaState, *, actor: str, reason: str, worker: str) -> None:
     """Fail the attempt in flight, record the cancel, and plan compensation of what the saga did.
 
     The step in flight is compensated too: its action may have taken effect.
@@ -250,8 +274,8 @@ def cancel_running(definition: Saga, state: SagaState, *, actor: str, reason: st
 
 
 def step_context(
-    definition: Saga, state: SagaState, step: SagaStep, attempt: int, *, compensating: bool
-) -> StepContext:
+    definition: Saga[Any], state: SagaState, step: SagaStep[Any, Any], attempt: int, *, compensating: bool
+) -> StepContext[Any]:
     """The context for one attempt of `step`, with copies of the input and outputs (a step cannot
     change them)."""
     suffix = ":compensate" if compensating else ""
@@ -261,7 +285,7 @@ def step_context(
         step=step.name,
         attempt=attempt,
         idempotency_key=f"{state.saga_id}:{step.name}{suffix}",
-        input=MappingProxyType(copy.deepcopy(state.input)),
+        input=definition.step_input(state.input),
         outputs=MappingProxyType(earlier_outputs(definition, state, step)),
         output=copy.deepcopy(state.outputs.get(step.name)) if compensating else None,
         compensating=compensating,
@@ -269,7 +293,7 @@ def step_context(
     )
 
 
-def earlier_outputs(definition: Saga, state: SagaState, step: SagaStep) -> dict[str, Any]:
+def earlier_outputs(definition: Saga[Any], state: SagaState, step: SagaStep[Any, Any]) -> dict[str, Any]:
     """Copies of the outputs of the steps before `step`: a step cannot change them."""
     names = [s.name for s in definition.steps]
     earlier = names[: names.index(step.name)]

@@ -22,12 +22,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TypedDict
+
+from pydantic import BaseModel, ConfigDict
 
 from ecommerce_saga.modules.inventory.contract import (
     InventoryService,
     ItemQuantity,
     ReleaseItems,
+    ReservationStatus,
     ReserveItems,
 )
 from ecommerce_saga.modules.notification.contract import (
@@ -38,26 +41,32 @@ from ecommerce_saga.modules.notification.contract import (
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.order.repository import OrderRepository
-from ecommerce_saga.modules.payment.contract import ChargePayment, PaymentService, RefundPayment
+from ecommerce_saga.modules.payment.contract import (
+    ChargePayment,
+    PaymentService,
+    PaymentStatus,
+    RefundPayment,
+)
 from ecommerce_saga.modules.shipping.contract import (
     Address,
     CancelShipment,
     ScheduleShipment,
+    ShipmentStatus,
     ShippingMethod,
     ShippingService,
 )
 from ecommerce_saga.saga import (
+    ErrorCode,
     ErrorInfo,
     EventKind,
-    JsonObject,
     NonRetryableError,
     RetryPolicy,
     Saga,
     SagaEvent,
-    SagaStep,
+    Step,
     StepContext,
-    StepKind,
 )
+from ecommerce_saga.shared.contracts import FrozenModel
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +81,132 @@ FAILURE_REASONS = {
     "payment.voided": FailureReason.PAYMENT_DECLINED,
     "shipping.unavailable": FailureReason.SHIPPING_UNAVAILABLE,
     "shipping.cancelled": FailureReason.SHIPPING_UNAVAILABLE,
-    "saga.cancelled": FailureReason.CANCELLED_BY_OPERATOR,
-    "saga.deadline_exceeded": FailureReason.DEADLINE_EXCEEDED,
+    ErrorCode.CANCELLED: FailureReason.CANCELLED_BY_OPERATOR,
+    ErrorCode.DEADLINE_EXCEEDED: FailureReason.DEADLINE_EXCEEDED,
 }
 
 PARTICIPANT_RETRY = RetryPolicy(initial_interval=0.1, maximum_interval=5.0, maximum_attempts=10)
 """Participant calls: transient failures are retried (about ten seconds in all), then the saga compensates."""
 BEST_EFFORT_RETRY = RetryPolicy(initial_interval=0.5, maximum_interval=60.0, maximum_attempts=30)
 """After the pivot: keep trying for several minutes; if that is not enough, park for an operator."""
+
+
+# --- inputs: validated when a saga starts, stored as JSON
+
+
+class OrderRef(FrozenModel):
+    """An order and its customer: what every order saga's input has."""
+
+    order_id: str
+    customer_id: str
+
+
+class CancelOrderInput(OrderRef):
+    """The cancel-order saga's input."""
+
+
+class PlaceOrderInput(OrderRef):
+    """The place-order saga's input: the stored order, as the saga needs it."""
+
+    items: list[ItemQuantity]
+    total_cents: int
+    currency: str
+    payment_token: str
+    shipping_address: Address
+    shipping_method: ShippingMethod
+
+
+# --- step outputs: stored as JSON under the step's name, read back by later steps and compensations
+
+
+class StepOutput(BaseModel):
+    """A step's output. Unknown fields are ignored: sagas in flight stored theirs with another release."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class OrderCreated(StepOutput):
+    """create_order's output."""
+
+    order_id: str
+
+
+class ItemsReserved(StepOutput):
+    """reserve_inventory's output."""
+
+    reservation_id: str
+    total_cents: int
+
+
+class PaymentCharged(StepOutput):
+    """process_payment's output."""
+
+    payment_id: str
+
+
+class ShipmentScheduled(StepOutput):
+    """schedule_shipping's output."""
+
+    shipping_id: str
+    tracking_number: str | None = None
+    estimated_delivery: date | None = None
+
+
+class OrderStatusChanged(StepOutput):
+    """The output of a step that moves the order to another status."""
+
+    status: OrderStatus
+
+
+class CustomerNotified(StepOutput):
+    """A notification step's output."""
+
+    notification_id: str
+
+
+class ItemsReleased(StepOutput):
+    """release_inventory's output."""
+
+    reservation_id: str
+    status: ReservationStatus
+
+
+class PaymentRefunded(StepOutput):
+    """refund_payment's output."""
+
+    payment_id: str
+    status: PaymentStatus
+
+
+class ShipmentCancelled(StepOutput):
+    """cancel_shipping's output."""
+
+    shipping_id: str
+    status: ShipmentStatus
+
+
+# --- the steps: persisted names and output models
+
+CREATE_ORDER = Step("create_order", OrderCreated)
+RESERVE_INVENTORY = Step("reserve_inventory", ItemsReserved)
+PROCESS_PAYMENT = Step("process_payment", PaymentCharged)
+SCHEDULE_SHIPPING = Step("schedule_shipping", ShipmentScheduled)
+CONFIRM_ORDER = Step("confirm_order", OrderStatusChanged)
+SEND_CONFIRMATION = Step("send_confirmation", CustomerNotified)
+
+BEGIN_CANCELLATION = Step("begin_cancellation", OrderStatusChanged)
+CANCEL_SHIPPING = Step("cancel_shipping", ShipmentCancelled)
+REFUND_PAYMENT = Step("refund_payment", PaymentRefunded)
+RELEASE_INVENTORY = Step("release_inventory", ItemsReleased)
+FINISH_CANCELLATION = Step("finish_cancellation", OrderStatusChanged)
+SEND_CANCELLATION = Step("send_cancellation", CustomerNotified)
+
+
+class StepOptions(TypedDict):
+    """How a step is retried and timed out."""
+
+    retry: RetryPolicy
+    timeout: float
 
 
 def failure_reason(failure: ErrorInfo | None) -> FailureReason:
@@ -102,192 +229,216 @@ class OrderSagas:
     step_retry: RetryPolicy = PARTICIPANT_RETRY
     best_effort_retry: RetryPolicy = BEST_EFFORT_RETRY
 
-    def definitions(self) -> list[Saga]:
+    def definitions(self) -> list[Saga[PlaceOrderInput] | Saga[CancelOrderInput]]:
         """Both saga definitions."""
         return [self.place_order(), self.cancel_order()]
 
-    def _step(
-        self, name: str, action: Any, compensation: Any = None, kind: StepKind = StepKind.COMPENSATABLE
-    ) -> SagaStep:
-        retry = self.step_retry if kind is StepKind.COMPENSATABLE else self.best_effort_retry
-        return SagaStep(name, action, compensation, kind=kind, retry=retry, timeout=self.step_timeout)
-
-    def place_order(self) -> Saga:
+    def place_order(self) -> Saga[PlaceOrderInput]:
         """The place-order saga."""
+        before, after = self._before_pivot(), self._after_pivot()
         return Saga(
             PLACE_ORDER,
             [
-                self._step("create_order", self._create_order, self._fail_order),
-                self._step("reserve_inventory", self._reserve, self._release),
-                self._step("process_payment", self._charge, self._refund),
-                self._step("schedule_shipping", self._schedule, self._cancel_shipping),
-                self._step("confirm_order", self._confirm, kind=StepKind.PIVOT),
-                self._step(
-                    "send_confirmation", self._notify_confirmed, self._notify_cancelled, StepKind.RETRIABLE
-                ),
+                CREATE_ORDER.does(self._create_order, **before).undoes(self._fail_order),
+                RESERVE_INVENTORY.does(self._reserve, **before).undoes(self._unreserve),
+                PROCESS_PAYMENT.does(self._charge, **before).undoes(self._uncharge),
+                SCHEDULE_SHIPPING.does(self._schedule, **before).undoes(self._unschedule),
+                CONFIRM_ORDER.pivot(self._confirm, **after),
+                SEND_CONFIRMATION.retriable(self._notify_confirmed, **after),
             ],
+            input=PlaceOrderInput,
             compensation_retry=self.best_effort_retry,
         )
 
-    def cancel_order(self) -> Saga:
+    def cancel_order(self) -> Saga[CancelOrderInput]:
         """The cancel-order saga."""
+        after = self._after_pivot()
         return Saga(
             CANCEL_ORDER,
             [
-                self._step("begin_cancellation", self._begin_cancellation, kind=StepKind.PIVOT),
-                self._step("cancel_shipping", self._cancel_shipping, kind=StepKind.RETRIABLE),
-                self._step("refund_payment", self._refund, kind=StepKind.RETRIABLE),
-                self._step("release_inventory", self._release, kind=StepKind.RETRIABLE),
-                self._step("finish_cancellation", self._finish_cancellation, kind=StepKind.RETRIABLE),
-                self._step("send_cancellation", self._notify_cancelled, kind=StepKind.RETRIABLE),
+                BEGIN_CANCELLATION.pivot(self._begin_cancellation, **after),
+                CANCEL_SHIPPING.retriable(self._cancel_shipment, **after),
+                REFUND_PAYMENT.retriable(self._refund_payment, **after),
+                RELEASE_INVENTORY.retriable(self._release_inventory, **after),
+                FINISH_CANCELLATION.retriable(self._finish_cancellation, **after),
+                SEND_CANCELLATION.retriable(self._notify_cancelled, **after),
             ],
+            input=CancelOrderInput,
             compensation_retry=self.best_effort_retry,
         )
 
+    def _before_pivot(self) -> StepOptions:
+        return {"retry": self.step_retry, "timeout": self.step_timeout}
+
+    def _after_pivot(self) -> StepOptions:
+        return {"retry": self.best_effort_retry, "timeout": self.step_timeout}
+
     # --- place-order actions and compensations
 
-    async def _create_order(self, ctx: StepContext) -> JsonObject:
+    async def _create_order(self, ctx: StepContext[PlaceOrderInput]) -> OrderCreated:
         # The order record is written before its saga starts; this step is the anchor whose
         # compensation marks the order FAILED and tells the customer, whatever failed later.
-        return {"order_id": ctx.input["order_id"]}
+        return OrderCreated(order_id=ctx.input.order_id)
 
-    async def _fail_order(self, ctx: StepContext) -> JsonObject:
+    async def _fail_order(self, ctx: StepContext[PlaceOrderInput], _: OrderCreated | None) -> None:
         reason = failure_reason(ctx.failure)
         detail = ctx.failure.message if ctx.failure else "the order could not be completed"
 
         def fail(doc: OrderDocument) -> None:
             doc.status, doc.failure_reason, doc.failure_detail = OrderStatus.FAILED, reason, detail
 
-        order_id = ctx.input["order_id"]
+        order_id = ctx.input.order_id
         await self.orders.update(
             order_id, fail, allowed_from=[OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION]
         )
         await self.notifications.send(
             SendNotification(
                 order_id=order_id,
-                customer_id=ctx.input["customer_id"],
+                customer_id=ctx.input.customer_id,
                 type=NotificationType.ORDER_FAILED,
                 idempotency_key=ctx.idempotency_key,
                 attempt=ctx.attempt,
                 details={"reason": reason.value},
             )
         )
-        return {"failure_reason": reason.value}
 
-    async def _reserve(self, ctx: StepContext) -> JsonObject:
-        items = [ItemQuantity.model_validate(item) for item in ctx.input["items"]]
+    async def _reserve(self, ctx: StepContext[PlaceOrderInput]) -> ItemsReserved:
         command = ReserveItems(
-            order_id=ctx.input["order_id"], items=items, idempotency_key=ctx.idempotency_key
+            order_id=ctx.input.order_id, items=ctx.input.items, idempotency_key=ctx.idempotency_key
         )
         reservation = await self.inventory.reserve(command)
-        return {"reservation_id": reservation.reservation_id, "total_cents": reservation.total_cents}
+        return ItemsReserved(reservation_id=reservation.reservation_id, total_cents=reservation.total_cents)
 
-    async def _release(self, ctx: StepContext) -> JsonObject:
-        released = await self.inventory.release(
-            ReleaseItems(order_id=ctx.input["order_id"], idempotency_key=ctx.idempotency_key)
-        )
-        return {"reservation_id": released.reservation_id, "status": released.status.value}
+    async def _unreserve(self, ctx: StepContext[PlaceOrderInput], _: ItemsReserved | None) -> None:
+        await self._release(ctx.input.order_id, ctx.idempotency_key)
 
-    async def _charge(self, ctx: StepContext) -> JsonObject:
+    async def _charge(self, ctx: StepContext[PlaceOrderInput]) -> PaymentCharged:
         payment = await self.payment.charge(
             ChargePayment(
-                order_id=ctx.input["order_id"],
-                customer_id=ctx.input["customer_id"],
-                amount_cents=ctx.input["total_cents"],
-                currency=ctx.input["currency"],
-                payment_token=ctx.input["payment_token"],
+                order_id=ctx.input.order_id,
+                customer_id=ctx.input.customer_id,
+                amount_cents=ctx.input.total_cents,
+                currency=ctx.input.currency,
+                payment_token=ctx.input.payment_token,
                 idempotency_key=ctx.idempotency_key,
             )
         )
-        return {"payment_id": payment.payment_id}
+        return PaymentCharged(payment_id=payment.payment_id)
 
-    async def _refund(self, ctx: StepContext) -> JsonObject:
-        refunded = await self.payment.refund(
-            RefundPayment(order_id=ctx.input["order_id"], idempotency_key=ctx.idempotency_key)
-        )
-        return {"payment_id": refunded.payment_id, "status": refunded.status.value}
+    async def _uncharge(self, ctx: StepContext[PlaceOrderInput], _: PaymentCharged | None) -> None:
+        await self._refund(ctx.input.order_id, ctx.idempotency_key)
 
-    async def _schedule(self, ctx: StepContext) -> JsonObject:
+    async def _schedule(self, ctx: StepContext[PlaceOrderInput]) -> ShipmentScheduled:
         shipment = await self.shipping.schedule(
             ScheduleShipment(
-                order_id=ctx.input["order_id"],
-                customer_id=ctx.input["customer_id"],
-                address=Address.model_validate(ctx.input["shipping_address"]),
-                method=ShippingMethod(ctx.input["shipping_method"]),
+                order_id=ctx.input.order_id,
+                customer_id=ctx.input.customer_id,
+                address=ctx.input.shipping_address,
+                method=ctx.input.shipping_method,
                 idempotency_key=ctx.idempotency_key,
             )
         )
-        return {
-            "shipping_id": shipment.shipping_id,
-            "tracking_number": shipment.tracking_number,
-            "estimated_delivery": shipment.estimated_delivery.isoformat()
-            if shipment.estimated_delivery
-            else None,
-        }
-
-    async def _cancel_shipping(self, ctx: StepContext) -> JsonObject:
-        cancelled = await self.shipping.cancel(
-            CancelShipment(order_id=ctx.input["order_id"], idempotency_key=ctx.idempotency_key)
+        return ShipmentScheduled(
+            shipping_id=shipment.shipping_id,
+            tracking_number=shipment.tracking_number,
+            estimated_delivery=shipment.estimated_delivery,
         )
-        return {"shipping_id": cancelled.shipping_id, "status": cancelled.status.value}
 
-    async def _confirm(self, ctx: StepContext) -> JsonObject:
-        shipping = ctx.outputs["schedule_shipping"]
+    async def _unschedule(self, ctx: StepContext[PlaceOrderInput], _: ShipmentScheduled | None) -> None:
+        await self._cancel_shipping(ctx.input.order_id, ctx.idempotency_key)
+
+    async def _confirm(self, ctx: StepContext[PlaceOrderInput]) -> OrderStatusChanged:
+        shipment = ctx.output_of(SCHEDULE_SHIPPING)
+        payment = ctx.output_of(PROCESS_PAYMENT)
 
         def complete(doc: OrderDocument) -> None:
             doc.status = OrderStatus.COMPLETED
-            doc.payment_id = ctx.outputs["process_payment"]["payment_id"]
-            doc.shipping_id = shipping["shipping_id"]
-            doc.tracking_number = shipping["tracking_number"]
-            eta = shipping["estimated_delivery"]
-            doc.estimated_delivery = date.fromisoformat(eta) if eta else None
+            doc.payment_id = payment.payment_id
+            doc.shipping_id = shipment.shipping_id
+            doc.tracking_number = shipment.tracking_number
+            doc.estimated_delivery = shipment.estimated_delivery
 
         await self.orders.update(
-            ctx.input["order_id"],
+            ctx.input.order_id,
             complete,
             allowed_from=[OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION],
         )
-        return {"status": OrderStatus.COMPLETED.value}
+        return OrderStatusChanged(status=OrderStatus.COMPLETED)
 
-    async def _notify_confirmed(self, ctx: StepContext) -> JsonObject:
-        return await self._notify(ctx, NotificationType.ORDER_CONFIRMED)
-
-    async def _notify_cancelled(self, ctx: StepContext) -> JsonObject:
-        return await self._notify(ctx, NotificationType.ORDER_CANCELLED)
-
-    async def _notify(self, ctx: StepContext, kind: NotificationType) -> JsonObject:
-        notification = await self.notifications.send(
-            SendNotification(
-                order_id=ctx.input["order_id"],
-                customer_id=ctx.input["customer_id"],
-                type=kind,
-                idempotency_key=ctx.idempotency_key,
-                attempt=ctx.attempt,
-            )
+    async def _notify_confirmed(self, ctx: StepContext[PlaceOrderInput]) -> CustomerNotified:
+        return await self._notify(
+            NotificationType.ORDER_CONFIRMED, ctx.input, ctx.idempotency_key, ctx.attempt
         )
-        return {"notification_id": notification.notification_id}
 
     # --- cancel-order actions
 
-    async def _begin_cancellation(self, ctx: StepContext) -> JsonObject:
+    async def _begin_cancellation(self, ctx: StepContext[CancelOrderInput]) -> OrderStatusChanged:
         def cancelling(doc: OrderDocument) -> None:
             doc.status = OrderStatus.CANCELLING
             doc.cancel_saga_id = ctx.saga_id
 
-        order_id = ctx.input["order_id"]
+        order_id = ctx.input.order_id
         updated = await self.orders.update(order_id, cancelling, allowed_from=[OrderStatus.COMPLETED])
         if updated is None:
             current = await self.orders.get(order_id)
             if current is None or current.cancel_saga_id != ctx.saga_id:
                 raise NonRetryableError(f"order {order_id} is not COMPLETED", code="order.not_cancellable")
-        return {"status": OrderStatus.CANCELLING.value}
+        return OrderStatusChanged(status=OrderStatus.CANCELLING)
 
-    async def _finish_cancellation(self, ctx: StepContext) -> JsonObject:
+    async def _cancel_shipment(self, ctx: StepContext[CancelOrderInput]) -> ShipmentCancelled:
+        return await self._cancel_shipping(ctx.input.order_id, ctx.idempotency_key)
+
+    async def _refund_payment(self, ctx: StepContext[CancelOrderInput]) -> PaymentRefunded:
+        return await self._refund(ctx.input.order_id, ctx.idempotency_key)
+
+    async def _release_inventory(self, ctx: StepContext[CancelOrderInput]) -> ItemsReleased:
+        return await self._release(ctx.input.order_id, ctx.idempotency_key)
+
+    async def _finish_cancellation(self, ctx: StepContext[CancelOrderInput]) -> OrderStatusChanged:
         def cancelled(doc: OrderDocument) -> None:
             doc.status = OrderStatus.CANCELLED
 
-        await self.orders.update(ctx.input["order_id"], cancelled, allowed_from=[OrderStatus.CANCELLING])
-        return {"status": OrderStatus.CANCELLED.value}
+        await self.orders.update(ctx.input.order_id, cancelled, allowed_from=[OrderStatus.CANCELLING])
+        return OrderStatusChanged(status=OrderStatus.CANCELLED)
+
+    async def _notify_cancelled(self, ctx: StepContext[CancelOrderInput]) -> CustomerNotified:
+        return await self._notify(
+            NotificationType.ORDER_CANCELLED, ctx.input, ctx.idempotency_key, ctx.attempt
+        )
+
+    # --- participant calls shared by both sagas
+
+    async def _release(self, order_id: str, idempotency_key: str) -> ItemsReleased:
+        released = await self.inventory.release(
+            ReleaseItems(order_id=order_id, idempotency_key=idempotency_key)
+        )
+        return ItemsReleased(reservation_id=released.reservation_id, status=released.status)
+
+    async def _refund(self, order_id: str, idempotency_key: str) -> PaymentRefunded:
+        refunded = await self.payment.refund(
+            RefundPayment(order_id=order_id, idempotency_key=idempotency_key)
+        )
+        return PaymentRefunded(payment_id=refunded.payment_id, status=refunded.status)
+
+    async def _cancel_shipping(self, order_id: str, idempotency_key: str) -> ShipmentCancelled:
+        cancelled = await self.shipping.cancel(
+            CancelShipment(order_id=order_id, idempotency_key=idempotency_key)
+        )
+        return ShipmentCancelled(shipping_id=cancelled.shipping_id, status=cancelled.status)
+
+    async def _notify(
+        self, kind: NotificationType, order: OrderRef, key: str, attempt: int
+    ) -> CustomerNotified:
+        notification = await self.notifications.send(
+            SendNotification(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                type=kind,
+                idempotency_key=key,
+                attempt=attempt,
+            )
+        )
+        return CustomerNotified(notification_id=notification.notification_id)
 
 
 class ParkedOrderMarker:

@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import timedelta
 
-from ecommerce_saga.modules.inventory.contract import InventoryService
+from ecommerce_saga.modules.inventory.contract import InventoryService, ItemQuantity
 from ecommerce_saga.modules.order.contract import (
     HistoryItem,
     IdempotencyKeyReusedError,
@@ -25,7 +25,7 @@ from ecommerce_saga.modules.order.contract import (
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.order.repository import OrderRepository
-from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER
+from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER, CancelOrderInput, PlaceOrderInput
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaStatus
 from ecommerce_saga.shared.clock import utcnow
@@ -179,16 +179,16 @@ class LocalOrderService:
         )
 
     async def _start_saga(self, doc: OrderDocument) -> None:
-        saga_input = {
-            "order_id": doc.id,
-            "customer_id": doc.customer_id,
-            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in doc.items],
-            "total_cents": doc.total_cents,
-            "currency": doc.currency,
-            "payment_token": doc.payment_token,
-            "shipping_address": doc.shipping_address.model_dump(mode="json"),
-            "shipping_method": doc.shipping_method.value,
-        }
+        saga_input = PlaceOrderInput(
+            order_id=doc.id,
+            customer_id=doc.customer_id,
+            items=[ItemQuantity(product_id=i.product_id, quantity=i.quantity) for i in doc.items],
+            total_cents=doc.total_cents,
+            currency=doc.currency,
+            payment_token=doc.payment_token,
+            shipping_address=doc.shipping_address,
+            shipping_method=doc.shipping_method,
+        )
         await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.id)
 
     async def _outcome(
@@ -229,7 +229,7 @@ class LocalOrderService:
             raise OrderNotCancellableError(
                 f"order {order_id} is {doc.status}; only COMPLETED orders can be cancelled"
             )
-        saga_input = {"order_id": doc.id, "customer_id": doc.customer_id}
+        saga_input = CancelOrderInput(order_id=doc.id, customer_id=doc.customer_id)
         cancel_id = f"{doc.id}-cancel"
         await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
         timeout = self._wait_seconds if wait_seconds is None else wait_seconds

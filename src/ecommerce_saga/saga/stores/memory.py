@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Collection
 
 from ecommerce_saga.saga.errors import ConcurrencyError
-from ecommerce_saga.saga.state import SagaState
+from ecommerce_saga.saga.state import DefinitionRef, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 
@@ -51,40 +51,62 @@ class InMemorySagaStore:
             self._sagas[state.saga_id] = new
             return new.model_copy(deep=True)
 
-    async def claim(
-        self,
-        owner: str,
-        now_ms: int,
-        lease_ms: int,
-        *,
-        saga_types: Collection[str],
-        saga_id: str | None = None,
-        force: bool = False,
-        expect: SagaExpectation | None = None,
+    async def claim_expired(
+        self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:
-        """See `SagaStore.claim`."""
+        """See `SagaStore.claim_expired`."""
         async with self._lock:
             for stored in sorted(self._sagas.values(), key=lambda s: s.lease_expires_at_ms):
-                if saga_id is not None and stored.saga_id != saga_id:
-                    continue
-                claimable = (
-                    stored.status.is_active
-                    and stored.lease_expires_at_ms < now_ms
-                    and stored.saga_type in saga_types
-                )
-                if not (force or claimable) or (expect is not None and not expect.matches(stored)):
-                    continue
-                update = {
-                    "lease_owner": owner,
-                    "lease_expires_at_ms": now_ms + lease_ms,
-                    "version": stored.version + 1,
-                    "fencing_token": stored.fencing_token + 1,
-                }
-                claimed = stored.model_copy(deep=True, update=update)
-                self.writes += 1
-                self._sagas[stored.saga_id] = claimed
-                return claimed.model_copy(deep=True)
+                if self._expired(stored, now_ms) and stored.runs_on(definitions):
+                    return self._take(stored, owner, now_ms, lease_ms)
             return None
+
+    async def take_over(
+        self, saga_id: str, owner: str, now_ms: int, lease_ms: int, *, expect: SagaExpectation
+    ) -> SagaState | None:
+        """See `SagaStore.take_over`."""
+        async with self._lock:
+            stored = self._sagas.get(saga_id)
+            if stored is None or not expect.matches(stored):
+                return None
+            return self._take(stored, owner, now_ms, lease_ms)
+
+    async def find_unrunnable(
+        self, now_ms: int, *, definitions: Collection[DefinitionRef], limit: int
+    ) -> list[SagaState]:
+        """See `SagaStore.find_unrunnable`."""
+        found = sorted(
+            (s for s in self._sagas.values() if self._expired(s, now_ms) and not s.runs_on(definitions)),
+            key=lambda s: s.lease_expires_at_ms,
+        )
+        return [s.model_copy(deep=True) for s in found[:limit]]
+
+    async def fingerprints(self, saga_type: str, version: int) -> set[str]:
+        """See `SagaStore.fingerprints`."""
+        return {
+            s.definition_fingerprint
+            for s in self._sagas.values()
+            if s.saga_type == saga_type
+            and s.definition_version == version
+            and s.definition_fingerprint is not None
+            and not s.status.is_final
+        }
+
+    @staticmethod
+    def _expired(state: SagaState, now_ms: int) -> bool:
+        return state.status.is_active and state.lease_expires_at_ms < now_ms
+
+    def _take(self, stored: SagaState, owner: str, now_ms: int, lease_ms: int) -> SagaState:
+        update = {
+            "lease_owner": owner,
+            "lease_expires_at_ms": now_ms + lease_ms,
+            "version": stored.version + 1,
+            "fencing_token": stored.fencing_token + 1,
+        }
+        claimed = stored.model_copy(deep=True, update=update)
+        self.writes += 1
+        self._sagas[stored.saga_id] = claimed
+        return claimed.model_copy(deep=True)
 
     async def renew(self, saga_id: str, owner: str, fencing_token: int, expires_at_ms: int) -> bool:
         """See `SagaStore.renew`."""

@@ -18,10 +18,27 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
-from ecommerce_saga.saga.state import SagaState
+from ecommerce_saga.saga.state import DefinitionRef, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
+
+
+def _expired(now_ms: int) -> dict[str, Any]:
+    """Active sagas whose lease has expired."""
+    return {"status": {"$in": _ACTIVE}, "lease_expires_at_ms": {"$lt": now_ms}}
+
+
+def _runs_on(definitions: Collection[DefinitionRef]) -> list[dict[str, Any]]:
+    """Clauses matching the sagas that run on one of `definitions` (see `SagaState.runs_on`)."""
+    clauses: list[dict[str, Any]] = [
+        {"saga_type": d.saga_type, "definition_version": d.version, "definition_fingerprint": d.fingerprint}
+        for d in definitions
+    ]
+    # sagas stored before definitions had versions (no definition_version) run on version 1
+    clauses += [{"saga_type": d.saga_type, "definition_version": None} for d in definitions if d.version == 1]
+    return clauses
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,29 +118,28 @@ class MongoSagaStore:
         return new
 
     @_outages_as_store_errors
-    async def claim(
-        self,
-        owner: str,
-        now_ms: int,
-        lease_ms: int,
-        *,
-        saga_types: Collection[str],
-        saga_id: str | None = None,
-        force: bool = False,
-        expect: SagaExpectation | None = None,
+    async def claim_expired(
+        self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:
-        """See `SagaStore.claim`."""
-        query: dict[str, Any] = {}
-        if not force:
-            query = {
-                "status": {"$in": _ACTIVE},
-                "lease_expires_at_ms": {"$lt": now_ms},
-                "saga_type": {"$in": list(saga_types)},
-            }
-        if saga_id is not None:
-            query["_id"] = saga_id
-        if expect is not None:
-            query.update(expect.as_filter())
+        """See `SagaStore.claim_expired`."""
+        if not definitions:
+            return None
+        query = {**_expired(now_ms), "$or": _runs_on(definitions)}
+        return await self._take(query, owner, now_ms, lease_ms)
+
+    @_outages_as_store_errors
+    async def take_over(
+        self, saga_id: str, owner: str, now_ms: int, lease_ms: int, *, expect: SagaExpectation
+    ) -> SagaState | None:
+        """See `SagaStore.take_over`."""
+        query: dict[str, Any] = {"_id": saga_id, "status": expect.status.value}
+        if expect.current_step is not None:
+            query["current_step"] = expect.current_step
+        if expect.lease_expired_by is not None:
+            query["lease_expires_at_ms"] = {"$lt": expect.lease_expired_by}
+        return await self._take(query, owner, now_ms, lease_ms)
+
+    async def _take(self, query: dict[str, Any], owner: str, now_ms: int, lease_ms: int) -> SagaState | None:
         doc = await self._collection.find_one_and_update(
             query,
             {
@@ -134,6 +150,28 @@ class MongoSagaStore:
             return_document=ReturnDocument.AFTER,
         )
         return self._from_doc(doc) if doc else None
+
+    @_outages_as_store_errors
+    async def find_unrunnable(
+        self, now_ms: int, *, definitions: Collection[DefinitionRef], limit: int
+    ) -> list[SagaState]:
+        """See `SagaStore.find_unrunnable`."""
+        query = _expired(now_ms)
+        if definitions:
+            query["$nor"] = _runs_on(definitions)
+        cursor = self._collection.find(query).sort([("lease_expires_at_ms", ASCENDING)]).limit(limit)
+        return [self._from_doc(doc) async for doc in cursor]
+
+    @_outages_as_store_errors
+    async def fingerprints(self, saga_type: str, version: int) -> set[str]:
+        """See `SagaStore.fingerprints`."""
+        query = {
+            "saga_type": saga_type,
+            "definition_version": version,
+            "status": {"$nin": ["COMPLETED", "COMPENSATED"]},
+        }
+        cursor = self._collection.find(query, projection={"definition_fingerprint": 1})
+        return {doc["definition_fingerprint"] async for doc in cursor if doc.get("definition_fingerprint")}
 
     @_outages_as_store_errors
     async def renew(self, saga_id: str, owner: str, fencing_token: int, expires_at_ms: int) -> bool:

@@ -1,31 +1,28 @@
-"""This worker as the engine's parts see it: its identity, its leases, its clock and its definitions.
+"""The saga store as one worker uses it: under lease, with its identity, clock and definitions.
 
 A worker touches a saga only while it holds the saga's lease (owner, expiry, fencing token).
-Every write goes through `Worker.save`, conditional on the version and fencing token the worker
-read; when another worker has claimed the saga in between, the write fails with `LeaseLostError`.
+Every write goes through `LeasedStore.save`, conditional on the version and fencing token the
+worker read; when another worker has claimed the saga in between, the write fails with
+`LeaseLostError`. A worker claims only sagas whose definition version it has registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
-from ecommerce_saga.saga.definition import Saga
-from ecommerce_saga.saga.errors import (
-    ConcurrencyError,
-    LeaseLostError,
-    SagaNotFoundError,
-    UnknownSagaTypeError,
-)
+from ecommerce_saga.saga.definition import Registry, Saga
+from ecommerce_saga.saga.errors import ConcurrencyError, LeaseLostError, SagaNotFoundError
 from ecommerce_saga.saga.state import SagaState, utcnow
 from ecommerce_saga.saga.store import SagaExpectation, SagaStore
 
 
-class Worker:
+class LeasedStore:
     """One worker's access to the saga store, under lease.
 
     Args:
         store: Where saga state lives.
-        registry: The sagas this worker can run, by name.
+        registry: The saga definitions this worker can run.
         worker_id: This worker's identity, recorded as lease owner.
         lease_ms: How long a claim or a write holds the lease, in milliseconds.
         clock: Seconds since the epoch.
@@ -34,7 +31,7 @@ class Worker:
     def __init__(
         self,
         store: SagaStore,
-        registry: Mapping[str, Saga],
+        registry: Registry,
         *,
         worker_id: str,
         lease_ms: int,
@@ -50,16 +47,13 @@ class Worker:
         """The clock, in epoch milliseconds."""
         return int(self._clock() * 1000)
 
-    def definition(self, saga_type: str) -> Saga:
-        """The registered definition named `saga_type`.
+    def definition_of(self, state: SagaState) -> Saga[Any]:
+        """The definition `state` runs on.
 
         Raises:
-            UnknownSagaTypeError: If there is none.
+            UnknownDefinitionError: If it is not registered here.
         """
-        try:
-            return self.registry[saga_type]
-        except KeyError:
-            raise UnknownSagaTypeError(f"no saga definition named {saga_type!r}") from None
+        return self.registry.of(state)
 
     async def get(self, saga_id: str) -> SagaState:
         """The saga with its full history.
@@ -86,21 +80,15 @@ class Worker:
             raise LeaseLostError(f"saga {state.saga_id}: lease lost to another worker") from exc
 
     async def claim_expired(self) -> SagaState | None:
-        """Claim one active saga of a registered type whose lease has expired, if there is one."""
-        return await self.store.claim(
-            self.worker_id, self.now_ms(), self.lease_ms, saga_types=self.registry.keys()
+        """Claim one active saga this worker can run whose lease has expired, if there is one."""
+        return await self.store.claim_expired(
+            self.worker_id, self.now_ms(), self.lease_ms, definitions=self.registry.refs
         )
 
-    async def force_claim(self, saga_id: str, expect: SagaExpectation) -> SagaState | None:
+    async def take_over(self, saga_id: str, expect: SagaExpectation) -> SagaState | None:
         """Take the saga's lease from whoever holds it, if it is still as expected."""
-        return await self.store.claim(
-            self.worker_id,
-            self.now_ms(),
-            self.lease_ms,
-            saga_types=self.registry.keys(),
-            saga_id=saga_id,
-            force=True,
-            expect=expect,
+        return await self.store.take_over(
+            saga_id, self.worker_id, self.now_ms(), self.lease_ms, expect=expect
         )
 
     async def renew(self, saga_id: str, fencing_token: int) -> bool:
