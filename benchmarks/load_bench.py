@@ -55,6 +55,7 @@ from orders_bench import (
     WrkResult,
     baseline,
     cpu_seconds,
+    customer_token,
     database,
     launch_app,
     lua_string,
@@ -84,7 +85,8 @@ FAILURES: dict[FailureReason, dict[str, Any]] = {
 """One order body per failure branch: nothing in stock, a declined card, a country shipping does not serve."""
 ACTIVE_SAGA = [str(status) for status in SagaStatus if status.is_active]
 MIX_SCRIPT = """
--- The order mix, cycled through in order; "@CUSTOMER@" becomes the script's first argument.
+-- The order mix, cycled through in order; "@CUSTOMER@" becomes the script's first argument, and
+-- the second is that customer's access token.
 local bodies = {%s}
 local requests, last = {}, 0
 counts, samples = {}, {}
@@ -92,7 +94,7 @@ counts, samples = {}, {}
 function init(args)
   local customer = args[1] or "load-bench"
   for i, body in ipairs(bodies) do
-    local headers = {["Content-Type"] = "application/json"}
+    local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[2]}
     requests[i] = wrk.format("POST", nil, headers, (body:gsub("@CUSTOMER@", customer)))
   end
 end
@@ -253,7 +255,9 @@ def measure(
 ) -> Row:  # fmt: skip
     """Warm up, then load the order service for `seconds` and settle; CPU spans the run and the settling."""
     url = f"{deployment.order_url}/api/orders"
-    run_wrk(url, concurrency, WARMUP_SECONDS, script, "load-bench-warm-up")
+    run_wrk(
+        url, concurrency, WARMUP_SECONDS, script, "load-bench-warm-up", customer_token("load-bench-warm-up")
+    )
     settle(db)
     customer = f"load-bench-c{concurrency}"
 
@@ -261,7 +265,7 @@ def measure(
         return tree_cpu_seconds([db_pid]) if db_pid else 0.0
 
     app_before, db_before = deployment.cpu_seconds(), db_cpu()
-    result = run_wrk(url, concurrency, seconds, script, customer)
+    result = run_wrk(url, concurrency, seconds, script, customer, customer_token(customer))
     unsettled = settle(db)
     app_ms, db_ms = (deployment.cpu_seconds() - app_before) * 1000, (db_cpu() - db_before) * 1000
     placed = outcomes(db, customer)

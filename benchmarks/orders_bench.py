@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
+from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims
 from ecommerce_saga.persistence import EmbeddedMongo, die_with_parent, free_port
 
 TOKEN = "bench-token"
@@ -93,10 +94,23 @@ def lua_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=True)
 
 
+BENCH_IDENTITY = Path(tempfile.gettempdir()) / "ecommerce-saga-bench-identity"
+"""The benchmarked apps' data folder: their development issuer's key, shared with `customer_token`."""
+
+
+def customer_token(customer: str) -> str:
+    """A customer's access token the benchmarked apps accept (their development issuer signs it)."""
+    issuer = DevelopmentIssuer.load_or_create(
+        BENCH_IDENTITY, OidcClaims(issuer=DEV_ISSUER, audience=DEV_AUDIENCE)
+    )
+    return issuer.mint(customer, ttl_seconds=6 * 3600)
+
+
 def wrk_script(body: dict[str, Any]) -> str:
-    """A wrk script that posts `body` again and again."""
+    """A wrk script that posts `body` again and again, as its customer (a signed access token)."""
     return (
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {customer_token(body["customer_id"])}"\n'
         f"wrk.body = {lua_string(json.dumps(body))}\n{WRK_DONE}"
     )
 
@@ -156,6 +170,9 @@ def launch_app(
         "SHOP_ADMIN_TOKEN": TOKEN,
         "SHOP_LOG_LEVEL": "WARNING",
         "SHOP_DEMO_CATALOG": "false",
+        "SHOP_DATA_DIR": str(BENCH_IDENTITY),
+        "SHOP_OIDC_ISSUER": "",
+        "SHOP_METRICS_PORT": "0",
         **(env or {}),
     }
     command = [sys.executable, "-m", "ecommerce_saga", "serve", "--port", str(port)]
@@ -365,12 +382,16 @@ async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[st
     monitoring.register(Listener())
     settings = Settings(
         mongodb_url=mongo_url, mongodb_db=f"ops_{uuid.uuid4().hex[:8]}", service_token=TOKEN,
-        admin_token=TOKEN, demo_catalog=False, log_level="WARNING",
+        admin_token=TOKEN, demo_catalog=False, log_level="WARNING", data_dir=BENCH_IDENTITY, metrics_port=0,
+        oidc_issuer=None,
     )  # fmt: skip
     app = create_app(settings)
+    as_customer = {"Authorization": f"Bearer {customer_token(ORDER['customer_id'])}"}
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=as_customer
+        ) as client:
             await client.post("/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"})
             await client.post("/api/orders", json=ORDER)  # warm-up
             await asyncio.sleep(0.5)  # let its confirmation finish

@@ -39,7 +39,17 @@ from pymongo.database import Database
 
 from ecommerce_saga.modules.order.contract import OrderStatus
 from load_bench import ACTIVE_SAGA, SOLD_OUT, order_mix, progress
-from orders_bench import PRODUCT, TOKEN, database, launch_app, machine, start_app, stop_app, wait_ready
+from orders_bench import (
+    PRODUCT,
+    TOKEN,
+    customer_token,
+    database,
+    launch_app,
+    machine,
+    start_app,
+    stop_app,
+    wait_ready,
+)
 
 FINAL_ORDER = [str(OrderStatus.COMPLETED), str(OrderStatus.FAILED)]
 
@@ -76,9 +86,12 @@ def bodies(sagas: int, customer: str) -> list[dict[str, Any]]:
 
 
 async def place(url: str, orders: list[dict[str, Any]], clients: int) -> Counter[int]:
-    """Post every order with `Prefer: respond-async` over at most `clients` connections."""
+    """Post every order with `Prefer: respond-async` over at most `clients` connections, as its customer."""
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    customers = {body["customer_id"] for body in orders}
+    assert len(customers) == 1, customers
+    auth = {"Authorization": f"Bearer {customer_token(customers.pop())}"}
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=auth) as http:
         answers = await asyncio.gather(
             *(http.post("/api/orders", json=body, headers={"Prefer": "respond-async"}) for body in orders)
         )

@@ -24,10 +24,12 @@ function showLogin(message) {
   const input = h("input", { id: "token", name: "token", type: "password", required: true, autocomplete: "off" });
   const form = h("form", { class: "login", id: "login" },
     h("h2", null, "Sign in"),
-    h("p", null, "The console calls the saga API with the admin token (SHOP_ADMIN_TOKEN). ",
+    h("p", null, "The console calls the saga API with an operator's token: the admin token (SHOP_ADMIN_TOKEN) ",
+      "or an access token with the admin role (ecommerce-saga token --customer ops-1 --admin). "),
+    h("p", null,
       "It is kept in this browser tab only, until the tab is closed."),
     message ? h("p", { class: "alert", role: "alert" }, message) : null,
-    h("label", { for: "token" }, "Admin token"), input,
+    h("label", { for: "token" }, "Operator token"), input,
     h("button", { type: "submit", class: "primary" }, "Sign in"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
