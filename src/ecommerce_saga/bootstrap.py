@@ -175,7 +175,7 @@ def build_container(settings: Settings) -> Container:
         url,
         settings.mongodb_db,
         settings.data_dir,
-        settings.embedded_start_timeout_seconds,
+        settings.mongodb_start_timeout_seconds,
         settings.mongodb_timeout_seconds,
     )
     tokens = build_tokens(settings)
