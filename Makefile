@@ -59,7 +59,7 @@ clean:
 # clean machine) and `helm-check` (about 40 s from a clean machine, 16 s after) are part of
 # `check`; `image-test` (root, podman; about 80 s on the first run, 8 s after) runs on its own.
 DEPLOY_SCRIPTS := build-podman.sh run-local.sh push-to-openshift.sh deploy-openshift.sh \
-	scripts/image-test.sh scripts/helm-check.sh scripts/tools.sh
+	scripts/image-test.sh scripts/helm-check.sh scripts/tools.sh scripts/compose-secrets.sh
 
 .PHONY: image image-test helm-check hadolint
 
