@@ -50,10 +50,14 @@ GITOPS = sets(secrets__generate="false", tokens__existingSecret="shop-tokens")
 GITOPS_DB = sets(mongodb__auth__existingSecret="shop-mongodb-auth")
 # Values given: rendered as is, even without cluster access.
 GIVEN = sets(tokens__serviceToken="given-service-token", tokens__adminToken="given-admin-token")
-GIVEN_DB = sets(mongodb__auth__rootPassword="given-root", mongodb__auth__password="given-app")
-EXTERNAL_URL = sets(mongodb__enabled="false", externalMongodb__url="mongodb://db.example:27017/?replicaSet=rs0")
+GIVEN_DB = sets(mongodb__auth__rootPassword="given-root", mongodb__auth__password="given-app")  # noqa: S106
+EXTERNAL_URL = sets(
+    mongodb__enabled="false", externalMongodb__url="mongodb://db.example:27017/?replicaSet=rs0"
+)
 EXTERNAL_SECRET = sets(
-    mongodb__enabled="false", externalMongodb__existingSecret="shop-mongodb", externalMongodb__existingSecretKey="url"
+    mongodb__enabled="false",
+    externalMongodb__existingSecret="shop-mongodb",
+    externalMongodb__existingSecretKey="url",
 )
 SPLIT = sets(topology="split")
 OPERATIONS = sets(
@@ -141,9 +145,14 @@ def check_security(scenario: Scenario, docs: list[Manifest]) -> None:
         expect(pod.get("runAsNonRoot") is True, f"{where}: pod runAsNonRoot")
         expect(pod.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{where}: seccomp RuntimeDefault")
         if scenario.openshift:
-            expect("runAsUser" not in pod and "fsGroup" not in pod, f"{where}: OpenShift assigns the UID and fsGroup")
+            expect(
+                "runAsUser" not in pod and "fsGroup" not in pod,
+                f"{where}: OpenShift assigns the UID and fsGroup",
+            )
         else:
-            expect(pod.get("runAsUser", 0) >= 10000 and pod.get("fsGroup"), f"{where}: a high UID and fsGroup")
+            expect(
+                pod.get("runAsUser", 0) >= 10000 and pod.get("fsGroup"), f"{where}: a high UID and fsGroup"
+            )
         for container in spec["containers"]:
             ctx = container.get("securityContext", {})
             expect(ctx.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation")
@@ -152,10 +161,15 @@ def check_security(scenario: Scenario, docs: list[Manifest]) -> None:
             expect("runAsUser" not in ctx, f"{where}: runAsUser in the container")
             expect("resources" in container, f"{where}: resources")
             for item in container.get("env", []):
-                expect("secretKeyRef" not in item.get("valueFrom", {}) or item["name"].startswith("SHOP_OIDC_"),
-                       f"{where}: secret {item['name']} passed as a variable, not a file")  # fmt: skip
+                from_secret = "secretKeyRef" in item.get("valueFrom", {})
+                allowed = item["name"].startswith("SHOP_OIDC_")  # not secret (oidc.existingSecret)
+                expect(
+                    not from_secret or allowed, f"{where}: secret {item['name']} as a variable, not a file"
+                )
     for doc in docs:
-        expect(doc["metadata"].get("namespace") == "shop", f"{doc['kind']}/{doc['metadata']['name']}: namespace")
+        expect(
+            doc["metadata"].get("namespace") == "shop", f"{doc['kind']}/{doc['metadata']['name']}: namespace"
+        )
 
 
 def check_app_pods(docs: list[Manifest]) -> None:
@@ -167,29 +181,44 @@ def check_app_pods(docs: list[Manifest]) -> None:
         env = env_of(deployment)
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
         port = ports["http"]
-        expect(ports["metrics"] == METRICS_PORT and env["SHOP_METRICS_PORT"] == str(METRICS_PORT), f"{name}: metrics")
+        expect(
+            ports["metrics"] == METRICS_PORT and env["SHOP_METRICS_PORT"] == str(METRICS_PORT),
+            f"{name}: metrics",
+        )
         expect(env["SHOP_PORT"] == str(port), f"{name}: SHOP_PORT matches the container port")
         expect(env["SHOP_HOST"] == "0.0.0.0", f"{name}: SHOP_HOST")  # noqa: S104
         expect(env["SHOP_WORKER_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, f"{name}: worker id")
         for secret in ("MONGODB_URL", "SERVICE_TOKEN", "ADMIN_TOKEN"):
             expect(f"SHOP_{secret}" not in env, f"{name}: SHOP_{secret} as a variable")
             path = env[f"SHOP_{secret}_FILE"]
-            expect(path == f"{SECRETS_DIR}/{secret.lower().replace('_', '-')}", f"{name}: SHOP_{secret}_FILE={path}")
+            expect(
+                path == f"{SECRETS_DIR}/{secret.lower().replace('_', '-')}",
+                f"{name}: SHOP_{secret}_FILE={path}",
+            )
         mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
         expect(mounts[SECRETS_DIR].get("readOnly") is True, f"{name}: secrets mounted read-only")
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
-        paths = {item["path"] for source in volumes["secrets"]["projected"]["sources"] for item in source["secret"]["items"]}
+        paths = {
+            item["path"]
+            for source in volumes["secrets"]["projected"]["sources"]
+            for item in source["secret"]["items"]
+        }
         expect(paths == {"mongodb-url", "service-token", "admin-token"}, f"{name}: secret files {paths}")
         timeout = int(env["SHOP_MONGODB_START_TIMEOUT_SECONDS"])
         startup = container["startupProbe"]
         expect(startup["httpGet"]["path"] == "/healthz", f"{name}: startup probe")
         allowed = startup["periodSeconds"] * startup["failureThreshold"]
-        expect(timeout + 30 <= allowed < timeout + 30 + startup["periodSeconds"], f"{name}: startup allows {allowed}s")
+        expect(
+            timeout + 30 <= allowed < timeout + 30 + startup["periodSeconds"],
+            f"{name}: startup allows {allowed}s",
+        )
         expect(container["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{name}: liveness probe")
         expect(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: readiness probe")
         pause = float(container["lifecycle"]["preStop"]["exec"]["command"][-1].split("sleep(")[1].rstrip(")"))
         grace = int(env["SHOP_SAGA_SHUTDOWN_GRACE_SECONDS"])
-        expect(spec["terminationGracePeriodSeconds"] > pause + grace, f"{name}: grace below preStop + hand-over")
+        expect(
+            spec["terminationGracePeriodSeconds"] > pause + grace, f"{name}: grace below preStop + hand-over"
+        )
         expect({"/tmp", "/var/lib/ecommerce-saga"} <= set(mounts), f"{name}: writable /tmp and data dir")  # noqa: S108
         annotations = template["metadata"]["annotations"]
         expect(annotations.get("prometheus.io/port") == str(METRICS_PORT), f"{name}: prometheus.io/port")
@@ -197,17 +226,31 @@ def check_app_pods(docs: list[Manifest]) -> None:
         for label in ("name", "instance", "component", "version", "part-of", "managed-by"):
             expect(f"app.kubernetes.io/{label}" in labels, f"{name}: label app.kubernetes.io/{label}")
         spread = spec.get("topologySpreadConstraints", [])
-        expect(spread and all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread), f"{name}: soft spread")
+        expect(
+            spread and all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread), f"{name}: soft spread"
+        )
         expect("preferredDuringSchedulingIgnoredDuringExecution" in spec["affinity"]["podAntiAffinity"], name)
         service = named(docs, "Service", name)
-        expect([p["port"] for p in service["spec"]["ports"]] == [port], f"{name}: the API Service has the API port only")
+        expect(
+            [p["port"] for p in service["spec"]["ports"]] == [port],
+            f"{name}: the API Service has the API port only",
+        )
         metrics = named(docs, "Service", f"{name}-metrics")
-        expect([p["targetPort"] for p in metrics["spec"]["ports"]] == ["metrics"], f"{name}-metrics: metrics port only")
-        expect(deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, f"{name}: rolling update")
+        expect(
+            [p["targetPort"] for p in metrics["spec"]["ports"]] == ["metrics"],
+            f"{name}-metrics: metrics port only",
+        )
+        expect(
+            deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, f"{name}: rolling update"
+        )
     for pdb in of_kind(docs, "PodDisruptionBudget"):
         spec = pdb["spec"]
-        expect(int(str(spec["maxUnavailable"]).rstrip("%")) >= 1, f"PDB {pdb['metadata']['name']} blocks drains")
-        expect(spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow", "a crash-looping pod never blocks a drain")
+        expect(
+            int(str(spec["maxUnavailable"]).rstrip("%")) >= 1, f"PDB {pdb['metadata']['name']} blocks drains"
+        )
+        expect(
+            spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow", "a crash-looping pod never blocks a drain"
+        )
 
 
 def check_secrets(docs: list[Manifest]) -> None:
@@ -223,15 +266,21 @@ def check_routes(scenario: Scenario, docs: list[Manifest]) -> None:
         return
     public = "order-svc" if scenario.split else "shop-ecommerce-saga"
     main = named(docs, "Route", "shop-ecommerce-saga")
-    expect(main["spec"]["to"] == {"kind": "Service", "name": public, "weight": 100}, "Route to the public API")
+    expect(
+        main["spec"]["to"] == {"kind": "Service", "name": public, "weight": 100}, "Route to the public API"
+    )
     expect(len(routes) == (5 if scenario.split else 1), f"{scenario.name}: number of Routes")
     for route in routes:
         spec = route["spec"]
-        expect(spec["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}, "Route TLS")
+        expect(
+            spec["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}, "Route TLS"
+        )
         expect(spec["wildcardPolicy"] == "None", "Route wildcardPolicy rendered explicitly")
         expect(spec["port"] == {"targetPort": "http"}, "a Route reaches the API port only")
         service = named(docs, "Service", spec["to"]["name"])
-        expect([p["name"] for p in service["spec"]["ports"]] == ["http"], "a Route's Service carries no metrics")
+        expect(
+            [p["name"] for p in service["spec"]["ports"]] == ["http"], "a Route's Service carries no metrics"
+        )
 
 
 def check_mongodb(scenario: Scenario, docs: list[Manifest]) -> None:
@@ -243,15 +292,24 @@ def check_mongodb(scenario: Scenario, docs: list[Manifest]) -> None:
     expect(mongodb["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data", "MongoDB PVC")
     container = mongodb["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item.get("value") for item in container["env"]}
-    expect(env["MONGO_INITDB_ROOT_PASSWORD_FILE"].startswith("/var/run/secrets/mongodb/"), "root password as a file")
+    expect(
+        env["MONGO_INITDB_ROOT_PASSWORD_FILE"].startswith("/var/run/secrets/mongodb/"),
+        "root password as a file",
+    )
     script = named(docs, "ConfigMap", "shop-ecommerce-saga-mongodb-init")["data"]["10-app-user.js"]
-    expect('role: "readWrite", db: database' in script and env["SHOP_APP_DATABASE"] == "ecommerce_saga", "app user")
-    expect(env["SHOP_APP_PASSWORD_FILE"] == "/var/run/secrets/mongodb/mongodb-password", "app password file")
+    expect(
+        'role: "readWrite", db: database' in script and env["SHOP_APP_DATABASE"] == "ecommerce_saga",
+        "app user",
+    )
+    password_file = "/var/run/secrets/mongodb/mongodb-password"  # noqa: S105 - a path
+    expect(env["SHOP_APP_PASSWORD_FILE"] == password_file, "app password file")
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     expect("/docker-entrypoint-initdb.d" in mounts, "the init script is mounted")
     service = named(docs, "Service", "shop-ecommerce-saga-mongodb")
     expect(service["spec"]["clusterIP"] == "None", "MongoDB Service is headless")
-    if any(doc["kind"] == "Secret" and doc["metadata"]["name"] == "shop-ecommerce-saga-mongodb" for doc in docs):
+    if any(
+        doc["kind"] == "Secret" and doc["metadata"]["name"] == "shop-ecommerce-saga-mongodb" for doc in docs
+    ):
         url = secret_value(docs, "shop-ecommerce-saga-mongodb", "mongodb-url")
         password = secret_value(docs, "shop-ecommerce-saga-mongodb", "mongodb-password")
         want = f"mongodb://shop:{password}@shop-ecommerce-saga-mongodb:27017/ecommerce_saga?authSource=ecommerce_saga"
@@ -260,7 +318,9 @@ def check_mongodb(scenario: Scenario, docs: list[Manifest]) -> None:
     peers = policy["spec"]["ingress"][0]["from"]
     expect(len(peers) == 1 and "podSelector" in peers[0], "MongoDB accepts only pods of the release")
     components = peers[0]["podSelector"]["matchExpressions"][0]["values"]
-    expect("mongodb" not in components and "test" not in components and "order" in components, "app pods only")
+    expect(
+        "mongodb" not in components and "test" not in components and "order" in components, "app pods only"
+    )
 
 
 def check_topology(scenario: Scenario, docs: list[Manifest]) -> None:
@@ -269,9 +329,14 @@ def check_topology(scenario: Scenario, docs: list[Manifest]) -> None:
         expect(list(deployments) == ["shop-ecommerce-saga"], f"monolith Deployments: {list(deployments)}")
         env = env_of(deployments["shop-ecommerce-saga"])
         expect(env["SHOP_MODULES"] == ",".join(MODULES), "the monolith hosts every module")
-        expect(not any(key.endswith("_URL") and key.startswith("SHOP_") and "OIDC" not in key for key in env), "URLs")
+        expect(
+            not any(key.endswith("_URL") and key.startswith("SHOP_") and "OIDC" not in key for key in env),
+            "URLs",
+        )
         return
-    expect(sorted(deployments) == sorted(f"{m}-svc" for m in MODULES), f"split Deployments: {list(deployments)}")
+    expect(
+        sorted(deployments) == sorted(f"{m}-svc" for m in MODULES), f"split Deployments: {list(deployments)}"
+    )
     for module in MODULES:
         env = env_of(deployments[f"{module}-svc"])
         expect(env["SHOP_MODULES"] == module, f"{module}-svc: SHOP_MODULES={env['SHOP_MODULES']}")
@@ -302,9 +367,15 @@ def check_network(scenario: Scenario, docs: list[Manifest]) -> None:
         api, metrics = named(docs, "NetworkPolicy", name)["spec"]["ingress"]
         expect(api["ports"] == [{"port": "http", "protocol": "TCP"}], f"{name}: API rule")
         namespaces = [peer["namespaceSelector"] for peer in api["from"] if "namespaceSelector" in peer]
-        expect(namespaces == ([router, nginx] if scenario.openshift else [nginx]), f"{name}: routers {namespaces}")
+        expect(
+            namespaces == ([router, nginx] if scenario.openshift else [nginx]),
+            f"{name}: routers {namespaces}",
+        )
         expect(metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}], f"{name}: metrics rule")
-        expect([peer.get("namespaceSelector") for peer in metrics["from"]] == monitoring, f"{name}: metrics peers")
+        expect(
+            [peer.get("namespaceSelector") for peer in metrics["from"]] == monitoring,
+            f"{name}: metrics peers",
+        )
 
 
 def check_monitoring(scenario: Scenario, docs: list[Manifest]) -> None:
@@ -314,9 +385,14 @@ def check_monitoring(scenario: Scenario, docs: list[Manifest]) -> None:
         spec = monitors[0]["spec"]
         expect(spec["endpoints"][0]["port"] == "metrics", "the ServiceMonitor scrapes the management port")
         expect(spec["selector"]["matchLabels"]["ecommerce-saga/metrics"] == "true", "metrics Services only")
-        selected = [s for s in of_kind(docs, "Service") if s["metadata"]["labels"].get("ecommerce-saga/metrics")]
+        selected = [
+            s for s in of_kind(docs, "Service") if s["metadata"]["labels"].get("ecommerce-saga/metrics")
+        ]
         expect(len(selected) == len(of_kind(docs, "Deployment")), "a metrics Service per Deployment")
-        expect(all(s["metadata"]["name"].endswith("-metrics") for s in selected), "only metrics Services selected")
+        expect(
+            all(s["metadata"]["name"].endswith("-metrics") for s in selected),
+            "only metrics Services selected",
+        )
     else:
         expect(not monitors, f"{scenario.name}: ServiceMonitor rendered")
 
@@ -324,17 +400,27 @@ def check_monitoring(scenario: Scenario, docs: list[Manifest]) -> None:
 def scenarios() -> list[Scenario]:
     """monolith/split x in-chart/external-URL/external-Secret x Kubernetes/OpenShift, both secret modes."""
     matrix = []
-    databases = (("in-chart-db", [], True), ("external-url", EXTERNAL_URL, False), ("external-secret", EXTERNAL_SECRET, False))
+    databases = (
+        ("in-chart-db", [], True),
+        ("external-url", EXTERNAL_URL, False),
+        ("external-secret", EXTERNAL_SECRET, False),
+    )
     for topology, split in (("monolith", False), ("split", True)):
         for db, db_args, in_chart in databases:
             for platform, openshift in (("kubernetes", False), ("openshift", True)):
                 gitops = openshift == split  # each shape once in each secrets mode
-                secrets = (GITOPS + (GITOPS_DB if in_chart else [])) if gitops else (GIVEN + (GIVEN_DB if in_chart else []))
+                secrets = (
+                    (GITOPS + (GITOPS_DB if in_chart else []))
+                    if gitops
+                    else (GIVEN + (GIVEN_DB if in_chart else []))
+                )
                 args = (SPLIT if split else []) + db_args + OIDC + secrets
                 if openshift:
                     args += OPENSHIFT + sets(metrics__serviceMonitor__enabled="true")
                 mode = "gitops" if gitops else "given"
-                matrix.append(Scenario(f"{topology}-{db}-{platform}-{mode}", args, split, openshift, in_chart))
+                matrix.append(
+                    Scenario(f"{topology}-{db}-{platform}-{mode}", args, split, openshift, in_chart)
+                )
     return matrix
 
 
@@ -355,9 +441,15 @@ def check_rejections(helm: str, chart: Path) -> None:
     cases = [
         ([], r"oidc.issuer \(and oidc.audience\) or oidc.existingSecret is required"),
         (OIDC, r"no cluster access .* secrets.generate=false \(GitOps mode\)"),
-        ([*OIDC, *sets(secrets__generate="false")], r"GitOps mode.*tokens.serviceToken, or tokens.existingSecret"),
+        (
+            [*OIDC, *sets(secrets__generate="false")],
+            r"GitOps mode.*tokens.serviceToken, or tokens.existingSecret",
+        ),
         ([*OIDC, *GITOPS], r"GitOps mode.*mongodb.auth.rootPassword, or mongodb.auth.existingSecret"),
-        ([*base, *sets(workload__autoscaling__minReplicas=6)], r"minReplicas \(6\) is above autoscaling.maxReplicas"),
+        (
+            [*base, *sets(workload__autoscaling__minReplicas=6)],
+            r"minReplicas \(6\) is above autoscaling.maxReplicas",
+        ),
         ([*base, *sets(route__host="https://shop.example.com")], r"route.host"),
         ([*base, *sets(route__host="shop.example.com/api")], r"route.host"),
         ([*base, *sets(fullnameOverride="Shop")], r"fullnameOverride"),
@@ -377,11 +469,15 @@ def check_rejections(helm: str, chart: Path) -> None:
         render_fails(helm, chart, args, pattern)
 
 
-def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest]]]:
-    """Secrets modes, images, identity, autoscaling, Ingress, name prefix, operations, the helm test."""
+def check_secret_modes(helm: str, chart: Path) -> tuple[list[Manifest], list[Manifest]]:
+    """Values given are used as is; GitOps mode renders no Secret and mounts the given ones."""
     given = render(helm, chart, [*SPLIT, *OIDC, *GIVEN, *GIVEN_DB])
-    expect(secret_value(given, "shop-ecommerce-saga-tokens", "service-token") == "given-service-token", "token")
-    expect(secret_value(given, "shop-ecommerce-saga-mongodb", "mongodb-root-password") == "given-root", "root")
+    expect(
+        secret_value(given, "shop-ecommerce-saga-tokens", "service-token") == "given-service-token", "token"
+    )
+    expect(
+        secret_value(given, "shop-ecommerce-saga-mongodb", "mongodb-root-password") == "given-root", "root"
+    )
     gitops = render(helm, chart, [*SPLIT, *OIDC, *GITOPS, *GITOPS_DB])
     expect(not of_kind(gitops, "Secret"), "GitOps mode renders no Secret")
     volume = next(v for v in named(gitops, "Deployment", "order-svc")["spec"]["template"]["spec"]["volumes"]
@@ -389,8 +485,15 @@ def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest
     names = [source["secret"]["name"] for source in volume["projected"]["sources"]]
     expect(names == ["shop-mongodb-auth", "shop-tokens"], f"GitOps mode mounts the given Secrets: {names}")
     helpers = (chart / "templates" / "_helpers.tpl").read_text()
-    expect('lookup "v1" "Secret"' in helpers and "IsUpgrade" in helpers, "existing Secrets are read back on upgrade")
-    base = [*OIDC, *GIVEN, *GIVEN_DB]
+    expect(
+        'lookup "v1" "Secret"' in helpers and "IsUpgrade" in helpers,
+        "existing Secrets are read back on upgrade",
+    )
+    return given, gitops
+
+
+def check_images(helm: str, chart: Path, base: list[str], given: list[Manifest]) -> list[Manifest]:
+    """Tags and digests, pull policies, the registry mirror, the OpenShift image trigger, the platform."""
 
     def images(docs: list[Manifest]) -> dict[str, tuple[str, str]]:
         return {f"{w}/{c['name']}": (c["image"], c["imagePullPolicy"]) for w, spec in pod_specs(docs)
@@ -401,36 +504,69 @@ def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest
     pinned_args = [*base, *sets(image__digest=DIGEST, mongodb__image__digest=DIGEST)]
     pinned = render(helm, chart, pinned_args)
     refs = images(pinned)
-    expect(refs["Deployment/shop-ecommerce-saga/app"] == (f"localhost/ecommerce-saga@{DIGEST}", "IfNotPresent"), str(refs))
-    expect(refs["StatefulSet/shop-ecommerce-saga-mongodb/mongodb"][0] == f"docker.io/library/mongo@{DIGEST}", str(refs))
+    expect(
+        refs["Deployment/shop-ecommerce-saga/app"] == (f"localhost/ecommerce-saga@{DIGEST}", "IfNotPresent"),
+        str(refs),
+    )
+    expect(
+        refs["StatefulSet/shop-ecommerce-saga-mongodb/mongodb"][0] == f"docker.io/library/mongo@{DIGEST}",
+        str(refs),
+    )
     skips = named(pinned, "Deployment", "shop-ecommerce-saga")["metadata"]["annotations"]
     expect(not any("CKV_K8S_43" in value for value in skips.values()), "a digest needs no skip of CKV_K8S_43")
     mirrored = images(render(helm, chart, [*base, *sets(global__imageRegistry="registry.example:5000/shop")]))
-    expect(mirrored["Deployment/shop-ecommerce-saga/app"][0] == "registry.example:5000/shop/ecommerce-saga:0.1.0", "")
-    expect(mirrored["StatefulSet/shop-ecommerce-saga-mongodb/mongodb"][0] == "registry.example:5000/shop/library/mongo:7.0", "")
+    expect(
+        mirrored["Deployment/shop-ecommerce-saga/app"][0]
+        == "registry.example:5000/shop/ecommerce-saga:0.1.0",
+        "",
+    )
+    expect(
+        mirrored["StatefulSet/shop-ecommerce-saga-mongodb/mongodb"][0]
+        == "registry.example:5000/shop/library/mongo:7.0",
+        "",
+    )
     trigger_args = [*base, *OPENSHIFT, *sets(image__openshiftTrigger__enabled="true", image__tag="2.0.0")]
     triggered = named(render(helm, chart, trigger_args), "Deployment", "shop-ecommerce-saga")
     trigger = json.loads(triggered["metadata"]["annotations"]["image.openshift.io/triggers"])
     expect(trigger[0]["from"] == {"kind": "ImageStreamTag", "name": "ecommerce-saga:2.0.0"}, str(trigger))
     forced = render(helm, chart, [*base, *sets(platform="openshift")])
-    expect("runAsUser" not in named(forced, "Deployment", "shop-ecommerce-saga")["spec"]["template"]["spec"]["securityContext"],
-           "platform=openshift without the API")  # fmt: skip
+    forced_pod = named(forced, "Deployment", "shop-ecommerce-saga")["spec"]["template"]["spec"]
+    expect("runAsUser" not in forced_pod["securityContext"], "platform=openshift without the API")
 
+    return pinned
+
+
+def check_identity(helm: str, chart: Path, given: list[Manifest]) -> None:
+    """OIDC from values, from a Secret, or the development issuer."""
     demo = env_of(named(render(helm, chart, [*GIVEN, *GIVEN_DB, *sets(oidc__developmentIssuer="true")]),
                         "Deployment", "shop-ecommerce-saga"))  # fmt: skip
-    expect("SHOP_OIDC_ISSUER" not in demo and demo["SHOP_OIDC_ADMIN_ROLE"] == "shop-admin", "development issuer")
+    expect(
+        "SHOP_OIDC_ISSUER" not in demo and demo["SHOP_OIDC_ADMIN_ROLE"] == "shop-admin", "development issuer"
+    )
     issuer = env_of(named(given, "Deployment", "order-svc"))
-    expect(issuer["SHOP_OIDC_ISSUER"] == "https://sso.example.com/realms/shop" and issuer["SHOP_OIDC_AUDIENCE"] == "shop", "")
+    expect(
+        issuer["SHOP_OIDC_ISSUER"] == "https://sso.example.com/realms/shop"
+        and issuer["SHOP_OIDC_AUDIENCE"] == "shop",
+        "",
+    )
     from_secret_args = [*GIVEN, *GIVEN_DB, *sets(oidc__existingSecret="shop-oidc")]
     from_secret = named(render(helm, chart, from_secret_args), "Deployment", "shop-ecommerce-saga")
     oidc = env_of(from_secret)["SHOP_OIDC_ISSUER"]
     expect(oidc == {"secretKeyRef": {"name": "shop-oidc", "key": "issuer"}}, f"OIDC from its Secret: {oidc}")
 
-    scaled = render(helm, chart, [*SPLIT, *base, *sets(workload__autoscaling__enabled="true", ingress__enabled="true")])
+
+def check_scaling_and_exposure(helm: str, chart: Path, base: list[str]) -> tuple[list[Manifest], ...]:
+    """HPAs, Ingress, name prefix, one host for every Route and none for /metrics."""
+    scaled = render(
+        helm, chart, [*SPLIT, *base, *sets(workload__autoscaling__enabled="true", ingress__enabled="true")]
+    )
     hpas = of_kind(scaled, "HorizontalPodAutoscaler")
     expect(len(hpas) == 5 and all(h["apiVersion"] == "autoscaling/v2" for h in hpas), "an HPA per Deployment")
     expect(all("replicas" not in d["spec"] for d in of_kind(scaled, "Deployment")), "HPA owns the replicas")
-    paths = {p["path"]: p["backend"]["service"] for p in of_kind(scaled, "Ingress")[0]["spec"]["rules"][0]["http"]["paths"]}
+    paths = {
+        p["path"]: p["backend"]["service"]
+        for p in of_kind(scaled, "Ingress")[0]["spec"]["rules"][0]["http"]["paths"]
+    }
     expect(paths["/"] == {"name": "order-svc", "port": {"name": "http"}}, f"Ingress: {paths}")
     expect(paths["/api/inventory"]["name"] == "inventory-svc", f"Ingress: {paths}")
 
@@ -440,29 +576,77 @@ def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest
 
     routed = render(helm, chart, [*SPLIT, *base, *OPENSHIFT, *sets(route__host="shop.apps.example.com")])
     routes = {route["metadata"]["name"]: route["spec"] for route in of_kind(routed, "Route")}
-    expect(all(spec["host"] == "shop.apps.example.com" for spec in routes.values()), "Routes share route.host")
+    expect(
+        all(spec["host"] == "shop.apps.example.com" for spec in routes.values()), "Routes share route.host"
+    )
     expect(not any(spec.get("path") == "/metrics" for spec in routes.values()), "no Route for /metrics")
     expect(routes["shop-ecommerce-saga-inventory"]["path"] == "/api/inventory", "participant path Routes")
 
-    operated = render(helm, chart, [*SPLIT, *base, *OPENSHIFT, "--api-versions", "grafana.integreatly.org/v1beta1", *OPERATIONS])
+    return scaled, prefixed, routed
+
+
+def check_operations(helm: str, chart: Path, base: list[str]) -> list[Manifest]:
+    """Alerts, the dashboard in both forms, the audit job."""
+    operated = render(
+        helm,
+        chart,
+        [*SPLIT, *base, *OPENSHIFT, "--api-versions", "grafana.integreatly.org/v1beta1", *OPERATIONS],
+    )
     rules = of_kind(operated, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]
     alerts = sorted({rule["alert"] for rule in rules})
-    expect(alerts == ["AuditFailed", "NoReadyReplicas", "SagaFailureRatioHigh", "SagasParked"], f"alerts {alerts}")
+    expect(
+        alerts == ["AuditFailed", "NoReadyReplicas", "SagaFailureRatioHigh", "SagasParked"],
+        f"alerts {alerts}",
+    )
     expect(sum(rule["alert"] == "NoReadyReplicas" for rule in rules) == 5, "a NoReadyReplicas per Deployment")
     dashboard = named(operated, "ConfigMap", "shop-ecommerce-saga-dashboard")
     panels = json.loads(dashboard["data"]["ecommerce-saga.json"])["panels"]
-    expect(dashboard["metadata"]["labels"]["grafana_dashboard"] == "1" and len(panels) >= 8, "Grafana dashboard")
+    expect(
+        dashboard["metadata"]["labels"]["grafana_dashboard"] == "1" and len(panels) >= 8, "Grafana dashboard"
+    )
     operator = of_kind(operated, "GrafanaDashboard")[0]["spec"]
-    expect(operator["configMapRef"]["name"] == "shop-ecommerce-saga-dashboard", "GrafanaDashboard reads the ConfigMap")
-    job = named(operated, "CronJob", "shop-ecommerce-saga-audit")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    expect(
+        operator["configMapRef"]["name"] == "shop-ecommerce-saga-dashboard",
+        "GrafanaDashboard reads the ConfigMap",
+    )
+    job = named(operated, "CronJob", "shop-ecommerce-saga-audit")["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"
+    ]
     expect("ecommerce-saga audit" in job["containers"][0]["args"][0], "the audit CronJob runs the audit")
-    expect(job["containers"][0]["env"][0]["name"] == "SHOP_MONGODB_URL_FILE", "the audit reads the URL from a file")
+    expect(
+        job["containers"][0]["env"][0]["name"] == "SHOP_MONGODB_URL_FILE",
+        "the audit reads the URL from a file",
+    )
 
+    return operated
+
+
+def check_helm_test(given: list[Manifest]) -> None:
+    """The test pod orders through the public Service as the admin, with a token read from a file."""
     test = of_kind(given, "Pod")[0]
     script = test["spec"]["containers"][0]["args"][0]
-    expect('"http://order-svc:8000"' in script and '"http://inventory-svc:8001"' in script, "helm test calls order-svc")
-    expect('"Authorization", "Bearer " + token' in script and '"customer_id": "helm-test"' in script, "test auth")
-    expect(test["spec"]["volumes"][0]["secret"]["items"] == [{"key": "admin-token", "path": "admin-token"}], "token")
+    expect(
+        '"http://order-svc:8000"' in script and '"http://inventory-svc:8001"' in script,
+        "helm test calls order-svc",
+    )
+    expect(
+        '"Authorization", "Bearer " + token' in script and '"customer_id": "helm-test"' in script, "test auth"
+    )
+    expect(
+        test["spec"]["volumes"][0]["secret"]["items"] == [{"key": "admin-token", "path": "admin-token"}],
+        "token",
+    )
+
+
+def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest]]]:
+    """Secrets modes, images, identity, autoscaling, Ingress, name prefix, operations, the helm test."""
+    base = [*OIDC, *GIVEN, *GIVEN_DB]
+    given, gitops = check_secret_modes(helm, chart)
+    pinned = check_images(helm, chart, base, given)
+    check_identity(helm, chart, given)
+    scaled, prefixed, routed = check_scaling_and_exposure(helm, chart, base)
+    operated = check_operations(helm, chart, base)
+    check_helm_test(given)
     return [
         ("split-given", given),
         ("split-gitops", gitops),
@@ -492,8 +676,15 @@ def check_compose(path: Path) -> None:
         expect(env["SHOP_MODULES"] == module and env["SHOP_PORT"] == str(port), f"compose {module}: env")
         expect(service["ports"] == [f"127.0.0.1:{port}:{port}"], f"compose {module}: published port")
         expect(service.get("read_only") is True and "healthcheck" in service, f"compose {module}: hardening")
-        expect(env["SHOP_MONGODB_URL_FILE"] == "/run/secrets/mongodb-url", f"compose {module}: database URL as a file")
-        expect(env["SHOP_SERVICE_TOKEN_FILE"] == "/run/secrets/service-token", f"compose {module}: token as a file")
+        expect(
+            env["SHOP_MONGODB_URL_FILE"] == "/run/secrets/mongodb-url",
+            f"compose {module}: database URL as a file",
+        )
+        token_file = "/run/secrets/service-token"  # noqa: S105 - a path
+        expect(
+            env["SHOP_SERVICE_TOKEN_FILE"] == token_file,
+            f"compose {module}: token as a file",
+        )
         for other in MODULES:
             url = env.get(f"SHOP_{other.upper()}_URL")
             want = None if other == module else f"http://{other}-svc:{SPLIT_PORTS[other]}"
