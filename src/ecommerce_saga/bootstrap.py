@@ -227,7 +227,7 @@ def build_container(settings: Settings) -> Container:
         url,
         settings.mongodb_db,
         settings.data_dir,
-        settings.embedded_start_timeout_seconds,
+        settings.mongodb_start_timeout_seconds,
         settings.mongodb_timeout_seconds,
     )
     identity = build_identity(settings)

@@ -119,7 +119,7 @@ def _serve_workers(settings: Settings) -> int:
     if settings.uses_embedded_database:
         embedded = EmbeddedMongo(data_dir=settings.data_dir)
         try:
-            embedded.start(settings.embedded_start_timeout_seconds)
+            embedded.start(settings.mongodb_start_timeout_seconds)
         except DatabaseStartupError as exc:
             sys.stderr.write(f"ecommerce-saga: {exc}\n")
             return 2

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ecommerce_saga.secret_files import apply_secret_files, secret_fields
+
 ModuleName = Literal["order", "inventory", "payment", "shipping", "notification"]
 MODULE_NAMES: tuple[ModuleName, ...] = ("order", "inventory", "payment", "shipping", "notification")
 DEFAULT_COUNTRIES = ("US", "CA", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "JP", "AU")
@@ -22,7 +24,8 @@ def _default_worker_id() -> str:
 class Settings(BaseSettings):
     """Everything configurable. Never instantiated at import time."""
 
-    model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore", hide_input_in_errors=True)
+    """Errors never echo their input: it holds the secrets."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -32,7 +35,8 @@ class Settings(BaseSettings):
     mongodb_url: SecretStr | None = None
     mongodb_db: str = "ecommerce_saga"
     data_dir: Path = Path(".data")
-    embedded_start_timeout_seconds: float = 20.0
+    mongodb_start_timeout_seconds: float = Field(default=20.0, gt=0)
+    """How long start-up waits for the database (starting the embedded one, if any) before giving up."""
     mongodb_timeout_seconds: float = Field(default=2.0, gt=0)
     """How long an operation waits for an unreachable database before the request answers 503."""
 
@@ -96,6 +100,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, values: object) -> object:
+        """`SHOP_<NAME>_FILE` for every secret setting (see secret_files.py)."""
+        if not isinstance(values, dict):
+            return values
+        prefix = cls.model_config.get("env_prefix", "")
+        return apply_secret_files(values, secret_fields(cls.model_fields), os.environ, prefix)
 
     @field_validator("modules", mode="before")
     @classmethod

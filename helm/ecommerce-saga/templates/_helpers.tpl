@@ -47,11 +47,75 @@ app.kubernetes.io/part-of: {{ include "ecommerce-saga.name" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{- define "ecommerce-saga.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* An image reference: include with (dict "image" .Values.image "global" .Values.global "appVersion" ...). */}}
+{{- define "ecommerce-saga.imageRef" -}}
+{{- $registry := .global.imageRegistry | default .image.registry }}
+{{- $repository := .image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) .image.repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $repository (.image.tag | default .appVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* A pull policy: the given one, else IfNotPresent for a digest (immutable), Always for a tag (it may be re-pushed). */}}
+{{- define "ecommerce-saga.pullPolicy" -}}
+{{- if .pullPolicy }}
+{{- .pullPolicy }}
+{{- else if .digest -}}
+IfNotPresent
+{{- else -}}
+Always
+{{- end }}
+{{- end }}
+
+{{- define "ecommerce-saga.image" -}}
+{{- include "ecommerce-saga.imageRef" (dict "image" .Values.image "global" .Values.global "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "ecommerce-saga.mongodbImage" -}}
+{{- include "ecommerce-saga.imageRef" (dict "image" .Values.mongodb.image "global" .Values.global "appVersion" "") }}
+{{- end }}
+
+{{/* "true" on OpenShift: platform=openshift, or platform=auto and the cluster serves security.openshift.io/v1. */}}
+{{- define "ecommerce-saga.isOpenShift" -}}
+{{- if eq .Values.platform "openshift" -}}
+true
+{{- else if and (eq .Values.platform "auto") (.Capabilities.APIVersions.Has "security.openshift.io/v1") -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* The pod security context: OpenShift assigns the UID and fsGroup (restricted-v2 SCC); plain Kubernetes gets ours. Include with (dict "root" $ "extra" MAP). */}}
+{{- define "ecommerce-saga.podSecurityContext" -}}
+{{- $context := deepCopy .root.Values.podSecurityContext }}
+{{- if not (include "ecommerce-saga.isOpenShift" .root) }}
+{{- $context = mergeOverwrite $context (deepCopy .root.Values.kubernetesPodSecurityContext) }}
+{{- end }}
+{{- toYaml (mergeOverwrite $context (deepCopy (.extra | default dict))) }}
+{{- end }}
+
+{{/*
+checkov annotations for what a scanner cannot know, each with its reason; include with
+(dict "root" $ "images" (list IMAGE...) "extra" (list "CKV_K8S_8=reason" ...)).
+*/}}
+{{- define "ecommerce-saga.checkovSkips" -}}
+{{- $skips := .extra | default list }}
+{{- if include "ecommerce-saga.isOpenShift" .root }}
+{{- $skips = append $skips "CKV_K8S_40=OpenShift's restricted-v2 SCC assigns a UID from the project's range (above 1000000000); setting one would be rejected" }}
+{{- end }}
+{{- range $image := .images }}
+{{- if $image.digest }}
+{{- $skips = append $skips "CKV_K8S_15=the image is pinned by digest: its content cannot change, so IfNotPresent is the right pull policy" }}
+{{- else }}
+{{- $skips = append $skips "CKV_K8S_43=pinned by tag for development; production sets the digest (image.digest, mongodb.image.digest), as the deploy scripts do" }}
+{{- end }}
+{{- end }}
+{{- range $index, $skip := uniq $skips }}
+checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 {{- end }}
 {{- end }}
 
@@ -71,9 +135,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-mongodb" (include "ecommerce-saga.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The Secret holding the in-chart MongoDB's passwords and the app user's URL. */}}
+{{- define "ecommerce-saga.mongodbAuthSecretName" -}}
+{{- .Values.mongodb.auth.existingSecret | default (include "ecommerce-saga.mongodbName" .) }}
+{{- end }}
+
 {{/* The Secret holding SHOP_MONGODB_URL (key: ecommerce-saga.mongodbUrlKey). */}}
 {{- define "ecommerce-saga.mongodbSecretName" -}}
-{{- if and (not .Values.mongodb.enabled) .Values.externalMongodb.existingSecret }}
+{{- if .Values.mongodb.enabled }}
+{{- include "ecommerce-saga.mongodbAuthSecretName" . }}
+{{- else if .Values.externalMongodb.existingSecret }}
 {{- .Values.externalMongodb.existingSecret }}
 {{- else }}
 {{- include "ecommerce-saga.mongodbName" . }}
@@ -89,25 +160,35 @@ mongodb-url
 {{- end }}
 
 {{/*
-A value kept across upgrades: the given one, else the one already in the Secret (lookup; empty
-under `helm template`), else a new random one. Include with
-(dict "root" $ "secret" NAME "key" KEY "given" VALUE).
+A secret value kept across upgrades. Include with
+(dict "root" $ "secret" NAME "key" KEY "given" VALUE "value" "tokens.adminToken" "existing" "tokens.existingSecret").
+The given value; else the one in the release's Secret (lookup); else, on a first install with
+cluster access and secrets.generate, a new random one. Everything else fails the render rather
+than invent a value: a new MongoDB password would not match the initialised database, and tokens
+would change on every sync of a GitOps tool (whose renders have no cluster access).
 */}}
 {{- define "ecommerce-saga.keptSecretValue" -}}
+{{- $root := .root }}
 {{- if .given }}
 {{- .given }}
+{{- else if not $root.Values.secrets.generate }}
+{{- fail (printf "secrets.generate=false (GitOps mode) generates nothing: set %s, or %s to a Secret you manage" .value .existing) }}
 {{- else }}
-{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret | default dict }}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace .secret | default dict }}
 {{- $current := dig "data" .key "" $existing }}
 {{- if $current }}
 {{- $current | b64dec }}
+{{- else if $root.Release.IsUpgrade }}
+{{- fail (printf "upgrade: Secret %s has no %s to keep, and a new one would not match what is in use (MongoDB keeps the password it was initialised with); set %s to the current value, or %s" .secret .key .value .existing) }}
+{{- else if not (lookup "v1" "ServiceAccount" $root.Release.Namespace "default") }}
+{{- fail (printf "%s is empty and this render has no cluster access (helm template, --dry-run, Argo CD / OpenShift GitOps), so a generated value would change on every render: set secrets.generate=false (GitOps mode) with %s or %s, or install with helm install/upgrade (namespace %s must exist: no --create-namespace)" .value .value .existing $root.Release.Namespace) }}
 {{- else }}
 {{- randAlphaNum 48 }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* Fails the render on contradictory or missing database settings. */}}
+{{/* Fails the render on contradictory or missing settings. */}}
 {{- define "ecommerce-saga.validate" -}}
 {{- $external := or .Values.externalMongodb.url .Values.externalMongodb.existingSecret }}
 {{- if and .Values.mongodb.enabled $external }}
@@ -121,6 +202,34 @@ under `helm template`), else a new random one. Include with
 {{- end }}
 {{- if not (has .Values.topology (list "monolith" "split")) }}
 {{- fail (printf "topology must be monolith or split, not %q" .Values.topology) }}
+{{- end }}
+{{- $oidc := .Values.oidc }}
+{{- $configured := or $oidc.issuer $oidc.existingSecret }}
+{{- if and $configured $oidc.developmentIssuer }}
+{{- fail "oidc.developmentIssuer is for demos without an identity provider: unset it when oidc.issuer or oidc.existingSecret is set" }}
+{{- end }}
+{{- if not (or $configured $oidc.developmentIssuer) }}
+{{- fail "oidc.issuer (and oidc.audience) or oidc.existingSecret is required; for a demo without an identity provider, set oidc.developmentIssuer=true" }}
+{{- end }}
+{{- if and $oidc.issuer (not $oidc.audience) }}
+{{- fail "oidc.audience is required with oidc.issuer" }}
+{{- end }}
+{{- if and $oidc.existingSecret (or $oidc.issuer $oidc.audience $oidc.jwksUrl) }}
+{{- fail "set oidc.issuer/audience/jwksUrl or oidc.existingSecret, not both" }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds the pod may take to stop: preStop, then the engine's hand-over, then a margin. Include with (dict "root" $ "settings" $s). */}}
+{{- define "ecommerce-saga.terminationGrace" -}}
+{{- $shutdown := .settings.shutdown }}
+{{- $needed := add $shutdown.preStopSeconds .root.Values.config.sagaShutdownGraceSeconds }}
+{{- if $shutdown.terminationGracePeriodSeconds }}
+{{- if le (int $shutdown.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed preStopSeconds + config.sagaShutdownGraceSeconds (%v)" $shutdown.terminationGracePeriodSeconds $needed) }}
+{{- end }}
+{{- $shutdown.terminationGracePeriodSeconds }}
+{{- else }}
+{{- add $needed 10 }}
 {{- end }}
 {{- end }}
 
@@ -143,6 +252,15 @@ monolith: one workload hosting every module. split: one per module, named <prefi
 {{- $workloads = append $workloads (dict "name" (printf "%s%s-svc" $.Values.split.namePrefix $module) "component" $module "port" (int $own.port) "modules" (list $module) "public" (eq $module "order") "settings" $settings) }}
 {{- end }}
 {{- end }}
+{{- range $w := $workloads }}
+{{- $a := $w.settings.autoscaling }}
+{{- if gt (int $a.minReplicas) (int $a.maxReplicas) }}
+{{- fail (printf "%s: autoscaling.minReplicas (%v) is above autoscaling.maxReplicas (%v)" $w.name $a.minReplicas $a.maxReplicas) }}
+{{- end }}
+{{- if eq (int $w.port) (int $.Values.metrics.port) }}
+{{- fail (printf "metrics.port %v is also the port of %s: the management port must be a port of its own" $.Values.metrics.port $w.name) }}
+{{- end }}
+{{- end }}
 {{- toYaml (dict "workloads" $workloads) }}
 {{- end }}
 
@@ -155,6 +273,31 @@ monolith: one workload hosting every module. split: one per module, named <prefi
 {{- end }}
 {{- end }}
 
+{{/* Where the secrets are mounted as files in the app containers (SHOP_<NAME>_FILE). */}}
+{{- define "ecommerce-saga.secretsDir" -}}
+/var/run/secrets/ecommerce-saga
+{{- end }}
+
+{{/* The projected volume of the app's secrets: the database URL and the two tokens. */}}
+{{- define "ecommerce-saga.secretsVolume" -}}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "ecommerce-saga.mongodbSecretName" . }}
+          items:
+            - key: {{ include "ecommerce-saga.mongodbUrlKey" . }}
+              path: mongodb-url
+      - secret:
+          name: {{ include "ecommerce-saga.tokensSecretName" . }}
+          items:
+            - key: service-token
+              path: service-token
+            - key: admin-token
+              path: admin-token
+{{- end }}
+
 {{/* Pod labels matching every app pod of the release (not MongoDB). */}}
 {{- define "ecommerce-saga.appPodSelector" -}}
 matchLabels:
@@ -163,5 +306,37 @@ matchLabels:
 matchExpressions:
   - key: app.kubernetes.io/component
     operator: In
-    values: [monolith, order, inventory, payment, shipping, notification]
+    values: [monolith, order, inventory, payment, shipping, notification, audit]
+{{- end }}
+
+{{/* SHOP_OIDC_* of the app containers: from values, from oidc.existingSecret, or none (development issuer). */}}
+{{- define "ecommerce-saga.oidcEnv" -}}
+{{- $oidc := .Values.oidc }}
+{{- if $oidc.existingSecret }}
+{{- range $name, $key := dict "SHOP_OIDC_ISSUER" "issuer" "SHOP_OIDC_AUDIENCE" "audience" "SHOP_OIDC_JWKS_URL" "jwks-url" }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $oidc.existingSecret }}
+      key: {{ $key }}
+      {{- if eq $key "jwks-url" }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- else if $oidc.issuer }}
+- name: SHOP_OIDC_ISSUER
+  value: {{ $oidc.issuer | quote }}
+- name: SHOP_OIDC_AUDIENCE
+  value: {{ $oidc.audience | quote }}
+{{- with $oidc.jwksUrl }}
+- name: SHOP_OIDC_JWKS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+- name: SHOP_OIDC_CUSTOMER_CLAIM
+  value: {{ $oidc.customerClaim | quote }}
+- name: SHOP_OIDC_ROLES_CLAIM
+  value: {{ $oidc.rolesClaim | quote }}
+- name: SHOP_OIDC_ADMIN_ROLE
+  value: {{ $oidc.adminRole | quote }}
 {{- end }}
