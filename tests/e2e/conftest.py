@@ -50,15 +50,25 @@ class LiveApp:
 
 
 def start_app(
-    mongo_url: str, log_dir: Path, db_name: str | None = None, port: int | None = None, **env: str
+    mongo_url: str | None,
+    log_dir: Path,
+    db_name: str | None = None,
+    port: int | None = None,
+    *,
+    own_group: bool = False,
+    **env: str,
 ) -> LiveApp:
-    """Start `ecommerce-saga serve` (on a free port unless given) and wait until /readyz answers 200."""
+    """Start `ecommerce-saga serve` (on a free port unless given) and wait until /readyz answers 200.
+
+    With `mongo_url` None the app starts its embedded database (in `SHOP_DATA_DIR`); with
+    `own_group` it runs in a process group of its own, so that a test can kill the group.
+    """
     port = port or free_port()
     db_name = db_name or f"e2e_{uuid.uuid4().hex[:10]}"
     log = log_dir / f"app-{port}-{uuid.uuid4().hex[:6]}.log"
     environment = {
-        **os.environ,
-        "SHOP_MONGODB_URL": mongo_url,
+        **{name: value for name, value in os.environ.items() if name != "SHOP_MONGODB_URL"},
+        **({"SHOP_MONGODB_URL": mongo_url} if mongo_url else {}),
         "SHOP_MONGODB_DB": db_name,
         "SHOP_SERVICE_TOKEN": SERVICE_TOKEN,
         "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -72,10 +82,12 @@ def start_app(
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
     app = LiveApp(
         url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name,
-        restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port, **env},
+        restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port,
+                      "own_group": own_group, **env},
     )  # fmt: skip
     try:
         wait_ready([app.url], process, timeout=30)
