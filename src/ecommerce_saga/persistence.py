@@ -20,7 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ecommerce_saga.embedded_owner import OWNER_FLAG, PID_FILE, DataFolderInUseError, start_lock, take_over
 
@@ -225,13 +225,15 @@ class Database:
         data_dir: Path,
         start_timeout: float = 20.0,
         unreachable_after: float = 2.0,
+        *,
+        operation_timeout: float | None = None,
     ) -> Database:
         """`url`, or an embedded server in `data_dir` when `url` is None."""
         embedded = None
         if url is None:
             embedded = EmbeddedMongo(data_dir=data_dir, port=free_port())
             url = embedded.url
-        client, db = connect(url, db_name, unreachable_after)
+        client, db = connect(url, db_name, unreachable_after, operation_timeout)
         return cls(client=client, db=db, url=url, embedded=embedded, start_timeout=start_timeout)
 
     async def open(self) -> None:
@@ -289,18 +291,32 @@ def fix_pymongo_condition_wait() -> None:
 
 
 def connect(
-    url: str, db_name: str, unreachable_after: float = 2.0
+    url: str, db_name: str, unreachable_after: float = 2.0, operation_timeout: float | None = None
 ) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
     """A client and database for `url`; datetimes come back timezone-aware. No I/O yet.
 
     An operation that finds no server for `unreachable_after` seconds fails (and a request
-    answers 503), rather than holding its caller for PyMongo's default of 30 seconds.
+    answers 503), rather than holding its caller for PyMongo's default of 30 seconds. With
+    `operation_timeout`, every operation — server selection, connection check-out, and the wait
+    for the answer — fails after that many seconds (PyMongo's client-side operation timeout,
+    `timeoutMS`): a database that accepts connections but stops answering (a stalled primary, a
+    frozen process) holds no caller longer. A `pymongo.timeout()` block overrides it.
     """
     fix_pymongo_condition_wait()
-    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=int(unreachable_after * 1000), connect=False
-    )
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": int(unreachable_after * 1000)}
+    if operation_timeout is not None:
+        options["timeoutMS"] = int(operation_timeout * 1000)
+    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(url, tz_aware=True, connect=False, **options)
     return client, client[db_name]
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True if `exc` says the database cannot be reached or did not answer in time.
+
+    Such a failure decided nothing the caller can know of: retry later (a write may still have
+    been applied, which idempotency keys and conditional writes absorb).
+    """
+    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
 
 
 def _redact(url: str) -> str:

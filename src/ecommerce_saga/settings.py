@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     embedded_start_timeout_seconds: float = 20.0
     mongodb_timeout_seconds: float = Field(default=2.0, gt=0)
     """How long an operation waits for an unreachable database before the request answers 503."""
+    mongodb_operation_timeout_seconds: float = Field(default=3.0, gt=0)
+    """The bound on every database operation (PyMongo's timeoutMS), for a database that stops answering."""
 
     service_token: SecretStr | None = None
     admin_token: SecretStr | None = None

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,8 @@ from pymongo.errors import PyMongoError
 from ecommerce_saga.embedded_owner import PID_FILE, read_pid
 from ecommerce_saga.main import create_app
 from ecommerce_saga.persistence import LOG_FILE, Database, DatabaseStartupError, EmbeddedMongo, free_port
+from ecommerce_saga.saga import StoreUnavailableError
+from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
 from tests.conftest import process_is_alive
 
@@ -267,3 +270,47 @@ def test_loses_no_acknowledged_write_when_its_app_is_killed_mid_write(tmp_path: 
         again.stop()
     assert len(acknowledged) >= 200
     assert set(acknowledged) <= stored, f"lost {len(set(acknowledged) - stored)} acknowledged writes"
+
+
+# ---------------------------------------------------------------- a database that stops answering (#17)
+
+BOUND = 1.0
+MARGIN = 1.5
+"""Generous for a loaded 2-core machine: the operations themselves take milliseconds."""
+
+
+async def _bounded(operation: Awaitable[object], error: type[Exception]) -> float:
+    begun = time.monotonic()
+    with pytest.raises(error):
+        await operation
+    return time.monotonic() - begun
+
+
+async def test_fails_every_operation_within_the_bound_when_the_database_stops_answering(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedMongo(data_dir=tmp_path)
+    server.start()
+    database = Database.configure(server.url, "stall", tmp_path, operation_timeout=BOUND)
+    store = MongoSagaStore(database.db["sagas"])
+    try:
+        await database.open()
+        await database.db["things"].insert_one({"_id": "before"})
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            waits = {
+                "find": await _bounded(database.db["things"].find_one({"_id": "before"}), PyMongoError),
+                "insert": await _bounded(database.db["things"].insert_one({"_id": "during"}), PyMongoError),
+                "saga store": await _bounded(store.get("s-1"), StoreUnavailableError),
+            }
+            begun = time.monotonic()
+            assert not await database.ping()
+            waits["ping"] = time.monotonic() - begun
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert max(waits.values()) < BOUND + MARGIN, waits
+        assert await database.db["things"].find_one({"_id": "before"}) == {"_id": "before"}
+    finally:
+        await database.close()
+        server.stop()
