@@ -35,7 +35,7 @@ from tests.chaos.load import (
     settle,
     stock_lost,
 )
-from tests.e2e.conftest import Shop, start_app
+from tests.e2e.conftest import Shop, start_app_in_own_group
 
 ROUNDS = 20
 
@@ -115,7 +115,7 @@ def _servers_on(data_dir: Path) -> list[int]:
 def test_every_restart_succeeds_when_the_shop_is_killed_and_started_at_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     stranger = subprocess.Popen(["sleep", "300"])
-    app = start_app(None, tmp_path, own_group=True, SHOP_DATA_DIR=str(data_dir), **SETTINGS)
+    app = start_app_in_own_group(None, tmp_path, SHOP_DATA_DIR=str(data_dir), **SETTINGS)
     shop = Shop.monolith(app)
     try:
         with shop.client() as client:
