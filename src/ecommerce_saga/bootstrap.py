@@ -17,7 +17,6 @@ from typing import TypeVar
 
 import httpx
 from beanie import Document, init_beanie
-from pymongo.errors import ConnectionFailure
 
 from ecommerce_saga.audit import SAGA_COLLECTION
 from ecommerce_saga.demo import load_demo_catalog
@@ -47,7 +46,7 @@ from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
-from ecommerce_saga.persistence import Database
+from ecommerce_saga.persistence import Database, is_database_outage
 from ecommerce_saga.saga import RetryPolicy, SagaEngine, StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
@@ -113,14 +112,19 @@ class Container:
 
     async def _resume_orphans_forever(self) -> None:
         assert self.resume_orphans is not None  # noqa: S101 - started only when set
+        outages = 0  # passes in a row that met a database outage: back off, as saga recovery does
         while True:
             try:
                 await self.resume_orphans()
-            except (ConnectionFailure, StoreUnavailableError) as exc:  # an outage: no traceback
-                logger.warning("resuming orphaned orders skipped: %s", exc)
-            except Exception:
-                logger.exception("resuming orphaned orders failed; retrying at the next interval")
-            await asyncio.sleep(self.settings.saga_recovery_interval_seconds)
+                outages = 0
+            except Exception as exc:
+                if not (isinstance(exc, StoreUnavailableError) or is_database_outage(exc)):
+                    logger.exception("resuming orphaned orders failed; retrying at the next interval")
+                else:  # an outage: no traceback
+                    outages += 1
+                    logger.warning("resuming orphaned orders skipped: %s", exc)
+            backoff = min(2**outages, SagaEngine.OUTAGE_BACKOFF)
+            await asyncio.sleep(self.settings.saga_recovery_interval_seconds * backoff)
 
     async def close(self) -> None:
         """Stop the engine, close the clients and the database."""
@@ -229,6 +233,7 @@ def build_container(settings: Settings) -> Container:
         settings.data_dir,
         settings.mongodb_start_timeout_seconds,
         settings.mongodb_timeout_seconds,
+        operation_timeout=settings.mongodb_operation_timeout_seconds,
     )
     identity = build_identity(settings)
     adapters = _Adapters(settings, identity.auth.first_service_token)
@@ -289,6 +294,7 @@ def _wire_orders(container: Container) -> None:
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
         unknown_definition_park_after=settings.saga_unknown_definition_park_seconds,
+        is_outage=is_database_outage,  # a participant's database timing out pauses the saga
     )
     container.engine.add_observer(ParkedOrderMarker(repository))
     orders = LocalOrderService(

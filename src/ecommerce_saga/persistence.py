@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -19,12 +20,17 @@ from typing import Any, TypeAlias, TypeVar
 import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from ecommerce_saga.embedded_owner import OWNER_FLAG, PID_FILE, DataFolderInUseError, start_lock, take_over
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-_SERVER_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
+LOG_FILE = "nx-27017.log"
+# The owner's pid rides on the command line, where the next start-up on the folder reads it
+# (`embedded_owner`); it is taken off again before nx-27017 parses its arguments.
+_SERVER_MAIN = "import sys; from nx_27017.nx_27017 import main; del sys.argv[1:3]; sys.exit(main())"
 
 MongoDocument: TypeAlias = dict[str, Any]
 T = TypeVar("T")
@@ -34,15 +40,29 @@ class DatabaseStartupError(RuntimeError):
     """The database could not be reached or the embedded server could not be started."""
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask the kernel to stop the server when the process that started it dies, even by SIGKILL.
+def die_with_parent(signum: int = signal.SIGTERM) -> None:  # pragma: no cover - in the forked child
+    """Ask the kernel to send `signum` to this child when the process that started it dies, even by SIGKILL.
 
-    The kernel ties this to the *thread* that started the server: start it from a thread that
-    lives as long as the server should (the app starts it from its event loop's thread).
+    The kernel ties this to the *thread* that started the child: start it from a thread that
+    lives as long as the child should (the app starts the database from its event loop's thread).
     """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def die_at_once_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """The embedded database's death signal: SIGKILL, not SIGTERM.
+
+    A SIGTERM is only a request to nx-27017: its handler raises SystemExit, which is lost when it
+    lands while Python runs a `__del__` (seen: an orphaned server held the data folder for 11
+    minutes). SIGKILL cannot be ignored, and loses nothing: SQLite in WAL mode makes each
+    transaction durable in the WAL file before the write is acknowledged, and a killed
+    process's writes are in the OS's hands already (only a power loss could drop the last ones
+    with `synchronous=NORMAL`). The next start replays the WAL. The graceful stop (`stop()`)
+    still sends SIGTERM first, so a normal shutdown checkpoints the WAL.
+    """
+    die_with_parent(signal.SIGKILL)
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -75,13 +95,15 @@ class EmbeddedMongo:
     """An `nx-27017` server (MongoDB wire protocol on SQLite) run as a child process.
 
     The child is bound to loopback on a free port, keeps its data in `data_dir`, and is stopped
-    by `stop()`; if this process dies without stopping it (even by SIGKILL), the kernel sends it
-    SIGTERM, so no orphan is left behind.
+    by `stop()`; if this process dies without stopping it (even by SIGKILL), the kernel kills it
+    too (`die_at_once_with_parent`). A server of a previous run still holding the folder when
+    this one starts is waited for up to `takeover_seconds`, then stopped (`embedded_owner`).
     """
 
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    takeover_seconds: float = 10.0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -90,14 +112,30 @@ class EmbeddedMongo:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 20.0) -> None:
-        """Start the server and return once it answers a ping."""
+        """Start the server and return once it listens.
+
+        Raises:
+            DatabaseStartupError: If the data folder is unusable or used by another running app's
+                server, or the server does not start.
+        """
         data_dir = _check_data_dir(self.data_dir)
         self.port = self.port or free_port(self.host)
-        log_path = data_dir / "nx-27017.log"
-        command = [
+        with start_lock(data_dir):  # until the new server has written its pid file
+            try:
+                take_over(data_dir, self.takeover_seconds)
+            except DataFolderInUseError as exc:
+                raise DatabaseStartupError(str(exc)) from exc
+            self._spawn(data_dir, timeout)
+        logger.info("embedded database started", extra={"url": self.url, "data_dir": str(data_dir)})
+
+    def command(self, data_dir: Path, owner: int) -> list[str]:
+        """The server's command line: nx-27017 on `data_dir` and this server's port, owned by `owner`."""
+        return [
             sys.executable,
             "-c",
             _SERVER_MAIN,
+            OWNER_FLAG,
+            str(owner),
             "--data-dir",
             str(data_dir),
             "--host",
@@ -105,10 +143,14 @@ class EmbeddedMongo:
             "--port",
             str(self.port),
             "--log-file",
-            str(log_path),
+            str(data_dir / LOG_FILE),
             "--pid-file",
-            str(data_dir / "nx-27017.pid"),
+            str(data_dir / PID_FILE),
         ]
+
+    def _spawn(self, data_dir: Path, timeout: float) -> None:
+        log_path = data_dir / LOG_FILE
+        command = self.command(data_dir, owner=os.getpid())
         with log_path.open("ab") as log:
             offset = log.tell()
             self.process = subprocess.Popen(  # noqa: S603 - fixed command, our own interpreter
@@ -116,11 +158,10 @@ class EmbeddedMongo:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
+                preexec_fn=die_at_once_with_parent,  # noqa: PLW1509 - only sets the death signal
                 start_new_session=True,
             )
         self._wait_until_listening(timeout, log_path, offset)
-        logger.info("embedded database started", extra={"url": self.url, "data_dir": str(data_dir)})
 
     def _wait_until_listening(self, timeout: float, log_path: Path, offset: int) -> None:
         """Wait until *our* child says it listens on our port.
@@ -149,7 +190,7 @@ class EmbeddedMongo:
         msg = f"the embedded database did not start listening on {self.host}:{self.port} in {timeout:.0f}s"
         raise DatabaseStartupError(msg)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop the server gracefully, killing it if it does not exit in time."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
@@ -184,13 +225,15 @@ class Database:
         data_dir: Path,
         start_timeout: float = 20.0,
         unreachable_after: float = 2.0,
+        *,
+        operation_timeout: float | None = None,
     ) -> Database:
         """`url`, or an embedded server in `data_dir` when `url` is None."""
         embedded = None
         if url is None:
             embedded = EmbeddedMongo(data_dir=data_dir, port=free_port())
             url = embedded.url
-        client, db = connect(url, db_name, unreachable_after)
+        client, db = connect(url, db_name, unreachable_after, operation_timeout)
         return cls(client=client, db=db, url=url, embedded=embedded, start_timeout=start_timeout)
 
     async def open(self) -> None:
@@ -248,18 +291,32 @@ def fix_pymongo_condition_wait() -> None:
 
 
 def connect(
-    url: str, db_name: str, unreachable_after: float = 2.0
+    url: str, db_name: str, unreachable_after: float = 2.0, operation_timeout: float | None = None
 ) -> tuple[AsyncMongoClient[MongoDocument], AsyncDatabase[MongoDocument]]:
     """A client and database for `url`; datetimes come back timezone-aware. No I/O yet.
 
     An operation that finds no server for `unreachable_after` seconds fails (and a request
-    answers 503), rather than holding its caller for PyMongo's default of 30 seconds.
+    answers 503), rather than holding its caller for PyMongo's default of 30 seconds. With
+    `operation_timeout`, every operation — server selection, connection check-out, and the wait
+    for the answer — fails after that many seconds (PyMongo's client-side operation timeout,
+    `timeoutMS`): a database that accepts connections but stops answering (a stalled primary, a
+    frozen process) holds no caller longer. A `pymongo.timeout()` block overrides it.
     """
     fix_pymongo_condition_wait()
-    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=int(unreachable_after * 1000), connect=False
-    )
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": int(unreachable_after * 1000)}
+    if operation_timeout is not None:
+        options["timeoutMS"] = int(operation_timeout * 1000)
+    client: AsyncMongoClient[MongoDocument] = AsyncMongoClient(url, tz_aware=True, connect=False, **options)
     return client, client[db_name]
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True if `exc` says the database cannot be reached or did not answer in time.
+
+    Such a failure decided nothing the caller can know of: retry later (a write may still have
+    been applied, which idempotency keys and conditional writes absorb).
+    """
+    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
 
 
 def _redact(url: str) -> str:

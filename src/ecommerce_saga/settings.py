@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """How long start-up waits for the database (starting the embedded one, if any) before giving up."""
     mongodb_timeout_seconds: float = Field(default=2.0, gt=0)
     """How long an operation waits for an unreachable database before the request answers 503."""
+    mongodb_operation_timeout_seconds: float = Field(default=3.0, gt=0)
+    """The bound on every database operation (PyMongo's timeoutMS), for a database that stops answering."""
 
     service_token: SecretStr | None = None
     """The service token(s): comma-separated, current first (rotation: add the next, then drop the old)."""

@@ -14,7 +14,7 @@ from types import FrameType
 
 import httpx
 
-from ecommerce_saga.persistence import EmbeddedMongo, die_with_parent
+from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, die_with_parent
 from ecommerce_saga.settings import MODULE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,11 @@ def run_split(data_dir: Path, host: str = "127.0.0.1", base_port: int = BASE_POR
     token = os.environ.get("SHOP_SERVICE_TOKEN") or secrets.token_urlsafe(24)
     admin_token = os.environ.get("SHOP_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     database = EmbeddedMongo(data_dir=data_dir)
-    database.start()
+    try:
+        database.start()  # copes with a previous run's server still on the folder; refuses a live app's
+    except DatabaseStartupError as exc:
+        sys.stderr.write(f"ecommerce-saga split: {exc}\n")
+        return 2
     mongodb_url = os.environ.get("SHOP_MONGODB_URL") or database.url
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

@@ -67,6 +67,10 @@ class Sent:
     kind: str
     status: int | None = None
     order_id: str | None = None
+    sent_at: float | None = None
+    """When the first attempt was sent (`time.monotonic()`)."""
+    seconds: float | None = None
+    """How long the first attempt waited for its answer (or for the connection to break)."""
     token: str = ""
     """The customer's access token: orders are placed as the customer, as a shop's front end does."""
 
@@ -157,10 +161,13 @@ class LoadGenerator:
 
 async def send(client: httpx.AsyncClient, request: Sent) -> None:
     """POST the order with its key; record the answer (or its absence)."""
+    request.sent_at = time.monotonic()
     try:
         response = await client.post("/api/orders", json=request.body, headers=request.headers(), timeout=20)
     except httpx.HTTPError:
         return
+    finally:
+        request.seconds = time.monotonic() - request.sent_at
     request.status = response.status_code
     if response.status_code in (200, 201, 202):
         order_id = response.json()["order_id"]

@@ -38,7 +38,7 @@ class LiveApp:
     def restart(self) -> LiveApp:
         """Start the same service again, on the same port and database."""
         self.stop()
-        return start_app(**self.restart_args)
+        return _launch(**self.restart_args)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL)."""
@@ -52,15 +52,37 @@ class LiveApp:
 
 
 def start_app(
-    mongo_url: str, log_dir: Path, db_name: str | None = None, port: int | None = None, **env: str
+    mongo_url: str | None, log_dir: Path, db_name: str | None = None, port: int | None = None, **env: str
 ) -> LiveApp:
-    """Start `ecommerce-saga serve` (on a free port unless given) and wait until /readyz answers 200."""
+    """Start `ecommerce-saga serve` (on a free port unless given) and wait until /readyz answers 200.
+
+    With `mongo_url` None the app starts its embedded database (in `SHOP_DATA_DIR`).
+    """
+    return _launch(mongo_url, log_dir, db_name, port, own_group=False, env=env)
+
+
+def start_app_in_own_group(
+    mongo_url: str | None, log_dir: Path, db_name: str | None = None, port: int | None = None, **env: str
+) -> LiveApp:
+    """`start_app`, in a process group of its own (and so are its restarts): a test can kill the group."""
+    return _launch(mongo_url, log_dir, db_name, port, own_group=True, env=env)
+
+
+def _launch(
+    mongo_url: str | None,
+    log_dir: Path,
+    db_name: str | None,
+    port: int | None,
+    *,
+    own_group: bool,
+    env: dict[str, str],
+) -> LiveApp:
     port = port or free_port()
     db_name = db_name or f"e2e_{uuid.uuid4().hex[:10]}"
     log = log_dir / f"app-{port}-{uuid.uuid4().hex[:6]}.log"
     environment = {
-        **os.environ,
-        "SHOP_MONGODB_URL": mongo_url,
+        **{name: value for name, value in os.environ.items() if name != "SHOP_MONGODB_URL"},
+        **({"SHOP_MONGODB_URL": mongo_url} if mongo_url else {}),
         "SHOP_MONGODB_DB": db_name,
         "SHOP_SERVICE_TOKEN": SERVICE_TOKEN,
         "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -77,11 +99,13 @@ def start_app(
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
     app = LiveApp(
         url=f"http://127.0.0.1:{port}", process=process, log=log, db_name=db_name,
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None,
-        restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port, **env},
+        restart_args={"mongo_url": mongo_url, "log_dir": log_dir, "db_name": db_name, "port": port,
+                      "own_group": own_group, "env": env},
     )  # fmt: skip
     try:
         wait_ready([app.url], process, timeout=30)

@@ -29,6 +29,7 @@ from ecommerce_saga.saga import (
     SagaStatus,
     SagaStep,
     StepContext,
+    StoreUnavailableError,
 )
 from ecommerce_saga.saga.errors import is_retryable
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
@@ -184,6 +185,16 @@ async def test_raises_retryable_service_unavailable_when_remote_answers_5xx(
     assert type(caught.value) is ServiceUnavailableError
     assert caught.value.retryable is True
     assert str(status) in caught.value.detail
+
+
+async def test_raises_store_unavailable_when_remote_says_its_database_is_unavailable(
+    connect: Callable[[ScriptedRemote], ServiceClient],
+) -> None:
+    stalled = {"title": "Service unavailable", "status": 503, "code": "database_unavailable", "detail": "x"}
+    client = connect(ScriptedRemote(httpx.Response(503, json=stalled, headers={"Retry-After": "5"})))
+
+    with pytest.raises(StoreUnavailableError, match="inventory service's database"):
+        await call(client)
 
 
 async def test_raises_retryable_service_unavailable_when_5xx_carries_a_business_code(

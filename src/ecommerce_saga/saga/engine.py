@@ -67,6 +67,12 @@ class SagaEngine:
         unknown_definition_park_after: Seconds a saga whose definition version this engine lacks
             may wait, once this engine has seen it unclaimed, for a worker that has it before
             this engine parks it with code ``saga.unknown_definition``; None never parks it.
+        is_outage: Says which exceptions raised by a step are outages of a store the step uses
+            (a database driver's timeout, say), besides `StoreUnavailableError`. Such a failure
+            is not the step's: the saga run pauses with the attempt still open, as when the saga
+            store itself is unreachable, and resumes once its lease expires and the store answers
+            (the attempt then counts as interrupted). It never uses up the step's retries, so an
+            outage alone never makes a saga compensate.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class SagaEngine:
         observers: Sequence[SagaObserver] | None = None,
         clock: Callable[[], float] = time.time,
         unknown_definition_park_after: float | None = 600.0,
+        is_outage: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
@@ -92,7 +99,7 @@ class SagaEngine:
         )
         self._recovery_interval = recovery_interval
         self._notifier = Notifier(observers if observers is not None else [LoggingObserver()])
-        self._runner = SagaRunner(self._worker, self._notifier, random.Random())
+        self._runner = SagaRunner(self._worker, self._notifier, random.Random(), is_outage=is_outage)
         self._tasks: dict[str, asyncio.Task[SagaState | None]] = {}
         self._recovery_task: asyncio.Task[None] | None = None
         self._park_after_ms = (
@@ -338,15 +345,21 @@ class SagaEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    OUTAGE_BACKOFF = 4
+    """While the store is unavailable, recovery passes slow down to at most this many intervals apart."""
+
     async def _recovery_loop(self) -> None:
         backlog = True  # start_background's pass may have left more behind
+        outages = 0  # passes in a row that found the store unavailable
         while True:
             if not backlog:
-                await asyncio.sleep(self._recovery_interval)
+                await asyncio.sleep(self._recovery_interval * min(2**outages, self.OUTAGE_BACKOFF))
             try:
                 backlog = await self.recover_once() >= self.RECOVERY_BATCH
+                outages = 0
             except StoreUnavailableError as exc:
                 backlog = False
+                outages += 1
                 logger.warning("saga recovery pass skipped: %s", exc)
             except Exception:
                 backlog = False

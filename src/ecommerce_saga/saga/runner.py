@@ -76,12 +76,21 @@ class SagaRunner:
         worker: This worker (its lease, clock and definitions).
         notifier: Receives every lifecycle event.
         rng: The randomness for retry jitter.
+        is_outage: Which exceptions of a step are a store's outage (see `SagaEngine`).
     """
 
-    def __init__(self, worker: LeasedStore, notifier: Notifier, rng: random.Random) -> None:
+    def __init__(
+        self,
+        worker: LeasedStore,
+        notifier: Notifier,
+        rng: random.Random,
+        *,
+        is_outage: Callable[[BaseException], bool] | None = None,
+    ) -> None:
         self._worker = worker
         self._notifier = notifier
         self._rng = rng
+        self._is_outage = is_outage or (lambda exc: False)
         self._step_hooks: list[StepHook] = []
         self.draining = asyncio.Event()
         """Set when the worker shuts down: each run hands its saga over once its attempt in
@@ -167,6 +176,7 @@ class SagaRunner:
         try:
             output = await self._attempt(ctx, step.action, step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            self._pause_on_outage(step.name, exc)
             error = transitions.error_info(exc, step.timeout)
             return await self._forward_failed(definition, state, step, attempt, error)
         try:
@@ -227,6 +237,7 @@ class SagaRunner:
         try:
             await self._attempt(ctx, step.compensation, step.timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            self._pause_on_outage(name, exc)
             error = transitions.error_info(exc, step.timeout)
             return await self._compensation_failed(definition, state, entry, error)
         transitions.close_attempt(entry, AttemptStatus.SUCCEEDED)
@@ -251,6 +262,18 @@ class SagaRunner:
         return await self._save_transition(state)
 
     # ------------------------------------------------------------------ helpers
+
+    def _pause_on_outage(self, step: str, exc: Exception) -> None:
+        """Raise `StoreUnavailableError` if `exc` is a store's outage: `run` then pauses the saga.
+
+        The attempt stays open in the store (nothing is written: the store is likely down too)
+        and is closed as interrupted when the saga is recovered, so an outage does not use up
+        the step's retries nor make the saga compensate.
+        """
+        if isinstance(exc, StoreUnavailableError):
+            raise exc
+        if self._is_outage(exc):
+            raise StoreUnavailableError(f"step {step} met an outage ({type(exc).__name__})") from exc
 
     def _record_failure(
         self, kind: EventKind, state: SagaState, entry: HistoryEntry, error: ErrorInfo

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -190,19 +190,33 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = "database_unavailable"
+"""The code of the 503 a module answers when its database is down or stalled."""
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """The database cannot be reached: nothing was decided, so the client may retry (same key)."""
+    """The database cannot be reached or did not answer in time: the client may retry (same key).
+
+    Whatever the request had written stays consistent (a retry with its Idempotency-Key finds
+    an order that was stored, and drives its saga).
+    """
     logger.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
     return problem_response(
         503,
-        "database_unavailable",
+        DATABASE_UNAVAILABLE,
         "Service unavailable",
         "the database cannot be reached; retry later (with the same Idempotency-Key)",
         request,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error: an outage or a timeout is 503, anything else a bug (500)."""
+    assert isinstance(exc, PyMongoError)  # noqa: S101 - registered for this type only
+    if exc.timeout:  # the database did not answer in time (SHOP_MONGODB_OPERATION_TIMEOUT_SECONDS)
+        return await _database_unavailable(request, exc)
+    return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -217,5 +231,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ConnectionFailure, _database_unavailable)
+    app.add_exception_handler(PyMongoError, _database_error)
     app.add_exception_handler(StoreUnavailableError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

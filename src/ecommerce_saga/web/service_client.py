@@ -4,7 +4,9 @@ A module's `client.py` implements its contract with a `ServiceClient`. Business 
 back as problem+json with a stable `code` and are raised again as the same `ContractError`
 class, so the saga behaves the same in one process or five. Transport failures (connection
 refused, timeouts) and 5xx answers become a retryable `ServiceUnavailableError`, which the saga
-engine retries with backoff.
+engine retries with backoff — except a 503 `database_unavailable`: the module's database is down
+or stalled, which is a store outage (`StoreUnavailableError`), as it is for a module in the same
+process: the saga pauses rather than using up its retries, and a request answers 503.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from ecommerce_saga.saga import current_step
+from ecommerce_saga.saga import StoreUnavailableError, current_step
 from ecommerce_saga.shared.contracts import ContractError, ServiceUnavailableError
+from ecommerce_saga.web.problems import DATABASE_UNAVAILABLE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,13 +78,15 @@ class ServiceClient:
             raise self._error(response)
         return model.model_validate_json(response.content)
 
-    def _error(self, response: httpx.Response) -> ContractError:
+    def _error(self, response: httpx.Response) -> ContractError | StoreUnavailableError:
         try:
             problem = response.json()
         except ValueError:
             problem = {}
         code = problem.get("code") if isinstance(problem, dict) else None
         detail = str(problem.get("detail") or response.reason_phrase) if isinstance(problem, dict) else ""
+        if response.status_code == 503 and code == DATABASE_UNAVAILABLE:
+            return StoreUnavailableError(f"the {self.name} service's database is unavailable")
         error_class = ContractError.registry.get(code or "")
         if response.status_code >= 500 and (error_class is None or not error_class.retryable):
             # a crash, a proxy's 502/504, or an overloaded service: worth trying again later

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
@@ -47,13 +47,20 @@ R = TypeVar("R")
 def _outages_as_store_errors(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Raise `StoreUnavailableError` when the database cannot be reached (the engine knows no PyMongo)."""
+    """Raise `StoreUnavailableError` when the database cannot be reached or does not answer in time.
+
+    The engine knows no PyMongo. A timeout is an outage too: with a client-side operation timeout
+    (`timeoutMS`), a database that stops answering fails the operation with a `NetworkTimeout`
+    (a `ConnectionFailure`), or with an `ExecutionTimeout` when too little time is left to send it.
+    """
 
     @functools.wraps(method)
     async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
-        except ConnectionFailure as exc:
+        except PyMongoError as exc:
+            if not (isinstance(exc, ConnectionFailure) or exc.timeout):
+                raise
             raise StoreUnavailableError(f"the saga store cannot be reached ({type(exc).__name__})") from exc
 
     return translated
