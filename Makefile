@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := src tests benchmarks
 
-.PHONY: run run-split demo check coverage lint fmt typecheck imports test bench install clean
+.PHONY: run run-split demo check coverage lint fmt typecheck imports test test-fast bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ imports: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## the tests that start no process (no app, no database): under a minute
+	$(BIN)/pytest -q -m "not e2e"
 
 check: lint typecheck imports test  ## lint, types, import boundaries and the whole test suite
 

@@ -14,6 +14,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.persistence import EmbeddedMongo
 
+PROCESS_FOLDERS = frozenset({"e2e", "chaos"})
+"""Test folders whose every test starts the app as a process."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `e2e` every test that starts a process: the app (e2e, chaos) or the database (`mongo_url`).
+
+    Marked by rule rather than by hand, so that no new test can forget it; `make test-fast` runs
+    the rest (`-m "not e2e"`).
+    """
+    for item in items:
+        starts_processes = Path(str(item.path)).parent.name in PROCESS_FOLDERS
+        if starts_processes or "mongo_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
 
 def process_is_alive(pid: int) -> bool:
     """True if a process with `pid` exists (to check that nothing is left behind)."""

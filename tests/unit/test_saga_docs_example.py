@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs the docs' example as a Python process
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "saga-engine.md"
 
 
