@@ -44,6 +44,7 @@ from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
+from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
 from ecommerce_saga.persistence import Database, is_database_outage
@@ -239,7 +240,9 @@ def build_container(settings: Settings) -> Container:
     adapters = _Adapters(settings, identity.auth.first_service_token)
     local_inventory: Callable[[], InventoryService] = LocalInventoryService
     local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(SandboxGateway())  # noqa: E731
-    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(settings.shipping_countries)  # noqa: E731
+    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
+        BeanieShipmentRepository(), settings.shipping_countries
+    )
     local_notifications: Callable[[], NotificationService] = lambda: LocalNotificationService(LoggingSender())  # noqa: E731
     remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
     remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
