@@ -40,6 +40,7 @@ from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS as PAYMENT_DOCUMENTS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
+from ecommerce_saga.modules.payment.repository import BeaniePaymentRepository, BeanieSandboxLedger
 from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
@@ -239,7 +240,9 @@ def build_container(settings: Settings) -> Container:
     identity = build_identity(settings)
     adapters = _Adapters(settings, identity.auth.first_service_token)
     local_inventory: Callable[[], InventoryService] = LocalInventoryService
-    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(SandboxGateway())  # noqa: E731
+    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
+        BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
+    )
     local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
         BeanieShipmentRepository(), settings.shipping_countries
     )
