@@ -25,6 +25,7 @@ from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
+from ecommerce_saga.modules.inventory.repository import BeanieInventoryRepository
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
 from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import NotificationService
@@ -239,7 +240,9 @@ def build_container(settings: Settings) -> Container:
     )
     identity = build_identity(settings)
     adapters = _Adapters(settings, identity.auth.first_service_token)
-    local_inventory: Callable[[], InventoryService] = LocalInventoryService
+    local_inventory: Callable[[], InventoryService] = lambda: LocalInventoryService(  # noqa: E731
+        BeanieInventoryRepository()
+    )
     local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
         BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
     )
