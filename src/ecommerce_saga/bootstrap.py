@@ -25,6 +25,7 @@ from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
+from ecommerce_saga.modules.inventory.repository import BeanieInventoryRepository
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
 from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import NotificationService
@@ -40,10 +41,12 @@ from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS as PAYMENT_DOCUMENTS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
+from ecommerce_saga.modules.payment.repository import BeaniePaymentRepository, BeanieSandboxLedger
 from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
+from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
 from ecommerce_saga.persistence import Database, is_database_outage
@@ -237,9 +240,15 @@ def build_container(settings: Settings) -> Container:
     )
     identity = build_identity(settings)
     adapters = _Adapters(settings, identity.auth.first_service_token)
-    local_inventory: Callable[[], InventoryService] = LocalInventoryService
-    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(SandboxGateway())  # noqa: E731
-    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(settings.shipping_countries)  # noqa: E731
+    local_inventory: Callable[[], InventoryService] = lambda: LocalInventoryService(  # noqa: E731
+        BeanieInventoryRepository()
+    )
+    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
+        BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
+    )
+    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
+        BeanieShipmentRepository(), settings.shipping_countries
+    )
     local_notifications: Callable[[], NotificationService] = lambda: LocalNotificationService(LoggingSender())  # noqa: E731
     remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
     remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService

@@ -29,7 +29,7 @@ from tests.chaos.load import (
     settle,
 )
 from tests.e2e.conftest import Shop, start_app
-from tests.e2e.shop import eventually
+from tests.waiting import eventually_blocking
 
 OUTAGE_SECONDS = 4.0
 
@@ -84,7 +84,12 @@ def test_answers_503_while_the_database_is_down_and_finishes_everything_after(tm
         assert set(seen["order"]) <= {404, 503}, seen
         refused = [request for request in load.sent if request.status == 503]
         assert refused, "no order was refused while the database was down"
-        assert eventually(lambda: _status(f"{shop.url}/readyz"), lambda status: status == 200, 20) == 200
+        assert (
+            eventually_blocking(
+                lambda: _status(f"{shop.url}/readyz"), lambda status: status == 200, timeout=20
+            )
+            == 200
+        )
         with shop.client() as client:
             retry_unanswered(client, load.sent)
             orders = settle(client, load.sent)

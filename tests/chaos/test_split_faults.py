@@ -54,7 +54,7 @@ from tests.chaos.proxy import (
     slow,
 )
 from tests.e2e.conftest import Shop
-from tests.e2e.shop import eventually
+from tests.waiting import eventually_blocking
 
 PLACEMENT_CALLS = {"POST /api/inventory/quote", "POST /api/payments/methods"}
 """What the order service calls to accept an order; every other call it makes is a saga's step."""
@@ -258,7 +258,9 @@ def test_the_proxy_forwards_fails_drops_and_loses_answers_when_told(
             with pytest.raises(httpx.TransportError):
                 client.post("/echo", json={"n": mode.name})
         proxy.mode = PASS
-        eventually(lambda: len(received), lambda n: n == 5, timeout=5)  # the held request arrives, late
+        eventually_blocking(
+            lambda: len(received), lambda n: n == 5, timeout=5
+        )  # the held request arrives, late
         assert client.post("/echo", json={"n": "again"}).status_code == 200
         counts = proxy.counts
     assert counts == {"pass": 4, "fail503": 1, "drop": 1, "blackhole_response": 1, "slow": 1}

@@ -1,7 +1,8 @@
 """The `InventoryService` spec, run against every implementation.
 
 `InventoryServiceSpec` holds the behaviour; `TestLocalInventoryService` runs it against the local
-service on the test database, `TestHttpInventoryService` against `HttpInventoryService` talking
+service on the test database, `TestLocalInventoryServiceInMemory` on the in-memory repository,
+`TestHttpInventoryService` against `HttpInventoryService` talking
 to that service's router in-process (see `tests/contract/http_adapter.py`), and
 `TestFakeInventoryService` against the in-memory fake the order module's unit tests use.
 """
@@ -33,9 +34,16 @@ from ecommerce_saga.modules.inventory.contract import (
     ReserveItems,
     Restock,
 )
-from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument, ReservationDocument
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument
+from ecommerce_saga.modules.inventory.repository import (
+    BeanieInventoryRepository,
+    InMemoryInventoryRepository,
+    InventoryRepository,
+    ReservationRecord,
+)
 from ecommerce_saga.modules.inventory.router import build_router
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
+from ecommerce_saga.shared.clock import utcnow
 from tests.contract.http_adapter import TOKENS, served_over_http
 from tests.fakes import FakeInventoryService
 
@@ -174,67 +182,96 @@ class InventoryServiceSpec:
         assert [p.product_id for p in out.items] == [ids[0]]
 
 
-class TestLocalInventoryService(InventoryServiceSpec):
-    """The spec against `LocalInventoryService` on the embedded database."""
+class LocalInventoryServiceSpec(InventoryServiceSpec):
+    """The spec, plus what only the local service shows: a worker that died mid-way, staged through
+    its repository. Subclasses provide `repository`."""
 
     @pytest.fixture
-    def service(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> InventoryService:
-        return LocalInventoryService()
+    def service(self, repository: InventoryRepository) -> InventoryService:
+        return LocalInventoryService(repository)
 
-    # Local only, the tests below: they stage a worker that died mid-way, or read the stored
-    # documents, which are the local service's storage details; no other implementation (nor the
-    # HTTP client) exposes them, and over HTTP they would only test the same local code again.
-    async def test_finishes_a_half_done_reservation_when_run_again(self, service: InventoryService) -> None:
+    async def test_finishes_a_half_done_reservation_when_run_again(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
         a, b = await _product(service, 5), await _product(service, 5)
         # The state a worker leaves when it dies after holding the first of two items.
         unpriced = [
             PricedItem(product_id=p, name="", quantity=1, price_cents=0, line_total_cents=0) for p in (a, b)
         ]
-        await ReservationDocument(
-            id="o5", reservation_id="res_o5", status=ReservationStatus.PENDING, total_cents=0, currency="USD",
-            items=unpriced,
-        ).insert()  # fmt: skip
-        products = ProductDocument.get_pymongo_collection()
-        await products.update_one(
-            {"_id": a}, {"$inc": {"available": -1, "reserved": 1}, "$set": {"holds.o5": 1}}
-        )
+        await repository.add_reservation(
+            ReservationRecord(
+                order_id="o5", reservation_id="res_o5", status=ReservationStatus.PENDING, total_cents=0,
+                currency="USD", items=unpriced, created_at=utcnow(), updated_at=utcnow(),
+            )
+        )  # fmt: skip
+        await repository.hold("o5", a, 1)
+
         reservation = await service.reserve(_reserve("o5", (a, 1), (b, 1)))
+
         assert reservation.status is ReservationStatus.RESERVED
+        assert [p.price_cents for p in reservation.items] == [1000, 1000]
         assert [(await service.get_product(p)).available for p in (a, b)] == [4, 4]
         assert [(await service.get_product(p)).reserved for p in (a, b)] == [1, 1]
-        assert await products.count_documents({"holds.o5": {"$exists": True}}) == 0
 
     async def test_gives_back_once_when_a_release_is_interrupted_and_run_again(
-        self, service: InventoryService
+        self, service: InventoryService, repository: InventoryRepository
     ) -> None:
         a, b = await _product(service, 5), await _product(service, 5)
         await service.reserve(_reserve("o8", (a, 2), (b, 1)))
         # The state a worker leaves when it dies after giving back the first item.
-        doc = await ReservationDocument.get("o8")
-        assert doc is not None
-        doc.status, doc.version = ReservationStatus.RELEASING, doc.version + 1
-        await doc.replace()
-        products = ProductDocument.get_pymongo_collection()
-        await products.update_one(
-            {"_id": a}, {"$inc": {"available": 2, "reserved": -2}, "$set": {"releases.o8": 2}}
+        stored = await repository.reservation("o8")
+        assert stored is not None
+        releasing = stored.model_copy(
+            update={"status": ReservationStatus.RELEASING, "version": stored.version + 1}
         )
+        assert await repository.replace_reservation(releasing, stored.version)
+        await repository.give_back("o8", a, 2)
+
         released = await service.release(_release("o8"))
+
         assert released.status is ReservationStatus.RELEASED
         assert [(await service.get_product(p)).available for p in (a, b)] == [5, 5]
         assert [(await service.get_product(p)).reserved for p in (a, b)] == [0, 0]
-        assert await products.count_documents({"releases.o8": {"$exists": True}}) == 0
 
+
+class TestLocalInventoryService(LocalInventoryServiceSpec):
+    """The spec against `LocalInventoryService` on the embedded database."""
+
+    @pytest.fixture
+    def repository(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> InventoryRepository:
+        return BeanieInventoryRepository()
+
+    # Reads the stored documents: the Beanie repository's storage detail.
     async def test_keeps_product_documents_small_when_many_orders_reserve(
         self, service: InventoryService
     ) -> None:
         a = await _product(service, 50)
         for n in range(10):
             await service.reserve(_reserve(f"small-{a}-{n}", (a, 1)))
+        await service.release(_release(f"small-{a}-0"))
         stored = await ProductDocument.get_pymongo_collection().find_one({"_id": a})
         assert stored is not None
         assert stored["holds"] == {} and stored.get("releases", {}) == {}
         product = await service.get_product(a)
-        assert (product.available, product.reserved, len(product.reservations)) == (40, 10, 10)
+        assert (product.available, product.reserved, len(product.reservations)) == (41, 9, 9)
+
+
+class TestLocalInventoryServiceInMemory(LocalInventoryServiceSpec):
+    """The spec against `LocalInventoryService` on the in-memory repository (no database)."""
+
+    @pytest.fixture
+    def repository(self) -> InMemoryInventoryRepository:
+        return InMemoryInventoryRepository()
+
+    async def test_forgets_every_mark_when_reservations_settle(
+        self, service: InventoryService, repository: InMemoryInventoryRepository
+    ) -> None:
+        a = await _product(service, 50)
+        for n in range(10):
+            await service.reserve(_reserve(f"small-{a}-{n}", (a, 1)))
+        await service.release(_release(f"small-{a}-0"))
+
+        assert repository.marks("holds", a) == {} and repository.marks("releases", a) == {}
 
 
 class TestHttpInventoryService(InventoryServiceSpec):
@@ -242,7 +279,8 @@ class TestHttpInventoryService(InventoryServiceSpec):
 
     @pytest.fixture
     async def service(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[InventoryService]:
-        async with served_over_http("inventory", build_router(LocalInventoryService(), TOKENS)) as client:
+        local = LocalInventoryService(BeanieInventoryRepository())
+        async with served_over_http("inventory", build_router(local, TOKENS)) as client:
             yield HttpInventoryService(client)
 
 

@@ -1,17 +1,18 @@
 """The `PaymentService` spec, run against every implementation.
 
-`PaymentServiceSpec` holds the behaviour; each `Test…` subclass provides a `service` fixture:
-the local service, and `HttpPaymentService` talking to that service's router in-process through
-`httpx.ASGITransport` (see `tests/contract/http_adapter.py`). The sandbox gateway's ledger
-(`payment_gateway_transactions`) shows how often money moved.
+`PaymentServiceSpec` holds the behaviour; each `Test…` subclass provides a `service` fixture and
+a `gateway_calls` fixture (how often money moved: the sandbox gateway's ledger, or the fake's
+count): the local service on the embedded database and on the in-memory repositories,
+`HttpPaymentService` talking to that service's router in-process through `httpx.ASGITransport`
+(see `tests/contract/http_adapter.py`), and the fake the order module's unit tests use.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from beanie import init_beanie
@@ -32,12 +33,20 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentVoidedError,
     RefundPayment,
 )
-from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS, GatewayTransactionDocument
+from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
+from ecommerce_saga.modules.payment.repository import (
+    BeaniePaymentRepository,
+    BeanieSandboxLedger,
+    InMemoryPaymentRepository,
+    InMemorySandboxLedger,
+    SandboxLedger,
+)
 from ecommerce_saga.modules.payment.router import build_router
 from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.shared.ids import new_id
 from tests.contract.http_adapter import TOKENS, served_over_http
+from tests.fakes import FakePaymentService
 
 NOW = datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
 APPROVED_CARD = "4242424242424242"
@@ -54,20 +63,24 @@ def paypal(email: str) -> PaymentDetails:
     return PaymentDetails(method=PaymentMethodKind.PAYPAL, paypal_email=email)
 
 
-async def gateway_calls(kind: str) -> int:
-    """How many charges or refunds the sandbox gateway actually made."""
-    return await GatewayTransactionDocument.find({"kind": kind}).count()
+GatewayCalls = Callable[[Literal["charge", "refund"]], Awaitable[int]]
+"""How many charges or refunds were actually made."""
 
 
 @pytest.fixture
-async def payment_db(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncDatabase[dict[str, Any]]:
+async def ledger(mongo_db: AsyncDatabase[dict[str, Any]]) -> SandboxLedger:
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    return mongo_db
+    return BeanieSandboxLedger()
 
 
 @pytest.fixture
-def gateway(payment_db: AsyncDatabase[dict[str, Any]]) -> SandboxGateway:
-    return SandboxGateway(clock=lambda: NOW)
+def gateway(ledger: SandboxLedger) -> SandboxGateway:
+    return SandboxGateway(ledger, clock=lambda: NOW)
+
+
+@pytest.fixture
+def gateway_calls(ledger: SandboxLedger) -> GatewayCalls:
+    return ledger.count
 
 
 class PaymentServiceSpec:
@@ -85,7 +98,9 @@ class PaymentServiceSpec:
         )  # fmt: skip
         return await service.charge(command)
 
-    async def test_completes_payment_when_card_is_approved(self, service: PaymentService) -> None:
+    async def test_completes_payment_when_card_is_approved(
+        self, service: PaymentService, gateway_calls: GatewayCalls
+    ) -> None:
         payment = await self.pay(service, order_id="ord_ok", amount_cents=4999)
 
         assert payment.status is PaymentStatus.COMPLETED
@@ -125,7 +140,7 @@ class PaymentServiceSpec:
         assert [(p.status, p.decline_code) for p in stored.items] == [(PaymentStatus.DECLINED, decline_code)]
 
     async def test_raises_same_decline_when_declined_order_is_charged_again(
-        self, service: PaymentService
+        self, service: PaymentService, gateway_calls: GatewayCalls
     ) -> None:
         method = await service.tokenize(card("4000000000009995"))
         command = ChargePayment(
@@ -141,7 +156,9 @@ class PaymentServiceSpec:
         assert again.value.decline_code == "insufficient_funds"
         assert await gateway_calls("charge") == 1
 
-    async def test_charges_once_when_same_order_is_charged_twice(self, service: PaymentService) -> None:
+    async def test_charges_once_when_same_order_is_charged_twice(
+        self, service: PaymentService, gateway_calls: GatewayCalls
+    ) -> None:
         method = await service.tokenize(card())
         command = ChargePayment(
             order_id="ord_twice", customer_id="cus_1", amount_cents=100,
@@ -154,7 +171,9 @@ class PaymentServiceSpec:
         assert again == first
         assert await gateway_calls("charge") == 1
 
-    async def test_charges_once_when_ten_charges_for_one_order_race(self, service: PaymentService) -> None:
+    async def test_charges_once_when_ten_charges_for_one_order_race(
+        self, service: PaymentService, gateway_calls: GatewayCalls
+    ) -> None:
         method = await service.tokenize(card())
         first = ChargePayment(
             order_id="ord_race", customer_id="cus_1", amount_cents=100,
@@ -179,7 +198,9 @@ class PaymentServiceSpec:
 
         assert (await service.list_payments(PaymentFilter())).total == 0
 
-    async def test_refunds_payment_when_order_is_refunded(self, service: PaymentService) -> None:
+    async def test_refunds_payment_when_order_is_refunded(
+        self, service: PaymentService, gateway_calls: GatewayCalls
+    ) -> None:
         paid = await self.pay(service, order_id="ord_refund")
 
         refunded = await service.refund(RefundPayment(order_id="ord_refund", idempotency_key="r1"))
@@ -190,7 +211,9 @@ class PaymentServiceSpec:
         assert await service.get_payment(paid.payment_id) == refunded
         assert await gateway_calls("refund") == 1
 
-    async def test_refunds_once_when_order_is_refunded_twice(self, service: PaymentService) -> None:
+    async def test_refunds_once_when_order_is_refunded_twice(
+        self, service: PaymentService, gateway_calls: GatewayCalls
+    ) -> None:
         await self.pay(service, order_id="ord_refund2")
 
         first = await service.refund(RefundPayment(order_id="ord_refund2", idempotency_key="r1"))
@@ -201,7 +224,7 @@ class PaymentServiceSpec:
         assert await gateway_calls("refund") == 1
 
     async def test_returns_refunded_payment_when_refunded_order_is_charged_again(
-        self, service: PaymentService
+        self, service: PaymentService, gateway_calls: GatewayCalls
     ) -> None:
         method = await service.tokenize(card())
         command = ChargePayment(
@@ -217,7 +240,7 @@ class PaymentServiceSpec:
         assert await gateway_calls("charge") == 1
 
     async def test_refuses_late_charge_when_order_was_refunded_before_being_charged(
-        self, service: PaymentService
+        self, service: PaymentService, gateway_calls: GatewayCalls
     ) -> None:
         voided = await service.refund(RefundPayment(order_id="ord_late", idempotency_key="r"))
 
@@ -229,7 +252,7 @@ class PaymentServiceSpec:
         assert await gateway_calls("charge") == 0
 
     async def test_leaves_declined_payment_unchanged_when_it_is_refunded(
-        self, service: PaymentService
+        self, service: PaymentService, gateway_calls: GatewayCalls
     ) -> None:
         with pytest.raises(PaymentDeclinedError):
             await self.pay(service, card("4000000000000002"), order_id="ord_dec")
@@ -286,7 +309,19 @@ class TestLocalPaymentService(PaymentServiceSpec):
 
     @pytest.fixture
     def service(self, gateway: SandboxGateway) -> PaymentService:
-        return LocalPaymentService(gateway)
+        return LocalPaymentService(BeaniePaymentRepository(), gateway)
+
+
+class TestLocalPaymentServiceInMemory(PaymentServiceSpec):
+    """The spec against `LocalPaymentService` and the sandbox gateway on in-memory repositories."""
+
+    @pytest.fixture
+    def ledger(self) -> SandboxLedger:  # overrides the database-backed one: no database at all
+        return InMemorySandboxLedger()
+
+    @pytest.fixture
+    def service(self, gateway: SandboxGateway) -> PaymentService:
+        return LocalPaymentService(InMemoryPaymentRepository(), gateway)
 
 
 class TestHttpPaymentService(PaymentServiceSpec):
@@ -294,5 +329,25 @@ class TestHttpPaymentService(PaymentServiceSpec):
 
     @pytest.fixture
     async def service(self, gateway: SandboxGateway) -> AsyncIterator[PaymentService]:
-        async with served_over_http("payment", build_router(LocalPaymentService(gateway), TOKENS)) as client:
+        local = LocalPaymentService(BeaniePaymentRepository(), gateway)
+        async with served_over_http("payment", build_router(local, TOKENS)) as client:
             yield HttpPaymentService(client)
+
+
+class TestFakePaymentService(PaymentServiceSpec):
+    """The spec against the unit tests' in-memory fake, so that it stays faithful to the contract."""
+
+    @pytest.fixture
+    def fake(self) -> FakePaymentService:
+        return FakePaymentService(clock=lambda: NOW)
+
+    @pytest.fixture
+    def service(self, fake: FakePaymentService) -> PaymentService:
+        return fake
+
+    @pytest.fixture
+    def gateway_calls(self, fake: FakePaymentService) -> GatewayCalls:
+        async def count(kind: Literal["charge", "refund"]) -> int:
+            return fake.gateway_calls[kind]
+
+        return count

@@ -1,8 +1,10 @@
 """The shipping contract, run against every `ShippingService`.
 
 `ShippingServiceContract` holds the behaviour; `TestLocalShippingService` runs it against the
-local service on the test database, and `TestHttpShippingService` against `HttpShippingService`
-talking to that service's router in-process (see `tests/contract/http_adapter.py`).
+local service on the test database, `TestLocalShippingServiceInMemory` against the local service
+on the in-memory repository, `TestHttpShippingService` against `HttpShippingService` talking to
+that service's router in-process (see `tests/contract/http_adapter.py`), and
+`TestFakeShippingService` against the fake the order module's unit tests use.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from ecommerce_saga.modules.shipping.contract import (
     ShippingUnavailableError,
 )
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository, InMemoryShipmentRepository
 from ecommerce_saga.modules.shipping.router import build_router
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.settings import DEFAULT_COUNTRIES
 from tests.contract.http_adapter import TOKENS, served_over_http
+from tests.fakes import FakeShippingService
 
 LONDON = Address(
     name="Ada Lovelace", street="12 St James's Square", city="London",
@@ -248,14 +252,22 @@ class TestLocalShippingService(ShippingServiceContract):
     @pytest.fixture
     async def service(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> ShippingService:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-        return LocalShippingService(DEFAULT_COUNTRIES, clock=SteppingClock(datetime.now(UTC)))
+        clock = SteppingClock(datetime.now(UTC))
+        return LocalShippingService(BeanieShipmentRepository(), DEFAULT_COUNTRIES, clock=clock)
 
-    async def test_delivers_next_monday_when_shipped_overnight_on_friday(
-        self, mongo_db: AsyncDatabase[dict[str, Any]]
-    ) -> None:
-        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+
+class TestLocalShippingServiceInMemory(ShippingServiceContract):
+    """The contract against `LocalShippingService` on the in-memory repository (no database)."""
+
+    @pytest.fixture
+    def service(self) -> ShippingService:
+        clock = SteppingClock(datetime.now(UTC))
+        return LocalShippingService(InMemoryShipmentRepository(), DEFAULT_COUNTRIES, clock=clock)
+
+    # Local only, the tests below: they configure the service (clock, countries).
+    async def test_delivers_next_monday_when_shipped_overnight_on_friday(self) -> None:
         friday_noon = datetime(2030, 1, 4, 12, tzinfo=UTC)
-        service = LocalShippingService(["GB"], clock=lambda: friday_noon)
+        service = LocalShippingService(InMemoryShipmentRepository(), ["GB"], clock=lambda: friday_noon)
 
         overnight = await service.schedule(_schedule(_id("ord"), method=ShippingMethod.OVERNIGHT))
         standard = await service.schedule(_schedule(_id("ord")))
@@ -265,11 +277,8 @@ class TestLocalShippingService(ShippingServiceContract):
         assert standard.estimated_delivery == date(2030, 1, 11)
         assert overnight.created_at == friday_noon
 
-    async def test_refuses_country_when_it_is_not_configured(
-        self, mongo_db: AsyncDatabase[dict[str, Any]]
-    ) -> None:
-        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-        service = LocalShippingService(["us"])
+    async def test_refuses_country_when_it_is_not_configured(self) -> None:
+        service = LocalShippingService(InMemoryShipmentRepository(), ["us"])
 
         with pytest.raises(ShippingUnavailableError):
             await service.schedule(_schedule(_id("ord")))
@@ -282,6 +291,15 @@ class TestHttpShippingService(ShippingServiceContract):
     @pytest.fixture
     async def service(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[ShippingService]:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-        local = LocalShippingService(DEFAULT_COUNTRIES, clock=SteppingClock(datetime.now(UTC)))
+        clock = SteppingClock(datetime.now(UTC))
+        local = LocalShippingService(BeanieShipmentRepository(), DEFAULT_COUNTRIES, clock=clock)
         async with served_over_http("shipping", build_router(local, TOKENS)) as client:
             yield HttpShippingService(client)
+
+
+class TestFakeShippingService(ShippingServiceContract):
+    """The contract against the unit tests' in-memory fake, so that it stays faithful to it."""
+
+    @pytest.fixture
+    def service(self) -> ShippingService:
+        return FakeShippingService(DEFAULT_COUNTRIES, clock=SteppingClock(datetime.now(UTC)))

@@ -1,15 +1,11 @@
-"""Helpers for the end-to-end shop tests: products, order bodies, polling."""
+"""Helpers for the end-to-end shop tests: products and order bodies (polling: `tests.waiting`)."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-
-T = TypeVar("T")
 
 GOOD_CARD = {
     "method": "CREDIT_CARD",
@@ -61,16 +57,6 @@ def order_body(product_id: str, quantity: int = 1, **overrides: Any) -> dict[str
     }
     body.update(overrides)
     return body
-
-
-def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0) -> T:
-    """Call `read` until `done(result)` holds or `timeout` passes; return the last result."""
-    deadline = time.monotonic() + timeout
-    result = read()
-    while not done(result) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        result = read()
-    return result
 
 
 def items_of(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, SERVICE_TOKEN, Shop
-from tests.e2e.shop import DECLINED_CARD, eventually, items_of, new_product, order_body, unique
+from tests.e2e.shop import DECLINED_CARD, items_of, new_product, order_body, unique
 from tests.identity_provider import shared_provider
+from tests.waiting import eventually_blocking
 
 DOCS = Path(__file__).parents[2] / "docs" / "security.md"
 CALLERS = ("anonymous", "customer A", "customer B", "operator", "service")
@@ -83,7 +84,9 @@ def objects(shop: Shop) -> Iterator[Objects]:
         assert (completed.status_code, failed.status_code) == (201, 201), completed.text + failed.text
         order, failed_order = completed.json(), failed.json()
         assert (order["status"], failed_order["status"]) == ("COMPLETED", "FAILED")
-        notes = eventually(lambda: items_of(as_a, "/api/notifications", type="ORDER_CONFIRMED"), bool)
+        notes = eventually_blocking(
+            lambda: items_of(as_a, "/api/notifications", type="ORDER_CONFIRMED"), bool
+        )
         yield Objects(
             a, b,
             {

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, LiveApp
-from tests.e2e.shop import DECLINED_CARD, eventually, new_product, order_body
+from tests.e2e.shop import DECLINED_CARD, new_product, order_body
+from tests.waiting import eventually_blocking
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -78,7 +79,7 @@ def place_two_orders(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "/api/orders", json=order_body(product, payment=DECLINED_CARD), headers=ADMIN
         ).json()
         for order in (completed, failed):
-            assert eventually(partial(finished, http, order["saga_id"]), bool), order["saga_id"]
+            assert eventually_blocking(partial(finished, http, order["saga_id"]), bool), order["saga_id"]
     assert (completed["status"], failed["status"]) == ("COMPLETED", "FAILED")
     return completed, failed
 

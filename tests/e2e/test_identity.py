@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import LiveApp
-from tests.e2e.shop import eventually, unique
+from tests.e2e.shop import unique
 from tests.identity_provider import AUDIENCE, PrivateKey, TestIdentityProvider, shared_provider
+from tests.waiting import eventually_blocking
 
 
 def _b64(data: bytes) -> str:
@@ -93,7 +94,7 @@ def test_refuses_a_forged_or_broken_token_with_401(http: httpx.Client, live_app:
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == "auth.invalid_token"
     assert response.headers["www-authenticate"] == 'Bearer realm="ecommerce-saga", error="invalid_token"'
-    log = eventually(live_app.log.read_text, lambda text: "refused a token" in text)
+    log = eventually_blocking(live_app.log.read_text, lambda text: "refused a token" in text)
     assert token not in log
 
 
@@ -116,18 +117,22 @@ def test_takes_a_new_signing_key_without_a_restart_and_drops_a_removed_one(http:
     provider = shared_provider()
     first = provider.add_key("ES256")
 
-    accepted = eventually(  # the app fetches the keys again for a kid it does not know (once a second)
-        lambda: http.get("/api/orders", headers=_as(provider.token(unique("cust"), kid=first))).status_code,
-        lambda status: status == 200,
+    accepted = (
+        eventually_blocking(  # the app fetches the keys again for a kid it does not know (once a second)
+            lambda: (
+                http.get("/api/orders", headers=_as(provider.token(unique("cust"), kid=first))).status_code
+            ),
+            lambda status: status == 200,
+        )
     )
     removed_key = provider.private_key(first)
     provider.remove_key(first)
     second = provider.add_key("RS256")
-    rotated = eventually(
+    rotated = eventually_blocking(
         lambda: http.get("/api/orders", headers=_as(provider.token(unique("cust"), kid=second))).status_code,
         lambda status: status == 200,
     )
-    removed = eventually(
+    removed = eventually_blocking(
         lambda: http.get("/api/orders", headers=_as(_signed_by(removed_key, first))).status_code,
         lambda status: status == 401,
     )

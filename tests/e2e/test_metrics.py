@@ -24,7 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.e2e.conftest import Shop, start_split
-from tests.e2e.shop import eventually, new_product, order_body
+from tests.e2e.shop import new_product, order_body
+from tests.waiting import eventually_blocking
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +46,7 @@ def test_counts_the_completed_saga_and_the_request_by_route_after_an_order(
     order_id = placed.json()["order_id"]
     client.get(f"/api/orders/{order_id}")
 
-    text = eventually(
+    text = eventually_blocking(
         lambda: httpx.get(str(shop.apps["order"].metrics_url), timeout=10).text,
         lambda body: (metric(body, "saga_completed_total", saga_type="place-order") or 0) >= 1,
     )
@@ -177,13 +178,13 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["order_id"]
 
-    saga = eventually(
+    saga = eventually_blocking(
         lambda: [s for s in receiver.spans if s.attributes.get("saga.correlation_id") == order_id],
         lambda found: any(s.name == "saga place-order" for s in found),
     )
     assert saga, "no saga span reached the collector: does create_app call configure_tracing()?"
     trace_id = saga[0].trace_id
-    spans = eventually(
+    spans = eventually_blocking(
         lambda: receiver.trace(trace_id),
         lambda found: any(s.name.startswith("POST /api/notifications") for s in found),
     )
@@ -200,7 +201,7 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     assert any(remote[0].span_id in ancestors(s, spans) for s in mongo)  # the inventory's own queries
     assert not [s for s in receiver.spans if s.name in ("GET /readyz", "GET /metrics")]  # probes: no traces
     log = shop.apps["order"].log
-    completed = eventually(  # written once the confirmation's outcome is stored, just after its span
+    completed = eventually_blocking(  # written once the confirmation's outcome is stored, just after its span
         lambda: [json.loads(line) for line in log.read_text().splitlines()
                  if order_id in line and '"saga_completed"' in line],
         bool,

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Shop
-from tests.e2e.shop import DECLINED_CARD, eventually, items_of, new_product, order_body
+from tests.e2e.shop import DECLINED_CARD, items_of, new_product, order_body
+from tests.waiting import eventually_blocking
 
 
 def _steps(order: dict[str, object]) -> list[tuple[str, str, str]]:
@@ -36,7 +37,7 @@ def test_completes_and_touches_every_module_when_all_goes_well(
     assert order["payment"] == {"method": "CREDIT_CARD", "brand": "visa", "last4": "4242"}
     assert order["tracking_number"] and order["payment_id"] and order["shipping_id"]
     # The answer comes once the order is settled; the best-effort confirmation may still be going.
-    order = eventually(
+    order = eventually_blocking(
         lambda: client.get(f"/api/orders/{order['order_id']}").json(),
         lambda o: ("action", "send_confirmation", "SUCCEEDED") in _steps(o),
     )
@@ -69,7 +70,9 @@ def test_fails_with_nothing_to_undo_when_out_of_stock(
     assert ("compensation", "reserve_inventory", "SUCCEEDED") not in _steps(order)
     assert _stock(client, product) == (1, 0)
     assert items_of(client, "/api/payments", customer_id=body["customer_id"]) == []
-    notes = eventually(lambda: items_of(client, "/api/notifications", customer_id=body["customer_id"]), bool)
+    notes = eventually_blocking(
+        lambda: items_of(client, "/api/notifications", customer_id=body["customer_id"]), bool
+    )
     assert [n["type"] for n in notes] == ["ORDER_FAILED"]
 
 
@@ -93,14 +96,16 @@ def test_refunds_and_releases_when_shipping_is_unavailable(
     order = client.post("/api/orders", json=body).json()
     assert (order["status"], order["failure_reason"]) == ("FAILED", "SHIPPING_UNAVAILABLE")
     undone = lambda o: [s[1] for s in _steps(o) if s[0] == "compensation" and s[2] == "SUCCEEDED"]  # noqa: E731
-    order = eventually(
+    order = eventually_blocking(
         lambda: client.get(f"/api/orders/{order['order_id']}").json(), lambda o: len(undone(o)) == 3
     )
     assert undone(order) == ["process_payment", "reserve_inventory", "create_order"]
     assert _stock(client, product) == (2, 0)
     payments = items_of(client, "/api/payments", customer_id=body["customer_id"])
     assert [p["status"] for p in payments] == ["REFUNDED"]
-    notes = eventually(lambda: items_of(client, "/api/notifications", customer_id=body["customer_id"]), bool)
+    notes = eventually_blocking(
+        lambda: items_of(client, "/api/notifications", customer_id=body["customer_id"]), bool
+    )
     assert [n["type"] for n in notes] == ["ORDER_FAILED"]
 
 
@@ -190,14 +195,14 @@ def test_undoes_everything_when_the_customer_cancels(
     assert order["status"] == "COMPLETED"
     cancelled = client.post(f"/api/orders/{order['order_id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
-    final = eventually(
+    final = eventually_blocking(
         lambda: client.get(f"/api/orders/{order['order_id']}").json(), lambda o: o["status"] == "CANCELLED"
     )
     assert final["status"] == "CANCELLED"
     assert _stock(client, product) == (3, 0)
     assert client.get(f"/api/payments/{order['payment_id']}").json()["status"] == "REFUNDED"
     assert client.get(f"/api/shipping/{order['shipping_id']}").json()["status"] == "CANCELLED"
-    notes = eventually(
+    notes = eventually_blocking(
         lambda: items_of(client, "/api/notifications", customer_id=body["customer_id"]), lambda n: len(n) == 2
     )
     assert sorted(n["type"] for n in notes) == ["ORDER_CANCELLED", "ORDER_CONFIRMED"]
@@ -220,7 +225,7 @@ def test_answers_202_with_a_location_when_asked_to_respond_async(
     response = client.post("/api/orders", json=order_body(product), headers={"Prefer": "respond-async"})
     assert response.status_code == 202
     location = response.headers["Location"]
-    final = eventually(lambda: client.get(location).json(), lambda o: o["status"] == "COMPLETED")
+    final = eventually_blocking(lambda: client.get(location).json(), lambda o: o["status"] == "COMPLETED")
     assert final["status"] == "COMPLETED"
 
 
@@ -289,7 +294,7 @@ async def test_never_oversells_when_many_orders_race(
     orders = [r.json() for r in responses]
     assert all(r.status_code in (201, 202) for r in responses)
     finals = [
-        eventually(
+        eventually_blocking(
             lambda o=o: client.get(f"/api/orders/{o['order_id']}").json(),
             lambda x: x["status"] in ("COMPLETED", "FAILED"),
         )
@@ -335,13 +340,13 @@ def test_creates_and_cancels_through_the_saga_endpoints_when_called_with_the_ser
     order_id = created.json()["order_id"]
     again = client.post("/api/orders/create", json=body, headers=service_headers).json()
     assert again["order_id"] == order_id
-    completed = eventually(
+    completed = eventually_blocking(
         lambda: client.get(f"/api/orders/{order_id}").json(), lambda o: o["status"] == "COMPLETED"
     )
     assert completed["status"] == "COMPLETED"
     cancel = client.post("/api/orders/cancel", json={"order_id": order_id}, headers=service_headers)
     assert cancel.status_code == 200, cancel.text
-    final = eventually(
+    final = eventually_blocking(
         lambda: client.get(f"/api/orders/{order_id}").json(), lambda o: o["status"] == "CANCELLED"
     )
     assert final["status"] == "CANCELLED"

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, SERVICE_TOKEN, LiveApp
-from tests.e2e.shop import DECLINED_CARD, eventually, new_product, order_body
+from tests.e2e.shop import DECLINED_CARD, new_product, order_body
 from tests.identity_provider import customer_headers
+from tests.waiting import eventually_blocking
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
@@ -35,7 +36,7 @@ def place(http: httpx.Client, **overrides: Any) -> dict[str, Any]:
 
 def saga_of(http: httpx.Client, saga_id: str) -> dict[str, Any]:
     """The saga once it has finished (the notification step follows the order's outcome)."""
-    saga: dict[str, Any] = eventually(
+    saga: dict[str, Any] = eventually_blocking(
         lambda: http.get(f"/api/sagas/{saga_id}", headers=ADMIN).json(),
         lambda s: s.get("status") in ("COMPLETED", "COMPENSATED"),
     )
@@ -80,7 +81,7 @@ def test_lists_the_orders_sagas_when_filtered_by_order_id(http: httpx.Client) ->
     as_owner = customer_headers(order["customer_id"])
     http.post(f"/api/orders/{order['order_id']}/cancel", headers=as_owner).raise_for_status()
 
-    page = eventually(
+    page = eventually_blocking(
         lambda: http.get("/api/sagas", params={"order_id": order["order_id"]}, headers=ADMIN).json(),
         lambda p: {s["status"] for s in p["items"]} == {"COMPLETED"} and p["total"] == 2,
     )

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from ecommerce_saga.saga import (
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.saga.testing import invariant_violations
 from tests.e2e.saga_worker import SAGA, Journal, MongoEffectLedger, order_saga, saga_input
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -49,14 +49,6 @@ def spawn_worker(
 
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 async def wait_for_exit(process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
@@ -102,7 +94,9 @@ async def test_finishes_every_saga_consistently_when_the_worker_is_killed_mid_fl
         return finished >= 20 and in_flight >= 8
 
     try:
-        await eventually(some_done_some_in_flight, 30, "some sagas finished and others are in flight")
+        await eventually(
+            some_done_some_in_flight, timeout=30, what="some sagas finished and others are in flight"
+        )
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -122,7 +116,7 @@ async def test_finishes_every_saga_consistently_when_the_worker_is_killed_mid_fl
             await rescuer.recover_once()
             return await sagas.count_documents({"status": {"$nin": FINAL}}) == 0
 
-        await eventually(nothing_left, 30, "every saga is finished")
+        await eventually(nothing_left, timeout=30, what="every saga is finished")
     finally:
         await rescuer.stop()
 

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Shop, start_split
-from tests.e2e.shop import ADDRESS, eventually, items_of, new_product, order_body
+from tests.e2e.shop import ADDRESS, items_of, new_product, order_body
+from tests.waiting import eventually_blocking
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def _place(client: httpx.Client, body: dict[str, Any]) -> str:
 def _settled(
     client: httpx.Client, order_id: str, statuses: tuple[str, ...] = ("COMPLETED", "FAILED")
 ) -> dict[str, Any]:
-    order: dict[str, Any] = eventually(
+    order: dict[str, Any] = eventually_blocking(
         lambda: client.get(f"/api/orders/{order_id}").json(), lambda o: o["status"] in statuses, timeout=60
     )
     return order
@@ -73,7 +74,7 @@ def test_completes_once_when_the_shipping_service_comes_back(
     fragile_shop.apps["shipping"].stop()
     try:
         order_id = _place(shop_client, body)
-        retries = eventually(
+        retries = eventually_blocking(
             lambda: _failed_attempts(shop_client, order_id, "schedule_shipping"), lambda n: n >= 2
         )
         assert retries >= 2
@@ -85,7 +86,7 @@ def test_completes_once_when_the_shipping_service_comes_back(
     customer = body["customer_id"]
     assert [p["status"] for p in _customer(shop_client, "payments", customer)] == ["COMPLETED"]
     assert [s["shipping_id"] for s in _customer(shop_client, "shipping", customer)] == [order["shipping_id"]]
-    notes = eventually(lambda: _customer(shop_client, "notifications", customer), bool)
+    notes = eventually_blocking(lambda: _customer(shop_client, "notifications", customer), bool)
     assert [n["type"] for n in notes] == ["ORDER_CONFIRMED"]
 
 
@@ -97,7 +98,9 @@ def test_refunds_once_when_the_shipping_service_comes_back_and_refuses(
     fragile_shop.apps["shipping"].stop()
     try:
         order_id = _place(shop_client, body)
-        eventually(lambda: _failed_attempts(shop_client, order_id, "schedule_shipping"), lambda n: n >= 1)
+        eventually_blocking(
+            lambda: _failed_attempts(shop_client, order_id, "schedule_shipping"), lambda n: n >= 1
+        )
     finally:
         fragile_shop.apps["shipping"] = fragile_shop.apps["shipping"].restart()
     order = _settled(shop_client, order_id)
@@ -117,13 +120,13 @@ def test_notifies_once_when_the_notification_service_is_frozen_for_a_while(
     try:
         order_id = _place(shop_client, body)
         order = _settled(shop_client, order_id, ("COMPLETED",))  # confirmation is best effort: never blocks
-        timeouts = eventually(
+        timeouts = eventually_blocking(
             lambda: _failed_attempts(shop_client, order_id, "send_confirmation"), lambda n: n >= 2
         )
         assert timeouts >= 2
     finally:
         os.kill(notification.pid, signal.SIGCONT)
-    confirmed = eventually(
+    confirmed = eventually_blocking(
         lambda: shop_client.get(f"/api/orders/{order_id}").json()["history"],
         lambda h: any(e["step"] == "send_confirmation" and e["status"] == "SUCCEEDED" for e in h),
         timeout=60,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 from ecommerce_saga.modules.payment.contract import (
-    CardBrand,
     ChargePayment,
     Payment,
     PaymentDeclinedError,
@@ -18,6 +19,13 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentVoidedError,
     RefundPayment,
 )
+from ecommerce_saga.modules.payment.domain import card_brand, card_expired, last_four
+from ecommerce_saga.modules.payment.gateway import (
+    EXPIRED_CARD,
+    PAYPAL_DECLINED,
+    SANDBOX_DECLINING_CARDS,
+    SANDBOX_DECLINING_PAYPAL_DOMAIN,
+)
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
@@ -29,15 +37,20 @@ class FakePaymentService:
 
     `charge` is idempotent per order (a declined order stays declined); `refund` refunds a
     completed payment once, and voids an order never charged so that a late charge is refused.
-    `decline_charges` makes new charges decline; `make_unavailable` makes `charge` and `refund`
-    raise `ServiceUnavailableError`. Only brand and last four digits of a card are kept.
+    New charges decline as the sandbox gateway's test cards, PayPal addresses and expired cards
+    (at `clock`) do, or every one after `decline_charges`; `make_unavailable` makes `charge` and
+    `refund` raise `ServiceUnavailableError`. Only brand and last four digits of a card are kept.
+    `gateway_calls` counts the charges and refunds decided: how often money moved, or would have.
     """
 
-    def __init__(self, journal: Journal | None = None) -> None:
+    def __init__(self, journal: Journal | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.journal = journal if journal is not None else Journal()
         self.methods: dict[str, PaymentMethod] = {}
         self.payments: dict[str, Payment] = {}
         self.decline_code: str | None = None
+        self.gateway_calls: dict[Literal["charge", "refund"], int] = {"charge": 0, "refund": 0}
+        self._sandbox_declines: dict[str, str] = {}
+        self._clock = clock
         self._outage = Outage("payment")
 
     def decline_charges(self, decline_code: str = "card_declined") -> None:
@@ -58,13 +71,18 @@ class FakePaymentService:
         method = PaymentMethod(
             token=new_id("pm"),
             method=details.method,
-            brand=(CardBrand.VISA if number.startswith("4") else CardBrand.OTHER) if number else None,
-            last4=number[-4:] if number else None,
+            brand=card_brand(number) if number else None,
+            last4=last_four(number) if number else None,
             expiry_month=details.expiry_month,
             expiry_year=details.expiry_year,
             paypal_email=details.paypal_email,
         )
         self.methods[method.token] = method
+        declines = SANDBOX_DECLINING_CARDS.get(number or "")
+        if (details.paypal_email or "").lower().endswith(SANDBOX_DECLINING_PAYPAL_DOMAIN):
+            declines = PAYPAL_DECLINED
+        if declines is not None:
+            self._sandbox_declines[method.token] = declines
         return method
 
     async def charge(self, command: ChargePayment) -> Payment:
@@ -94,6 +112,7 @@ class FakePaymentService:
             )  # fmt: skip
         elif payment.status is PaymentStatus.COMPLETED:
             payment = payment.model_copy(update={"status": PaymentStatus.REFUNDED, "updated_at": utcnow()})
+            self.gateway_calls["refund"] += 1
             self.journal.record(command.order_id, "payment.refunded")
         self.payments[command.order_id] = payment
         return payment
@@ -107,14 +126,17 @@ class FakePaymentService:
 
     async def list_payments(self, query: PaymentFilter) -> Page[Payment]:
         """See `PaymentService.list_payments`."""
-        matching = [
-            p
-            for p in reversed(self.payments.values())
-            if (query.customer_id is None or p.customer_id == query.customer_id)
-            and (query.status is None or p.status is query.status)
-            and (query.from_ is None or p.created_at >= query.from_)
-            and (query.to is None or p.created_at < query.to)
-        ]
+        matching = sorted(
+            (
+                p
+                for p in self.payments.values()
+                if (query.customer_id is None or p.customer_id == query.customer_id)
+                and (query.status is None or p.status is query.status)
+                and query.covers(p.created_at)
+            ),
+            key=lambda p: (p.created_at, p.order_id),
+            reverse=True,
+        )
         return page_of(matching, query)
 
     def _new_payment(self, command: ChargePayment) -> Payment:
@@ -122,18 +144,27 @@ class FakePaymentService:
         if method is None:
             raise PaymentMethodNotFoundError(f"no payment method with token {command.payment_token!r}")
         now = utcnow()
+        decline_code = self._decline_code(method)
         payment = Payment(
             payment_id=new_id("pay"), order_id=command.order_id, customer_id=command.customer_id,
             amount_cents=command.amount_cents, currency=command.currency, method=method.method,
             brand=method.brand, last4=method.last4,
-            status=PaymentStatus.DECLINED if self.decline_code else PaymentStatus.COMPLETED,
-            decline_code=self.decline_code, gateway_reference=None if self.decline_code else new_id("ch"),
-            created_at=now, updated_at=now,
+            status=PaymentStatus.DECLINED if decline_code else PaymentStatus.COMPLETED,
+            decline_code=decline_code, gateway_reference=new_id("ch"), created_at=now, updated_at=now,
         )  # fmt: skip
         self.payments[command.order_id] = payment
+        self.gateway_calls["charge"] += 1
         if payment.status is PaymentStatus.COMPLETED:
             self.journal.record(command.order_id, "payment.charged")
         return payment
+
+    def _decline_code(self, method: PaymentMethod) -> str | None:
+        if self.decline_code is not None:
+            return self.decline_code
+        month, year = method.expiry_month, method.expiry_year
+        if month is not None and year is not None and card_expired(month, year, self._clock()):
+            return EXPIRED_CARD
+        return self._sandbox_declines.get(method.token)
 
 
 if TYPE_CHECKING:

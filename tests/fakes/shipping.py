@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Collection
-from datetime import timedelta
+from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ecommerce_saga.modules.shipping.contract import (
@@ -18,13 +17,13 @@ from ecommerce_saga.modules.shipping.contract import (
     ShippingMethod,
     ShippingUnavailableError,
 )
-from ecommerce_saga.shared.clock import utcnow
+from ecommerce_saga.modules.shipping.domain import carrier_for, estimated_delivery, new_tracking_number
+from ecommerce_saga.shared.clock import to_millisecond, utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
 from tests.fakes.support import Journal, Outage, page_of
 
 SERVED_COUNTRIES = ("US", "CA", "GB", "DE", "FR")
-_TRANSIT_DAYS = {ShippingMethod.STANDARD: 7, ShippingMethod.EXPRESS: 3, ShippingMethod.OVERNIGHT: 1}
 
 
 class FakeShippingService:
@@ -32,15 +31,24 @@ class FakeShippingService:
 
     `schedule` is idempotent per order; `cancel` cancels once, and records a tombstone for an
     order never scheduled so that a late schedule is refused. `make_unavailable` makes both
-    raise `ServiceUnavailableError`.
+    raise `ServiceUnavailableError`. Carriers, tracking numbers and delivery dates follow the
+    module's rules (`shipping.domain`), so the fake passes the module's spec.
     """
 
-    def __init__(self, countries: Collection[str] = SERVED_COUNTRIES, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        countries: Collection[str] = SERVED_COUNTRIES,
+        journal: Journal | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.journal = journal if journal is not None else Journal()
-        self.countries = frozenset(countries)
+        self.countries = frozenset(country.upper() for country in countries)
         self.shipments: dict[str, Shipment] = {}
         self._outage = Outage("shipping")
-        self._tracking_numbers = itertools.count(1)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return to_millisecond(self._clock())
 
     def make_unavailable(self, times: int | None = None) -> None:
         """Fail the next `times` schedules and cancels (every one when None)."""
@@ -69,7 +77,7 @@ class FakeShippingService:
         self._outage.check()
         shipment = self.shipments.get(command.order_id)
         if shipment is None:  # a tombstone: a late schedule for this order must ship nothing
-            now = utcnow()
+            now = self._now()
             shipment = Shipment(
                 shipping_id=new_id("shp"), order_id=command.order_id, customer_id=None,
                 status=ShipmentStatus.CANCELLED, method=ShippingMethod.STANDARD, carrier="",
@@ -77,7 +85,7 @@ class FakeShippingService:
             )  # fmt: skip
         elif shipment.status is ShipmentStatus.SCHEDULED:
             shipment = shipment.model_copy(
-                update={"status": ShipmentStatus.CANCELLED, "updated_at": utcnow()}
+                update={"status": ShipmentStatus.CANCELLED, "updated_at": self._now()}
             )
             self.journal.record(command.order_id, "shipping.cancelled")
         self.shipments[command.order_id] = shipment
@@ -92,23 +100,27 @@ class FakeShippingService:
 
     async def list_shipments(self, query: ShipmentFilter) -> Page[Shipment]:
         """See `ShippingService.list_shipments`."""
-        matching = [
-            s
-            for s in reversed(self.shipments.values())
-            if (query.customer_id is None or s.customer_id == query.customer_id)
-            and (query.status is None or s.status is query.status)
-            and (query.from_ is None or s.created_at >= query.from_)
-            and (query.to is None or s.created_at < query.to)
-        ]
+        matching = sorted(
+            (
+                s
+                for s in self.shipments.values()
+                if (query.customer_id is None or s.customer_id == query.customer_id)
+                and (query.status is None or s.status is query.status)
+                and query.covers(s.created_at)
+            ),
+            key=lambda s: (s.created_at, s.order_id),
+            reverse=True,
+        )
         return page_of(matching, query)
 
     def _new_shipment(self, command: ScheduleShipment) -> Shipment:
-        now = utcnow()
+        now = self._now()
+        carrier = carrier_for(command.method, command.address.country)
         shipment = Shipment(
             shipping_id=new_id("shp"), order_id=command.order_id, customer_id=command.customer_id,
-            status=ShipmentStatus.SCHEDULED, method=command.method, carrier="Fake Post",
-            tracking_number=f"FK{next(self._tracking_numbers):010d}",
-            estimated_delivery=now.date() + timedelta(days=_TRANSIT_DAYS[command.method]),
+            status=ShipmentStatus.SCHEDULED, method=command.method, carrier=carrier,
+            tracking_number=new_tracking_number(carrier),
+            estimated_delivery=estimated_delivery(command.method, now.date()),
             address=command.address, created_at=now, updated_at=now,
         )  # fmt: skip
         self.shipments[command.order_id] = shipment

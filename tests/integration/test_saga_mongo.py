@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
 )
 from tests.unit import test_saga_versions as versions
+from tests.waiting import eventually
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 MakeEngine = Callable[..., SagaEngine]
@@ -76,19 +77,6 @@ async def make_engine() -> AsyncIterator[MakeEngine]:
     yield make
     for engine in engines:
         await engine.stop()
-
-
-async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = predicate()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_completes_and_compensates_when_sagas_run_on_mongo(

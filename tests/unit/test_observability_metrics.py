@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,6 +13,7 @@ from ecommerce_saga.observability import ParkedSagasGauge, SagaMetrics
 from ecommerce_saga.saga import EventKind, Saga, SagaEngine, SagaEvent, SagaQuery, SagaState, SagaStatus
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import FaultPlan, InMemoryLedger, scripted_saga
+from tests.waiting import eventually
 
 K = EventKind
 STEPS = ["reserve", "charge", "ship"]
@@ -50,14 +50,6 @@ class FakeClock:
 
 def event(kind: EventKind, saga_id: str = "s-1", **fields: Any) -> SagaEvent:
     return SagaEvent(kind=kind, saga_id=saga_id, saga_type="order", correlation_id="order-1", **fields)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

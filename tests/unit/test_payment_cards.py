@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ecommerce_saga.modules.payment.contract import CardBrand, luhn_valid
-from ecommerce_saga.modules.payment.domain import card_brand, card_expired, epoch_ms, last_four
+from ecommerce_saga.modules.payment.domain import card_brand, card_expired, last_four
 
 
 @pytest.mark.parametrize(
@@ -79,12 +79,3 @@ def test_treats_card_as_valid_through_its_expiry_month_when_checking_expiry(
 ) -> None:
     now = datetime(2030, 6, 30, 23, 59, tzinfo=UTC)
     assert card_expired(month, year, now) is expired
-
-
-def test_counts_whole_milliseconds_when_instant_is_millisecond_precise() -> None:
-    assert epoch_ms(datetime(1970, 1, 1, 0, 0, 1, 899_000, tzinfo=UTC)) == 1899
-    assert epoch_ms(datetime(2030, 1, 1, tzinfo=UTC)) == 1_893_456_000_000
-
-
-def test_rounds_up_when_instant_has_microseconds() -> None:
-    assert epoch_ms(datetime(1970, 1, 1, 0, 0, 0, 250_500, tzinfo=UTC)) == 251

@@ -14,6 +14,8 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentFilter,
     PaymentMethodKind,
 )
+from ecommerce_saga.modules.shipping.contract import ShipmentFilter
+from ecommerce_saga.shared.contracts import CreatedWithin
 
 CARD_NUMBER = "4242424242424242"
 CVV = "987"
@@ -143,12 +145,15 @@ def test_rejects_charge_when_order_id_is_not_a_safe_id(order_id: str) -> None:
         )  # fmt: skip
 
 
-def test_reads_naive_times_as_utc_when_filtering() -> None:
-    query = PaymentFilter(from_=datetime(2030, 1, 1), to=datetime(2030, 2, 1, tzinfo=UTC))  # noqa: DTZ001
+@pytest.mark.parametrize("time_filter", [PaymentFilter, ShipmentFilter])
+def test_refuses_naive_times_when_filtering(time_filter: type[CreatedWithin]) -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        time_filter(from_=datetime(2030, 1, 1), to=datetime(2030, 2, 1, tzinfo=UTC))  # noqa: DTZ001
 
-    assert query.from_ == datetime(2030, 1, 1, tzinfo=UTC)
 
-
-def test_rejects_filter_when_from_is_after_to() -> None:
+@pytest.mark.parametrize("time_filter", [PaymentFilter, ShipmentFilter])
+def test_rejects_filter_when_from_is_after_to(time_filter: type[CreatedWithin]) -> None:
     with pytest.raises(ValidationError, match="from must not be after to"):
-        PaymentFilter(from_=datetime(2030, 2, 1, tzinfo=UTC), to=datetime(2030, 1, 1, tzinfo=UTC))
+        time_filter(from_=datetime(2030, 2, 1, tzinfo=UTC), to=datetime(2030, 1, 1, tzinfo=UTC))
+    instant = datetime(2030, 1, 1, tzinfo=UTC)
+    assert time_filter(from_=instant, to=instant).covers(instant) is False  # [from, to): empty

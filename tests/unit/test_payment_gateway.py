@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from beanie import init_beanie
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.payment.contract import (
     CardBrand,
@@ -16,16 +13,20 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentMethodKind,
     PaymentMethodNotFoundError,
 )
-from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS, GatewayTransactionDocument
 from ecommerce_saga.modules.payment.gateway import GatewayCharge, GatewayRefund, SandboxGateway
+from ecommerce_saga.modules.payment.repository import InMemorySandboxLedger
 
 NOW = datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def gateway(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[SandboxGateway]:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    yield SandboxGateway(clock=lambda: NOW)
+def ledger() -> InMemorySandboxLedger:
+    return InMemorySandboxLedger()
+
+
+@pytest.fixture
+def gateway(ledger: InMemorySandboxLedger) -> SandboxGateway:
+    return SandboxGateway(ledger, clock=lambda: NOW)
 
 
 def card(number: str, month: int = 12, year: int = 2031) -> PaymentDetails:
@@ -96,12 +97,14 @@ async def test_vaults_only_brand_last4_and_expiry_when_card_is_tokenized(gateway
     assert "378282246310005" not in method.model_dump_json()
 
 
-async def test_returns_first_result_when_idempotency_key_is_reused(gateway: SandboxGateway) -> None:
+async def test_returns_first_result_when_idempotency_key_is_reused(
+    gateway: SandboxGateway, ledger: InMemorySandboxLedger
+) -> None:
     first = await charge(gateway, card("4242424242424242"), key="same")
     again = await charge(gateway, card("4000000000000002"), key="same")
 
     assert again == first
-    assert await GatewayTransactionDocument.find({"kind": "charge"}).count() == 1
+    assert await ledger.count("charge") == 1
 
 
 async def test_raises_method_not_found_when_token_is_unknown(gateway: SandboxGateway) -> None:
@@ -112,7 +115,9 @@ async def test_raises_method_not_found_when_token_is_unknown(gateway: SandboxGat
         await gateway.charge(request)
 
 
-async def test_refunds_once_when_refund_is_repeated_with_same_key(gateway: SandboxGateway) -> None:
+async def test_refunds_once_when_refund_is_repeated_with_same_key(
+    gateway: SandboxGateway, ledger: InMemorySandboxLedger
+) -> None:
     charged = await charge(gateway, card("4242424242424242"))
     request = GatewayRefund(
         charge_reference=charged.reference, amount_cents=1999, currency="USD", idempotency_key="r"
@@ -124,7 +129,7 @@ async def test_refunds_once_when_refund_is_repeated_with_same_key(gateway: Sandb
     assert first.approved
     assert first.reference.startswith("sbx_re_")
     assert again == first
-    assert await GatewayTransactionDocument.find({"kind": "refund"}).count() == 1
+    assert await ledger.count("refund") == 1
 
 
 async def test_refuses_refund_when_charge_was_declined(gateway: SandboxGateway) -> None:

@@ -7,12 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from beanie import init_beanie
 from fastapi import FastAPI
-from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
+from ecommerce_saga.modules.payment.repository import InMemoryPaymentRepository, InMemorySandboxLedger
 from ecommerce_saga.modules.payment.router import build_router
 from ecommerce_saga.modules.payment.service import LocalPaymentService
 from ecommerce_saga.web.auth import Authenticator
@@ -33,12 +31,13 @@ def card_body(number: str = "4242 4242 4242 4242") -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(mongo_db: AsyncDatabase[dict[str, Any]]) -> FastAPI:
+def app() -> FastAPI:
+    """A small app serving the payment router in-process, on the in-memory repositories."""
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(
         build_router(
-            LocalPaymentService(SandboxGateway()),
+            LocalPaymentService(InMemoryPaymentRepository(), SandboxGateway(InMemorySandboxLedger())),
             Authenticator(service_tokens=["service-secret"], admin_tokens=["admin"]),
         )
     )
@@ -46,8 +45,7 @@ def app(mongo_db: AsyncDatabase[dict[str, Any]]) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI, mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://test",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 from ecommerce_saga.saga import (
     AttemptStatus,
@@ -17,13 +15,7 @@ from ecommerce_saga.saga import (
 )
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from tests.unit.conftest import MakeEngine, attempts_of
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+from tests.waiting import eventually
 
 
 class Gate:
@@ -57,7 +49,7 @@ async def test_saves_the_attempt_in_flight_and_frees_the_lease_when_stopped_with
     await gate.entered.wait()
 
     stopping = asyncio.create_task(leaving.stop(grace=10))
-    await until(lambda: leaving.stopping)
+    await eventually(lambda: leaving.stopping)
     gate.opened.set()  # the attempt in flight finishes within the grace period
     await stopping
     handed_over = await store.get("s-1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +31,7 @@ from ecommerce_saga.saga.testing import (
     scripted_saga,
 )
 from tests.unit.conftest import MakeEngine
+from tests.waiting import eventually
 
 STEPS = ["reserve", "charge", "ship", "notify"]
 
@@ -60,19 +60,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def eventually(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = predicate()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        await asyncio.sleep(0.005)
 
 
 def _hold_first_attempt(saga: Saga, step_name: str, release: asyncio.Event, entered: asyncio.Event) -> Saga:

@@ -6,7 +6,6 @@ The scenarios take a store, so the Mongo integration tests run them too
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +32,7 @@ from ecommerce_saga.saga import (
 )
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import SimulatedCrash
+from tests.waiting import eventually
 
 Action = Callable[[StepContext], Awaitable[dict[str, str]]]
 
@@ -88,19 +88,12 @@ def engine(store: SagaStore, clock: Clock, *definitions: Saga, **options: Any) -
     return SagaEngine(store, definitions, clock=clock, lease_seconds=15, **options)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def crash_v1_sagas(store: SagaStore, clock: Clock, saga_ids: list[str]) -> None:
     """A v1 process books the flights, then dies while booking the hotels."""
     old = engine(store, clock, Trip(crash_at="book_hotel").v1())
     for saga_id in saga_ids:
         await old.start("trip", {}, saga_id=saga_id)
-    await until(lambda: not any(old.is_running_here(saga_id) for saga_id in saga_ids))
+    await eventually(lambda: not any(old.is_running_here(saga_id) for saga_id in saga_ids))
     for saga_id in saga_ids:
         state = await old.get(saga_id)
         entry = state.open_entry()

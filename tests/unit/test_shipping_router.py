@@ -8,11 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from beanie import init_beanie
 from fastapi import FastAPI
-from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.shipping.repository import InMemoryShipmentRepository
 from ecommerce_saga.modules.shipping.router import build_router
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.settings import DEFAULT_COUNTRIES
@@ -33,12 +31,12 @@ def _id(prefix: str) -> str:
 
 
 @pytest.fixture
-async def client(mongo_db: AsyncDatabase[dict[str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of a small app serving the shipping router in-process."""
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of a small app serving the shipping router in-process, on the in-memory repository."""
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(build_router(LocalShippingService(DEFAULT_COUNTRIES), TOKENS))
+    service = LocalShippingService(InMemoryShipmentRepository(), DEFAULT_COUNTRIES)
+    app.include_router(build_router(service, TOKENS))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://shop.test", headers=ADMIN_AUTH
@@ -130,6 +128,7 @@ class TestShippingRouter:
             {"skip": "-1"},
             {"from": "2030-01-04T12:00:00"},
             {"to": "yesterday"},
+            {"from": "2030-02-01T00:00:00Z", "to": "2030-01-01T00:00:00Z"},
         ],
     )
     async def test_answers_422_when_list_query_is_invalid(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ecommerce_saga.operations.models import (
@@ -17,6 +17,7 @@ from ecommerce_saga.operations.models import (
     StepView,
 )
 from ecommerce_saga.saga import AttemptStatus, HistoryEntry, Phase, Saga, SagaState, SagaStatus, StepKind
+from ecommerce_saga.shared.clock import from_epoch_ms
 
 MASK = "***"
 _SECRET_MARKERS = (
@@ -53,9 +54,7 @@ def mask_secrets(value: Any) -> Any:
 
 
 def _from_ms(epoch_ms: int | None) -> datetime | None:
-    if not epoch_ms:
-        return None
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return from_epoch_ms(epoch_ms) if epoch_ms else None
 
 
 def _compensating(state: SagaState) -> bool:

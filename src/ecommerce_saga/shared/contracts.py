@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -33,6 +34,28 @@ class PageRequest(FrozenModel):
 
     limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
     skip: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class CreatedWithin(PageRequest):
+    """A page of records created in `[from_, to)`: `from_` inclusive, `to` exclusive, both optional.
+
+    Both bounds carry a time zone; a range whose start is after its end is refused. Every list
+    filtered by creation time (payments, shipments) uses this one shape.
+    """
+
+    from_: AwareDatetime | None = None
+    to: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def check_range(self) -> Self:
+        """Refuse a range whose start is after its end."""
+        if self.from_ is not None and self.to is not None and self.from_ > self.to:
+            raise ValueError("from must not be after to")
+        return self
+
+    def covers(self, created_at: datetime) -> bool:
+        """Whether `created_at` lies in the range."""
+        return (self.from_ is None or created_at >= self.from_) and (self.to is None or created_at < self.to)
 
 
 class ContractError(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Protocol, Self
 
@@ -13,10 +13,10 @@ from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
     ConflictError,
     ContractError,
+    CreatedWithin,
     FrozenModel,
     NotFoundError,
     Page,
-    PageRequest,
     ServiceUnavailableError,
 )
 
@@ -254,29 +254,11 @@ class Payment(FrozenModel):
     updated_at: datetime
 
 
-class PaymentFilter(PageRequest):
-    """Which payments to list: by customer, status and creation time (`from_` ≤ t < `to`).
-
-    Times without a timezone are taken as UTC.
-    """
+class PaymentFilter(CreatedWithin):
+    """Which payments to list: by customer, status and creation time (`from_` ≤ t < `to`)."""
 
     customer_id: CustomerId | None = None
     status: PaymentStatus | None = None
-    from_: datetime | None = None
-    to: datetime | None = None
-
-    @field_validator("from_", "to")
-    @classmethod
-    def assume_utc(cls, value: datetime | None) -> datetime | None:
-        """Read a naive time as UTC."""
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
-
-    @model_validator(mode="after")
-    def check_range(self) -> Self:
-        """Refuse a range whose start is after its end."""
-        if self.from_ is not None and self.to is not None and self.from_ > self.to:
-            raise ValueError("from must not be after to")
-        return self
 
 
 class PaymentDeclinedError(ContractError):

@@ -1,13 +1,10 @@
-"""Rules that need no I/O: card brand from the issuer prefix, last four digits, expiry, instants."""
+"""Rules that need no I/O: card brand from the issuer prefix, last four digits, expiry."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from ecommerce_saga.modules.payment.contract import CardBrand
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
 
 # (brand, lowest prefix, highest prefix): issuer identification number ranges, longest first.
 _IIN_RANGES: tuple[tuple[CardBrand, int, int], ...] = (
@@ -39,12 +36,3 @@ def last_four(digits: str) -> str:
 def card_expired(expiry_month: int, expiry_year: int, now: datetime) -> bool:
     """Whether a card is expired at `now`: it is valid through the end of its expiry month."""
     return (expiry_year, expiry_month) < (now.year, now.month)
-
-
-def epoch_ms(instant: datetime) -> int:
-    """Milliseconds since the Unix epoch, rounded up (exact for `shared.clock.utcnow` times).
-
-    Rounding up keeps `t < instant` true exactly when `epoch_ms(t) < epoch_ms(instant)` for
-    millisecond-precision `t`, so range queries on epoch milliseconds match the datetimes.
-    """
-    return -(-(instant - _EPOCH) // _MILLISECOND)

@@ -1,4 +1,4 @@
-"""The payment gateway port, and a deterministic sandbox gateway that keeps its data in MongoDB."""
+"""The payment gateway port, and a deterministic sandbox gateway that keeps its data in a `SandboxLedger`."""
 
 from __future__ import annotations
 
@@ -8,19 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pymongo.errors import DuplicateKeyError
-
 from ecommerce_saga.modules.payment.contract import (
     PaymentDetails,
     PaymentMethod,
     PaymentMethodKind,
     PaymentMethodNotFoundError,
 )
-from ecommerce_saga.modules.payment.documents import (
-    GatewayTransactionDocument,
-    PaymentMethodDocument,
-)
 from ecommerce_saga.modules.payment.domain import card_brand, card_expired, last_four
+from ecommerce_saga.modules.payment.repository import GatewayTransaction, SandboxLedger, VaultEntry
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.ids import new_id
 
@@ -108,48 +103,52 @@ class SandboxGateway:
     a repeated call, even a concurrent one, returns the first call's result and charges once.
 
     Args:
+        ledger: Where the vault and the transactions are kept.
         clock: The current time, for the expiry check; `shared.clock.utcnow` by default.
     """
 
-    def __init__(self, clock: Callable[[], datetime] = utcnow, vault_cache_size: int = 10_000) -> None:
+    def __init__(
+        self, ledger: SandboxLedger, clock: Callable[[], datetime] = utcnow, vault_cache_size: int = 10_000
+    ) -> None:
+        self._ledger = ledger
         self._clock = clock
         # Vault entries never change once written, so they can be remembered.
-        self._vault: OrderedDict[str, PaymentMethodDocument] = OrderedDict()
+        self._vault: OrderedDict[str, VaultEntry] = OrderedDict()
         self._vault_cache_size = vault_cache_size
 
-    async def _vault_entry(self, token: str) -> PaymentMethodDocument | None:
-        doc = self._vault.get(token)
-        if doc is None:
-            doc = await PaymentMethodDocument.get(token)
-            if doc is not None:
-                self._remember(doc)
-        return doc
+    async def _vault_entry(self, token: str) -> VaultEntry | None:
+        entry = self._vault.get(token)
+        if entry is None:
+            entry = await self._ledger.method(token)
+            if entry is not None:
+                self._remember(entry)
+        return entry
 
-    def _remember(self, doc: PaymentMethodDocument) -> None:
-        self._vault[doc.id] = doc
+    def _remember(self, entry: VaultEntry) -> None:
+        self._vault[entry.token] = entry
         if len(self._vault) > self._vault_cache_size:
             self._vault.popitem(last=False)
 
     async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
         """See `PaymentGateway.tokenize`."""
-        doc = PaymentMethodDocument(id=new_id("pm"), method=details.method)
+        entry = VaultEntry(token=new_id("pm"), method=details.method, created_at=utcnow())
         if details.method is PaymentMethodKind.PAYPAL:
-            doc.paypal_email = details.paypal_email
+            entry.paypal_email = details.paypal_email
             if (details.paypal_email or "").lower().endswith(SANDBOX_DECLINING_PAYPAL_DOMAIN):
-                doc.sandbox_decline_code = PAYPAL_DECLINED
+                entry.sandbox_decline_code = PAYPAL_DECLINED
         elif details.card_number is not None:
             digits = details.card_number.get_secret_value()
-            doc.brand, doc.last4 = card_brand(digits), last_four(digits)
-            doc.expiry_month, doc.expiry_year = details.expiry_month, details.expiry_year
-            doc.sandbox_decline_code = SANDBOX_DECLINING_CARDS.get(digits)
-        await doc.insert()
-        self._remember(doc)
-        return _method(doc)
+            entry.brand, entry.last4 = card_brand(digits), last_four(digits)
+            entry.expiry_month, entry.expiry_year = details.expiry_month, details.expiry_year
+            entry.sandbox_decline_code = SANDBOX_DECLINING_CARDS.get(digits)
+        await self._ledger.add_method(entry)
+        self._remember(entry)
+        return _method(entry)
 
     async def payment_method(self, token: str) -> PaymentMethod | None:
         """See `PaymentGateway.payment_method`."""
-        doc = await self._vault_entry(token)
-        return None if doc is None else _method(doc)
+        entry = await self._vault_entry(token)
+        return None if entry is None else _method(entry)
 
     async def charge(self, request: GatewayCharge) -> GatewayResult:
         """See `PaymentGateway.charge`."""
@@ -158,55 +157,41 @@ class SandboxGateway:
         if vault is None:
             raise PaymentMethodNotFoundError(f"no payment method with token {request.token!r}")
         decline_code = self._decline_code(vault)
-        charge = GatewayTransactionDocument(
-            id=key, kind="charge", reference=new_id("sbx_ch"), token=request.token,
+        charge = GatewayTransaction(
+            key=key, kind="charge", reference=new_id("sbx_ch"), token=request.token,
             amount_cents=request.amount_cents, currency=request.currency,
-            approved=decline_code is None, decline_code=decline_code,
+            approved=decline_code is None, decline_code=decline_code, created_at=utcnow(),
         )  # fmt: skip
-        return await _record(charge)  # a repeated key finds the first charge and returns its result
+        return _result(await self._ledger.record(charge))  # a repeated key gets the first charge's result
 
     async def refund(self, request: GatewayRefund) -> GatewayResult:
         """See `PaymentGateway.refund`. Raises `LookupError` if no such approved charge exists."""
         key = f"refund:{request.idempotency_key}"
-        done = await GatewayTransactionDocument.get(key)
+        done = await self._ledger.transaction(key)
         if done is not None:
             return _result(done)
-        charge = await GatewayTransactionDocument.find_one(
-            {"kind": "charge", "reference": request.charge_reference}
-        )
+        charge = await self._ledger.charge(request.charge_reference)
         if charge is None or not charge.approved:
             raise LookupError(f"no approved charge {request.charge_reference!r} to refund")
-        refund = GatewayTransactionDocument(
-            id=key, kind="refund", reference=new_id("sbx_re"),
+        refund = GatewayTransaction(
+            key=key, kind="refund", reference=new_id("sbx_re"),
             charge_reference=request.charge_reference, amount_cents=request.amount_cents,
-            currency=request.currency, approved=True,
+            currency=request.currency, approved=True, created_at=utcnow(),
         )  # fmt: skip
-        return await _record(refund)
+        return _result(await self._ledger.record(refund))
 
-    def _decline_code(self, vault: PaymentMethodDocument) -> str | None:
+    def _decline_code(self, vault: VaultEntry) -> str | None:
         month, year = vault.expiry_month, vault.expiry_year
         if month is not None and year is not None and card_expired(month, year, self._clock()):
             return EXPIRED_CARD
         return vault.sandbox_decline_code
 
 
-async def _record(doc: GatewayTransactionDocument) -> GatewayResult:
-    """Record a transaction once: a concurrent call with the same key gets the first's result."""
-    try:
-        await doc.insert()
-    except DuplicateKeyError:
-        first = await GatewayTransactionDocument.get(doc.id)
-        assert first is not None  # noqa: S101 - the duplicate exists
-        return _result(first)
-    return _result(doc)
+def _result(transaction: GatewayTransaction) -> GatewayResult:
+    return GatewayResult(
+        approved=transaction.approved, reference=transaction.reference, decline_code=transaction.decline_code
+    )
 
 
-def _result(doc: GatewayTransactionDocument) -> GatewayResult:
-    return GatewayResult(approved=doc.approved, reference=doc.reference, decline_code=doc.decline_code)
-
-
-def _method(doc: PaymentMethodDocument) -> PaymentMethod:
-    return PaymentMethod(
-        token=doc.id, method=doc.method, brand=doc.brand, last4=doc.last4,
-        expiry_month=doc.expiry_month, expiry_year=doc.expiry_year, paypal_email=doc.paypal_email,
-    )  # fmt: skip
+def _method(entry: VaultEntry) -> PaymentMethod:
+    return PaymentMethod.model_validate(entry.model_dump(exclude={"sandbox_decline_code", "created_at"}))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from ecommerce_saga.identity import Principal
 from ecommerce_saga.modules.payment.contract import (
@@ -22,7 +20,7 @@ from ecommerce_saga.modules.payment.contract import (
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
 from ecommerce_saga.web.auth import Authenticator, customer_scope
-from ecommerce_saga.web.params import IsoDateTime
+from ecommerce_saga.web.params import FROM_DESCRIPTION, TO_DESCRIPTION, IsoDateTime, query_model
 from ecommerce_saga.web.problems import responses
 
 PaymentPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The payment's id")]
@@ -39,20 +37,16 @@ def build_router(service: PaymentService, auth: Authenticator) -> APIRouter:
         caller: Principal = Depends(auth.customer),
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         payment_status: Annotated[PaymentStatus | None, Query(alias="status")] = None,
-        from_: Annotated[IsoDateTime | None, Query(alias="from", description="Created at or after.")] = None,
-        to: Annotated[IsoDateTime | None, Query(description="Created before (ISO 8601).")] = None,
+        from_: Annotated[IsoDateTime | None, Query(alias="from", description=FROM_DESCRIPTION)] = None,
+        to: Annotated[IsoDateTime | None, Query(description=TO_DESCRIPTION)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Payment]:
         """List payments, newest first, by customer, status and creation time (a customer: their own)."""
-        try:
-            query = PaymentFilter(
-                customer_id=customer_scope(caller, customer_id), status=payment_status, from_=from_, to=to,
-                limit=limit, skip=skip,
-            )  # fmt: skip
-        except ValidationError as exc:  # e.g. `from` after `to`
-            errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
+        query = query_model(
+            PaymentFilter, customer_id=customer_scope(caller, customer_id), status=payment_status,
+            from_=from_, to=to, limit=limit, skip=skip,
+        )  # fmt: skip
         return await service.list_payments(query)
 
     @router.get("/{payment_id}", response_model=Payment, responses=responses(401, 403, 404))

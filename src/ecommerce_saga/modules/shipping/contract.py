@@ -6,16 +6,16 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
     ConflictError,
     ContractError,
+    CreatedWithin,
     FrozenModel,
     NotFoundError,
     Page,
-    PageRequest,
 )
 
 OrderId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["ord_3f2a9c"])]
@@ -125,13 +125,11 @@ class Shipment(FrozenModel):
     updated_at: datetime
 
 
-class ShipmentFilter(PageRequest):
-    """Which shipments to list; `from_` is inclusive and `to` exclusive, on `created_at`."""
+class ShipmentFilter(CreatedWithin):
+    """Which shipments to list: by customer, status and creation time (`from_` ≤ t < `to`)."""
 
     customer_id: CustomerId | None = None
     status: ShipmentStatus | None = None
-    from_: AwareDatetime | None = None
-    to: AwareDatetime | None = None
 
 
 class ShippingUnavailableError(ContractError):

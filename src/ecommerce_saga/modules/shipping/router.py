@@ -18,7 +18,7 @@ from ecommerce_saga.modules.shipping.contract import (
 )
 from ecommerce_saga.shared.contracts import MAX_PAGE_SIZE, SAFE_ID_PATTERN, Page
 from ecommerce_saga.web.auth import Authenticator, customer_scope
-from ecommerce_saga.web.params import IsoDateTime
+from ecommerce_saga.web.params import FROM_DESCRIPTION, TO_DESCRIPTION, IsoDateTime, query_model
 from ecommerce_saga.web.problems import responses
 
 ShippingPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The shipment's id")]
@@ -35,22 +35,16 @@ def build_router(service: ShippingService, auth: Authenticator) -> APIRouter:
         caller: Principal = Depends(auth.customer),
         customer_id: Annotated[str | None, Query(pattern=SAFE_ID_PATTERN)] = None,
         status: Annotated[ShipmentStatus | None, Query()] = None,
-        from_: Annotated[
-            IsoDateTime | None, Query(alias="from", description="Created at or after (ISO 8601)")
-        ] = None,
-        to: Annotated[IsoDateTime | None, Query(description="Created before (ISO 8601)")] = None,
+        from_: Annotated[IsoDateTime | None, Query(alias="from", description=FROM_DESCRIPTION)] = None,
+        to: Annotated[IsoDateTime | None, Query(description=TO_DESCRIPTION)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Page[Shipment]:
         """List shipments, newest first, by customer, status and creation time (a customer: their own)."""
-        query = ShipmentFilter(
-            customer_id=customer_scope(caller, customer_id),
-            status=status,
-            from_=from_,
-            to=to,
-            limit=limit,
-            skip=skip,
-        )
+        query = query_model(
+            ShipmentFilter, customer_id=customer_scope(caller, customer_id), status=status,
+            from_=from_, to=to, limit=limit, skip=skip,
+        )  # fmt: skip
         return await service.list_shipments(query)
 
     @router.get("/{shipping_id}", response_model=Shipment, responses=responses(401, 403, 404))

@@ -1,0 +1,390 @@
+"""The catalog, stock levels and reservations: the `InventoryRepository` port, on MongoDB (Beanie)
+and in memory.
+
+Stock moves are atomic and happen once per order: `hold` takes units from `available` to
+`reserved` and marks, in the same conditional update, that this order holds them; `undo_hold`
+and `give_back` move them back once. The marks are forgotten once the reservation's own status
+records the outcome. Both implementations pass `tests/contract/test_inventory_repository_contract.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from beanie.exceptions import DocumentNotFound
+from pydantic import BaseModel, ConfigDict
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
+from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
+
+Mark = Literal["holds", "releases"]
+"""Which move of an order's units a product remembers: held for it, or given back."""
+ACTIVE = (ReservationStatus.PENDING, ReservationStatus.RESERVED, ReservationStatus.RELEASING)
+"""Reservations that hold, or may hold, stock."""
+
+
+class CatalogPrice(BaseModel):
+    """What a product costs, read with its stock move."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    price_cents: int
+    currency: str
+
+
+class HoldRefused(StrEnum):
+    """Why no units were held."""
+
+    UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"
+    SHORT_OF_STOCK = "SHORT_OF_STOCK"
+
+
+class ProductRecord(BaseModel):
+    """A product and its stock as stored."""
+
+    product_id: str
+    name: str
+    category: str
+    price_cents: int
+    currency: str = "USD"
+    available: int
+    reserved: int = 0
+    created_at: datetime
+
+
+class ReservationRecord(BaseModel):
+    """One order's reservation as stored; `version` counts the writes (optimistic concurrency)."""
+
+    order_id: str
+    reservation_id: str
+    status: ReservationStatus
+    items: list[PricedItem]
+    total_cents: int
+    currency: str
+    version: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class InventoryRepository(Protocol):
+    """Where the inventory module keeps its catalog, stock and reservations."""
+
+    async def add_product(self, product: ProductRecord) -> bool:
+        """Store a new product; False if its id is taken (nothing written)."""
+        ...
+
+    async def product(self, product_id: str) -> ProductRecord | None:
+        """The product, or None."""
+        ...
+
+    async def find_products(self, query: ProductFilter) -> tuple[list[ProductRecord], int]:
+        """A page of products by category and stock, ordered by id, and how many match in all."""
+        ...
+
+    async def prices(self, product_ids: list[str]) -> dict[str, CatalogPrice]:
+        """The catalog prices of those products that exist."""
+        ...
+
+    async def restock(self, product_id: str, quantity: int) -> bool:
+        """Add `quantity` to the product's available units; False if there is no such product."""
+        ...
+
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+        """Move `quantity` units from available to reserved for the order, once; the product's price.
+
+        A repeat (the order holds the product already) moves nothing and answers the price too.
+        """
+        ...
+
+    async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
+        """Give back the units the order holds of the product (if it holds `quantity`); forget the hold."""
+        ...
+
+    async def give_back(self, order_id: str, product_id: str, quantity: int) -> None:
+        """Move `quantity` reserved units back to available for the order, once (marked as released)."""
+        ...
+
+    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
+        """Drop the product's mark for the order, once the reservation's status records the move."""
+        ...
+
+    async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
+        """Store a new reservation, or return the order's reservation stored first (nothing written)."""
+        ...
+
+    async def reservation(self, order_id: str) -> ReservationRecord | None:
+        """The order's reservation, or None."""
+        ...
+
+    async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
+        """Write the reservation whole if the stored one still has `expected_version`; False if not."""
+        ...
+
+    async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
+        """The newest `limit` active reservations that include the product."""
+        ...
+
+
+_PRICE_FIELDS = {"name": 1, "price_cents": 1, "currency": 1}
+
+
+def _price(found: dict[str, Any]) -> CatalogPrice:
+    return CatalogPrice(
+        name=str(found["name"]),
+        price_cents=int(found["price_cents"]),
+        currency=str(found.get("currency", "USD")),
+    )
+
+
+class BeanieInventoryRepository:
+    """`InventoryRepository` on MongoDB (collections `products` and `reservations`).
+
+    `available` and `reserved` change only by conditional `$inc`; the marks are the product
+    document's `holds.<order_id>` and `releases.<order_id>`, set or unset in that same update.
+    Reservations are written whole (insert, `replace` filtered on `version`).
+    """
+
+    async def add_product(self, product: ProductRecord) -> bool:
+        """See `InventoryRepository.add_product`."""
+        try:
+            await ProductDocument(
+                id=product.product_id, **product.model_dump(exclude={"product_id"})
+            ).insert()
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def product(self, product_id: str) -> ProductRecord | None:
+        """See `InventoryRepository.product`."""
+        doc = await ProductDocument.get(product_id)
+        return None if doc is None else _product(doc)
+
+    async def find_products(self, query: ProductFilter) -> tuple[list[ProductRecord], int]:
+        """See `InventoryRepository.find_products`."""
+        criteria: dict[str, Any] = {}
+        if query.category is not None:
+            criteria["category"] = query.category
+        if query.in_stock is not None:
+            criteria["available"] = {"$gt": 0} if query.in_stock else {"$lte": 0}
+        total = await ProductDocument.find(criteria).count()
+        docs = await ProductDocument.find(criteria).sort("_id").skip(query.skip).limit(query.limit).to_list()
+        return [_product(doc) for doc in docs], total
+
+    async def prices(self, product_ids: list[str]) -> dict[str, CatalogPrice]:
+        """See `InventoryRepository.prices`."""
+        found = ProductDocument.get_pymongo_collection().find({"_id": {"$in": product_ids}}, _PRICE_FIELDS)
+        return {doc["_id"]: _price(doc) async for doc in found}  # prices only: not the marks
+
+    async def restock(self, product_id: str, quantity: int) -> bool:
+        """See `InventoryRepository.restock`."""
+        result = await ProductDocument.get_pymongo_collection().update_one(
+            {"_id": product_id}, {"$inc": {"available": quantity}}
+        )
+        return result.matched_count > 0
+
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+        """See `InventoryRepository.hold`."""
+        products = ProductDocument.get_pymongo_collection()
+        mark = f"holds.{order_id}"
+        found = await products.find_one_and_update(
+            {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}},
+            {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
+            projection=_PRICE_FIELDS,
+            return_document=ReturnDocument.AFTER,
+        )
+        if found is None:  # held already by an earlier call, short of stock, or unknown
+            found = await products.find_one({"_id": product_id, mark: {"$exists": True}}, _PRICE_FIELDS)
+            if found is None:
+                known = await products.find_one({"_id": product_id}, {"_id": 1})
+                return HoldRefused.SHORT_OF_STOCK if known else HoldRefused.UNKNOWN_PRODUCT
+        return _price(found)
+
+    async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
+        """See `InventoryRepository.undo_hold`."""
+        mark = f"holds.{order_id}"
+        await ProductDocument.get_pymongo_collection().update_one(
+            {"_id": product_id, mark: quantity},
+            {"$inc": {"available": quantity, "reserved": -quantity}, "$unset": {mark: ""}},
+        )
+
+    async def give_back(self, order_id: str, product_id: str, quantity: int) -> None:
+        """See `InventoryRepository.give_back`."""
+        mark = f"releases.{order_id}"
+        await ProductDocument.get_pymongo_collection().update_one(
+            {"_id": product_id, mark: {"$exists": False}},
+            {"$inc": {"available": quantity, "reserved": -quantity}, "$set": {mark: quantity}},
+        )
+
+    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
+        """See `InventoryRepository.forget`."""
+        field = f"{mark}.{order_id}"
+        await ProductDocument.get_pymongo_collection().update_one(
+            {"_id": product_id, field: {"$exists": True}}, {"$unset": {field: ""}}
+        )
+
+    async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
+        """See `InventoryRepository.add_reservation`."""
+        try:
+            await _reservation_document(reservation).insert()
+        except DuplicateKeyError:
+            first = await self.reservation(reservation.order_id)
+            assert first is not None  # noqa: S101 - reservations are never deleted
+            return first
+        return reservation
+
+    async def reservation(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.reservation`."""
+        doc = await ReservationDocument.get(order_id)
+        return None if doc is None else _reservation(doc)
+
+    async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
+        """See `InventoryRepository.replace_reservation`."""
+        current = {"_id": reservation.order_id, "version": expected_version}
+        try:
+            await ReservationDocument.find_one(current).replace_one(_reservation_document(reservation))
+        except DocumentNotFound:
+            return False
+        return True
+
+    async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
+        """See `InventoryRepository.active_reservations`."""
+        active = [status.value for status in ACTIVE]
+        docs = (
+            await ReservationDocument.find({"items.product_id": product_id, "status": {"$in": active}})
+            .sort("-created_at")
+            .limit(limit)
+            .to_list()
+        )
+        return [_reservation(doc) for doc in docs]
+
+
+def _product(doc: ProductDocument) -> ProductRecord:
+    return ProductRecord(product_id=doc.id, **doc.model_dump(include=set(ProductRecord.model_fields)))
+
+
+def _reservation_document(reservation: ReservationRecord) -> ReservationDocument:
+    return ReservationDocument(id=reservation.order_id, **reservation.model_dump(exclude={"order_id"}))
+
+
+def _reservation(doc: ReservationDocument) -> ReservationRecord:
+    return ReservationRecord(order_id=doc.id, **doc.model_dump(include=set(ReservationRecord.model_fields)))
+
+
+class InMemoryInventoryRepository:
+    """`InventoryRepository` in dicts: for unit tests and a database-free shop. Each method runs
+    without awaiting, so it is atomic on the event loop, as the conditional updates are on MongoDB."""
+
+    def __init__(self) -> None:
+        self._products: dict[str, ProductRecord] = {}
+        self._marks: dict[tuple[Mark, str], dict[str, int]] = {}  # (mark, product id) → order → units
+        self._reservations: dict[str, ReservationRecord] = {}
+
+    def marks(self, mark: Mark, product_id: str) -> dict[str, int]:
+        """The orders the product has `mark`ed and their units (what the marks keep, for tests)."""
+        return self._marks.setdefault((mark, product_id), {})
+
+    async def add_product(self, product: ProductRecord) -> bool:
+        """See `InventoryRepository.add_product`."""
+        if product.product_id in self._products:
+            return False
+        self._products[product.product_id] = product.model_copy()
+        return True
+
+    async def product(self, product_id: str) -> ProductRecord | None:
+        """See `InventoryRepository.product`."""
+        found = self._products.get(product_id)
+        return None if found is None else found.model_copy()
+
+    async def find_products(self, query: ProductFilter) -> tuple[list[ProductRecord], int]:
+        """See `InventoryRepository.find_products`."""
+        matching = [
+            p
+            for _, p in sorted(self._products.items())
+            if (query.category is None or p.category == query.category)
+            and (query.in_stock is None or (p.available > 0) is query.in_stock)
+        ]
+        return [p.model_copy() for p in matching[query.skip : query.skip + query.limit]], len(matching)
+
+    async def prices(self, product_ids: list[str]) -> dict[str, CatalogPrice]:
+        """See `InventoryRepository.prices`."""
+        return {pid: _catalog_price(p) for pid in product_ids if (p := self._products.get(pid)) is not None}
+
+    async def restock(self, product_id: str, quantity: int) -> bool:
+        """See `InventoryRepository.restock`."""
+        product = self._products.get(product_id)
+        if product is not None:
+            product.available += quantity
+        return product is not None
+
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+        """See `InventoryRepository.hold`."""
+        product = self._products.get(product_id)
+        if product is None:
+            return HoldRefused.UNKNOWN_PRODUCT
+        holds = self.marks("holds", product_id)
+        if order_id not in holds:
+            if product.available < quantity:
+                return HoldRefused.SHORT_OF_STOCK
+            product.available, product.reserved = product.available - quantity, product.reserved + quantity
+            holds[order_id] = quantity
+        return _catalog_price(product)
+
+    async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
+        """See `InventoryRepository.undo_hold`."""
+        holds = self.marks("holds", product_id)
+        product = self._products.get(product_id)
+        if product is not None and holds.get(order_id) == quantity:
+            product.available, product.reserved = product.available + quantity, product.reserved - quantity
+            del holds[order_id]
+
+    async def give_back(self, order_id: str, product_id: str, quantity: int) -> None:
+        """See `InventoryRepository.give_back`."""
+        releases = self.marks("releases", product_id)
+        product = self._products.get(product_id)
+        if product is not None and order_id not in releases:
+            product.available, product.reserved = product.available + quantity, product.reserved - quantity
+            releases[order_id] = quantity
+
+    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
+        """See `InventoryRepository.forget`."""
+        self.marks(mark, product_id).pop(order_id, None)
+
+    async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
+        """See `InventoryRepository.add_reservation`."""
+        first = self._reservations.get(reservation.order_id)
+        if first is not None:
+            return first.model_copy(deep=True)
+        self._reservations[reservation.order_id] = reservation.model_copy(deep=True)
+        return reservation
+
+    async def reservation(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.reservation`."""
+        found = self._reservations.get(order_id)
+        return None if found is None else found.model_copy(deep=True)
+
+    async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
+        """See `InventoryRepository.replace_reservation`."""
+        current = self._reservations.get(reservation.order_id)
+        if current is None or current.version != expected_version:
+            return False
+        self._reservations[reservation.order_id] = reservation.model_copy(deep=True)
+        return True
+
+    async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
+        """See `InventoryRepository.active_reservations`."""
+        matching = [
+            r
+            for r in self._reservations.values()
+            if r.status in ACTIVE and any(item.product_id == product_id for item in r.items)
+        ]
+        matching.sort(key=lambda r: r.created_at, reverse=True)
+        return [r.model_copy(deep=True) for r in matching[:limit]]
+
+
+def _catalog_price(product: ProductRecord) -> CatalogPrice:
+    return CatalogPrice(name=product.name, price_cents=product.price_cents, currency=product.currency)

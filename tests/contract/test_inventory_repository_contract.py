@@ -1,0 +1,214 @@
+"""One `InventoryRepository` spec, run against every repository: in memory and MongoDB (Beanie)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from beanie import init_beanie
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.inventory.repository import (
+    BeanieInventoryRepository,
+    CatalogPrice,
+    HoldRefused,
+    InMemoryInventoryRepository,
+    InventoryRepository,
+    ProductRecord,
+    ReservationRecord,
+)
+
+AT = datetime(2030, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def a_product(
+    repository: InventoryRepository, available: int = 10, category: str = "misc", price: int = 250
+) -> ProductRecord:
+    product = ProductRecord(
+        product_id=_id("p"), name="Thing", category=category, price_cents=price, currency="EUR",
+        available=available, created_at=AT,
+    )  # fmt: skip
+    assert await repository.add_product(product)
+    return product
+
+
+async def stock(repository: InventoryRepository, product_id: str) -> tuple[int, int]:
+    product = await repository.product(product_id)
+    assert product is not None
+    return product.available, product.reserved
+
+
+def a_reservation(order_id: str | None = None, *items: tuple[str, int], **fields: Any) -> ReservationRecord:
+    priced = [
+        PricedItem(product_id=p, name="Thing", quantity=q, price_cents=250, line_total_cents=250 * q)
+        for p, q in items
+    ]
+    values: dict[str, Any] = {
+        "order_id": order_id or _id("o"), "reservation_id": "res", "status": ReservationStatus.PENDING,
+        "items": priced, "total_cents": sum(i.line_total_cents for i in priced), "currency": "EUR",
+        "created_at": AT, "updated_at": AT,
+    }  # fmt: skip
+    return ReservationRecord(**{**values, **fields})
+
+
+class InventoryRepositorySpec:
+    """What every `InventoryRepository` must do; subclasses provide the `repository` fixture."""
+
+    async def test_reads_back_a_product_and_refuses_its_id_again(
+        self, repository: InventoryRepository
+    ) -> None:
+        product = await a_product(repository)
+
+        assert await repository.product(product.product_id) == product
+        assert not await repository.add_product(product.model_copy(update={"name": "Other"}))
+        assert await repository.product(product.product_id) == product
+        assert await repository.product("p-missing") is None
+
+    async def test_finds_products_by_category_and_stock_in_id_order(
+        self, repository: InventoryRepository
+    ) -> None:
+        category = _id("cat")
+        products = [await a_product(repository, available, category) for available in (0, 1, 2, 3)]
+        in_stock = sorted(p.product_id for p in products[1:])
+
+        page, total = await repository.find_products(
+            ProductFilter(category=category, in_stock=True, limit=2, skip=1)
+        )
+        out, out_total = await repository.find_products(ProductFilter(category=category, in_stock=False))
+
+        assert (total, [p.product_id for p in page]) == (3, in_stock[1:3])
+        assert (out_total, out) == (1, [products[0]])
+
+    async def test_prices_only_known_products(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, price=799)
+
+        prices = await repository.prices([product.product_id, "p-missing"])
+
+        assert prices == {product.product_id: CatalogPrice(name="Thing", price_cents=799, currency="EUR")}
+
+    async def test_restocks_known_products_only(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=2)
+
+        assert await repository.restock(product.product_id, 5)
+        assert not await repository.restock("p-missing", 5)
+        assert await stock(repository, product.product_id) == (7, 0)
+
+    async def test_holds_once_per_order(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=5)
+
+        first = await repository.hold("o1", product.product_id, 2)
+        again = await repository.hold("o1", product.product_id, 2)
+
+        assert first == again == CatalogPrice(name="Thing", price_cents=250, currency="EUR")
+        assert await stock(repository, product.product_id) == (3, 2)
+
+    async def test_refuses_a_hold_when_short_or_unknown(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=1)
+
+        assert await repository.hold("o1", product.product_id, 2) is HoldRefused.SHORT_OF_STOCK
+        assert await repository.hold("o1", "p-missing", 1) is HoldRefused.UNKNOWN_PRODUCT
+        assert await stock(repository, product.product_id) == (1, 0)
+
+    async def test_never_oversells_when_holds_race(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=10)
+
+        held = await asyncio.gather(*(repository.hold(f"o{n}", product.product_id, 1) for n in range(30)))
+
+        assert sum(isinstance(h, CatalogPrice) for h in held) == 10
+        assert await stock(repository, product.product_id) == (0, 10)
+
+    async def test_undoes_a_hold_once(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=5)
+        await repository.hold("o1", product.product_id, 2)
+
+        await repository.undo_hold("o1", product.product_id, 2)
+        await repository.undo_hold("o1", product.product_id, 2)
+        await repository.undo_hold("o2", product.product_id, 2)  # never held: nothing to undo
+
+        assert await stock(repository, product.product_id) == (5, 0)
+        assert isinstance(await repository.hold("o1", product.product_id, 2), CatalogPrice)  # forgotten
+        assert await stock(repository, product.product_id) == (3, 2)
+
+    async def test_gives_back_once_until_forgotten(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=5)
+        await repository.hold("o1", product.product_id, 2)
+        await repository.forget("holds", "o1", product.product_id)
+
+        await repository.give_back("o1", product.product_id, 2)
+        await repository.give_back("o1", product.product_id, 2)
+
+        assert await stock(repository, product.product_id) == (5, 0)
+
+    async def test_holds_again_once_a_hold_is_forgotten(self, repository: InventoryRepository) -> None:
+        product = await a_product(repository, available=5)
+        await repository.hold("o1", product.product_id, 2)
+
+        await repository.forget("holds", "o1", product.product_id)
+        await repository.forget("releases", "o1", product.product_id)  # none: a no-op
+
+        await repository.hold("o1", product.product_id, 2)
+        assert await stock(repository, product.product_id) == (1, 4)
+
+    async def test_keeps_the_first_reservation_of_an_order(self, repository: InventoryRepository) -> None:
+        first = a_reservation(None, ("p-a", 2), ("p-b", 1))
+
+        assert await repository.add_reservation(first) == first
+        assert await repository.add_reservation(a_reservation(first.order_id, ("p-c", 9))) == first
+        assert await repository.reservation(first.order_id) == first
+        assert await repository.reservation("o-missing") is None
+
+    async def test_replaces_a_reservation_only_when_its_version_is_unchanged(
+        self, repository: InventoryRepository
+    ) -> None:
+        stored = await repository.add_reservation(a_reservation(None, ("p-a", 1)))
+        reserved = stored.model_copy(update={"status": ReservationStatus.RESERVED, "version": 1})
+        released = stored.model_copy(update={"status": ReservationStatus.RELEASED, "version": 1})
+
+        assert await repository.replace_reservation(reserved, expected_version=0)
+        assert not await repository.replace_reservation(released, expected_version=0)
+        assert await repository.reservation(stored.order_id) == reserved
+
+    async def test_lists_the_newest_active_reservations_of_a_product(
+        self, repository: InventoryRepository
+    ) -> None:
+        product_id = _id("p")
+        statuses = ["PENDING", "RESERVED", "RELEASING", "RELEASED", "REJECTED", "RESERVED"]
+        stored = [
+            await repository.add_reservation(
+                a_reservation(
+                    None,
+                    ("p-other", 1),
+                    (product_id, 2),
+                    status=ReservationStatus(status),
+                    created_at=AT + timedelta(seconds=n),
+                )
+            )
+            for n, status in enumerate(statuses)
+        ]
+        await repository.add_reservation(a_reservation(None, ("p-other", 1)))
+
+        active = await repository.active_reservations(product_id, limit=3)
+
+        assert active == [stored[5], stored[2], stored[1]]
+
+
+class TestInMemoryInventoryRepository(InventoryRepositorySpec):
+    @pytest.fixture
+    def repository(self) -> InventoryRepository:
+        return InMemoryInventoryRepository()
+
+
+class TestBeanieInventoryRepository(InventoryRepositorySpec):
+    @pytest.fixture
+    async def repository(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> InventoryRepository:
+        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+        return BeanieInventoryRepository()
