@@ -63,9 +63,11 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
 )
 from ecommerce_saga.saga.steps import (
+    ON_COMPENSATED,
     Action,
     Compensation,
     JsonObject,
+    SagaHook,
     SagaStep,
     Step,
     StepContext,
@@ -76,6 +78,7 @@ from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 __all__ = [
     "NO_RETRY",
+    "ON_COMPENSATED",
     "Action",
     "AttemptStatus",
     "Compensation",
@@ -100,6 +103,7 @@ __all__ = [
     "SagaError",
     "SagaEvent",
     "SagaExpectation",
+    "SagaHook",
     "SagaNotFoundError",
     "SagaObserver",
     "SagaQuery",
