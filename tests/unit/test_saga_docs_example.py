@@ -7,14 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "saga-engine.md"
-
-
-def _block_after(marker: str, language: str) -> str:
-    pattern = rf"<!-- {marker} -->\s*```{language}\n(.*?)```"
-    found = re.search(pattern, DOC.read_text(), re.DOTALL)
-    assert found is not None, f"no ```{language} block after <!-- {marker} --> in {DOC}"
-    return found.group(1)
+from tests.examples import documented as _block_after
 
 
 def test_prints_the_documented_output_when_the_docs_example_runs(tmp_path: Path) -> None:
@@ -38,4 +31,4 @@ def test_imports_only_the_saga_package_when_showing_usage() -> None:
         "ecommerce_saga.saga",
         "ecommerce_saga.saga.stores.memory",
     }
-    assert {name.split(".")[0] for name in imports} <= {"asyncio", "typing", "ecommerce_saga"}
+    assert {name.split(".")[0] for name in imports} <= {"asyncio", "typing", "pydantic", "ecommerce_saga"}
