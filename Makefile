@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SRC := src tests benchmarks
+SRC := src tests benchmarks examples
 
 .PHONY: run run-split demo check coverage lint fmt typecheck imports test test-fast bench install clean
 
@@ -35,6 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy benchmarks
+	$(BIN)/mypy examples
 
 imports: $(STAMP)
 	$(BIN)/lint-imports

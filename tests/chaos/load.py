@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -276,3 +277,27 @@ async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: f
     assert report.ok, report.summary()
     assert not stock_lost(report, catalog), stock_lost(report, catalog)
     return report
+
+
+async def saga_documents(mongo_url: str, db_name: str) -> list[dict[str, Any]]:
+    """Every saga document of the database, as stored."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        return [saga async for saga in client[db_name].sagas.find({})]
+    finally:
+        await client.close()
+
+
+def never_twice_at_once(saga: dict[str, Any]) -> None:
+    """No step succeeded twice, and attempts by different workers did not overlap in time."""
+    succeeded = Counter((h["step"], h["phase"]) for h in saga["history"] if h["status"] == "SUCCEEDED")
+    assert all(count == 1 for count in succeeded.values()), (saga["_id"], succeeded)
+    spans: list[tuple[datetime, datetime, str]] = [
+        (h["started_at"], h["ended_at"], h["worker"])
+        for h in saga["history"]
+        if h.get("ended_at") is not None and h.get("worker") is not None
+    ]
+    spans.sort()
+    for (_, ended, worker), (started, _, next_worker) in itertools.pairwise(spans):
+        if worker != next_worker:
+            assert ended <= started, (saga["_id"], worker, next_worker)

@@ -34,9 +34,9 @@ from tests.waiting import eventually_blocking
 OUTAGE_SECONDS = 4.0
 
 
-def _status(url: str) -> int | None:
+def _status(url: str, headers: dict[str, str] | None = None) -> int | None:
     try:
-        return httpx.get(url, timeout=15, headers=ADMIN).status_code
+        return httpx.get(url, timeout=15, headers=headers).status_code
     except httpx.HTTPError:
         return None
 
@@ -55,7 +55,8 @@ async def _outage_under_load(
         down_until = time.monotonic() + OUTAGE_SECONDS
         while time.monotonic() < down_until:
             seen["readyz"].append(await asyncio.to_thread(_status, f"{shop.url}/readyz"))
-            seen["order"].append(await asyncio.to_thread(_status, f"{shop.url}/api/orders/ord_unknown"))
+            order = f"{shop.url}/api/orders/ord_unknown"
+            seen["order"].append(await asyncio.to_thread(_status, order, ADMIN))
             await asyncio.sleep(0.2)
         server.start()  # from this thread: the server's parent-death signal follows its parent thread
         await asyncio.sleep(2.0)  # load again on the recovered database

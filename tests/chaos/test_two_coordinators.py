@@ -10,15 +10,10 @@ in time (the lease and its fencing token let only one worker drive a saga at a t
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import signal
-from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from pymongo import AsyncMongoClient
 
 from tests.chaos.load import (
     SETTINGS,
@@ -27,7 +22,9 @@ from tests.chaos.load import (
     audit_books,
     chaos_seed,
     check_outcomes,
+    never_twice_at_once,
     retry_unanswered,
+    saga_documents,
     settle,
 )
 from tests.e2e.conftest import LiveApp, Shop, start_app
@@ -47,29 +44,6 @@ async def _load_both_then_kill_a(
             load.stop()
         await asyncio.gather(*running)
     return loads
-
-
-async def _sagas(mongo_url: str, db_name: str) -> list[dict[str, Any]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    try:
-        return [saga async for saga in client[db_name].sagas.find({})]
-    finally:
-        await client.close()
-
-
-def _never_twice_at_once(saga: dict[str, Any]) -> None:
-    """No step succeeded twice, and attempts by different workers did not overlap in time."""
-    succeeded = Counter((h["step"], h["phase"]) for h in saga["history"] if h["status"] == "SUCCEEDED")
-    assert all(count == 1 for count in succeeded.values()), (saga["_id"], succeeded)
-    spans: list[tuple[datetime, datetime, str]] = [
-        (h["started_at"], h["ended_at"], h["worker"])
-        for h in saga["history"]
-        if h.get("ended_at") is not None and h.get("worker") is not None
-    ]
-    spans.sort()
-    for (_, ended, worker), (started, _, next_worker) in itertools.pairwise(spans):
-        if worker != next_worker:
-            assert ended <= started, (saga["_id"], worker, next_worker)
 
 
 def _interrupted_on_a(saga: dict[str, Any]) -> bool:
@@ -99,9 +73,9 @@ def test_the_surviving_coordinator_finishes_the_sagas_of_the_killed_one(
             orders = settle(client, sent)
         check_outcomes(sent, orders)
         asyncio.run(audit_books(mongo_url, app_a.db_name, catalog))
-        sagas = asyncio.run(_sagas(mongo_url, app_a.db_name))
+        sagas = asyncio.run(saga_documents(mongo_url, app_a.db_name))
         for saga in sagas:
-            _never_twice_at_once(saga)
+            never_twice_at_once(saga)
         assert any(h.get("worker") == "coordinator-a" for saga in sagas for h in saga["history"]), (
             "A ran nothing"
         )

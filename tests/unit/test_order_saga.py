@@ -42,13 +42,16 @@ from ecommerce_saga.modules.order.saga import (
     PlaceOrderInput,
     ShipmentScheduled,
 )
+from ecommerce_saga.modules.order.service import LocalOrderService
 from ecommerce_saga.modules.payment.contract import PaymentStatus
 from ecommerce_saga.modules.shipping.contract import ShipmentStatus
 from ecommerce_saga.saga import (
+    ON_COMPENSATED,
     AttemptStatus,
     InvalidSagaInputError,
     Phase,
     Saga,
+    SagaEngine,
     SagaNotFoundError,
     SagaState,
     SagaStatus,
@@ -57,20 +60,14 @@ from ecommerce_saga.saga import (
 from tests.fakes.shop import FAST_RETRY, LONDON, FakeParticipants, Shop, open_shop, place_order
 
 Database = AsyncDatabase[dict[str, Any]]
-PLACE_ORDER_STEPS = [
-    CREATE_ORDER,
-    RESERVE_INVENTORY,
-    PROCESS_PAYMENT,
-    SCHEDULE_SHIPPING,
-    CONFIRM_ORDER,
-    SEND_CONFIRMATION,
-]
+PLACE_ORDER_STEPS = [RESERVE_INVENTORY, PROCESS_PAYMENT, SCHEDULE_SHIPPING, CONFIRM_ORDER, SEND_CONFIRMATION]
+PLACE_ORDER_V1_STEPS = [CREATE_ORDER, *PLACE_ORDER_STEPS]
 
 
-def place_order_definition() -> Saga[PlaceOrderInput]:
+def place_order_definition(version: int = 2) -> Saga[PlaceOrderInput]:
     fakes = FakeParticipants.create()
     sagas = OrderSagas(OrderRepository(), fakes.inventory, fakes.payment, fakes.shipping, fakes.notifications)
-    return sagas.place_order()
+    return sagas.place_order() if version == 2 else sagas.place_order_v1()
 
 
 PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
@@ -112,12 +109,14 @@ def attempts(state: SagaState, step: str) -> list[tuple[AttemptStatus, str | Non
 
 
 def assert_undone_in_reverse(state: SagaState, shop: Shop) -> None:
-    """Every step that succeeded and can be undone was compensated once, in reverse order."""
-    definition = shop.engine.definitions[state.saga_type]
+    """Every step that succeeded and can be undone was compensated once, in reverse order; then
+    the saga's on_compensated hook ran, once."""
+    definition = shop.engine.definition_for(state)
+    assert definition is not None
     undoable = {s.name for s in definition.steps if s.compensation is not None}
     done = [step for step in succeeded(state, Phase.ACTION) if step in undoable]
     assert state.status is SagaStatus.COMPENSATED
-    assert succeeded(state, Phase.COMPENSATION) == list(reversed(done))
+    assert succeeded(state, Phase.COMPENSATION) == [*reversed(done), ON_COMPENSATED]
 
 
 async def test_completes_order_with_payment_and_shipment_when_every_participant_succeeds(shop: Shop) -> None:
@@ -146,7 +145,7 @@ async def test_fails_order_without_undoing_anything_when_items_are_out_of_stock(
 
     assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.INVENTORY_UNAVAILABLE)
     assert_undone_in_reverse(state, shop)
-    assert succeeded(state, Phase.COMPENSATION) == ["create_order"]
+    assert succeeded(state, Phase.COMPENSATION) == ["on_compensated"]
     assert shop.fakes.journal.of(doc.id) == ["notification.ORDER_FAILED"]
     assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.REJECTED
     assert [shop.fakes.inventory.products[p].reserved for p in ("sku-desk", "sku-lamp")] == [0, 0]
@@ -181,7 +180,7 @@ async def test_refunds_then_releases_when_shipping_is_unavailable(shop: Shop) ->
 
     assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.SHIPPING_UNAVAILABLE)
     assert_undone_in_reverse(state, shop)
-    assert succeeded(state, Phase.COMPENSATION) == ["process_payment", "reserve_inventory", "create_order"]
+    assert succeeded(state, Phase.COMPENSATION) == ["process_payment", "reserve_inventory", "on_compensated"]
     assert shop.fakes.journal.of(doc.id) == [
         "inventory.reserved",
         "payment.charged",
@@ -381,10 +380,10 @@ def test_reads_inputs_and_outputs_as_the_untyped_sagas_stored_them() -> None:
         "confirm_order": {"status": "COMPLETED"},
         "send_confirmation": {"notification_id": "ntf_1"},
     }
-    definition = place_order_definition()
+    definition = place_order_definition(version=1)  # what those sagas run on
 
     typed_input = definition.step_input(old_input)
-    outputs = {step.name: step.output.model_validate(old_outputs[step.name]) for step in PLACE_ORDER_STEPS}
+    outputs = {step.name: step.output.model_validate(old_outputs[step.name]) for step in PLACE_ORDER_V1_STEPS}
 
     assert typed_input.items[0].quantity == 2
     assert typed_input.shipping_address == LONDON
@@ -392,10 +391,49 @@ def test_reads_inputs_and_outputs_as_the_untyped_sagas_stored_them() -> None:
     assert outputs["schedule_shipping"] == ShipmentScheduled(
         shipping_id="shp_1", tracking_number="T1", estimated_delivery=date(2025, 3, 4)
     )
-    assert [step.name for step in definition.steps] == [step.name for step in PLACE_ORDER_STEPS]
+    assert [step.name for step in definition.steps] == [step.name for step in PLACE_ORDER_V1_STEPS]
     assert {name: out.model_dump(mode="json") for name, out in outputs.items()} == old_outputs
 
 
 def test_refuses_to_start_a_place_order_saga_when_its_input_is_invalid() -> None:
     with pytest.raises(InvalidSagaInputError, match="total_cents"):
         place_order_definition().stored_input({"order_id": "ord_1", "customer_id": "alice"})
+
+
+async def test_finishes_a_version_1_saga_on_version_1_and_places_new_orders_on_version_2(shop: Shop) -> None:
+    # A previous release (place-order version 1 only) took an order and was stopped with its saga
+    # in flight; this release has both versions.
+    old_sagas = OrderSagas(
+        shop.orders, shop.fakes.inventory, shop.fakes.payment, shop.fakes.shipping, shop.fakes.notifications
+    )
+    old = SagaEngine(shop.engine.store, [old_sagas.place_order_v1()], observers=[])
+    old_service = LocalOrderService(shop.orders, old, shop.fakes.inventory, shop.fakes.payment)
+    shop.fakes.payment.decline_charges()
+    old_order = (await old_service.place(place_order(("sku-desk", 1)), wait_seconds=0)).order
+    await old.stop(grace=5)  # hands the saga over before it finished
+    assert (await shop.engine.get(old_order.saga_id)).status is SagaStatus.RUNNING
+
+    assert await shop.engine.recover_once() == 1
+    resumed = await shop.engine.wait(old_order.saga_id, timeout=5)
+    shop.fakes.payment.decline_code = None
+    new_doc, new = await place(shop, place_order(("sku-desk", 1)))
+
+    assert resumed.definition_version == 1
+    assert resumed.status is SagaStatus.COMPENSATED
+    assert succeeded(resumed, Phase.ACTION) == ["create_order", "reserve_inventory"]
+    assert succeeded(resumed, Phase.COMPENSATION) == ["reserve_inventory", "create_order"]
+    failed = await shop.order(old_order.order_id)
+    assert (failed.status, failed.failure_reason) == (OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
+    assert shop.fakes.journal.of(old_order.order_id)[-1] == "notification.ORDER_FAILED"
+    assert new.definition_version == 2
+    assert new.status is SagaStatus.COMPLETED
+    assert succeeded(new, Phase.ACTION) == [step.name for step in PLACE_ORDER_STEPS]
+    assert new_doc.status is OrderStatus.COMPLETED
+
+
+def test_place_order_version_2_has_a_new_fingerprint_and_version_1_keeps_its_own() -> None:
+    v1, v2 = place_order_definition(version=1), place_order_definition(version=2)
+
+    assert (v1.version, v2.version) == (1, 2)
+    assert v1.fingerprint != v2.fingerprint
+    assert v1.fingerprint == "530dcf0147d1264a"  # what version-1 sagas in flight recorded

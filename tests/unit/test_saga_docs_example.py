@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.examples import documented as _block_after
+
 pytestmark = pytest.mark.e2e  # runs the docs' example as a Python process
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "saga-engine.md"
-
-
-def _block_after(marker: str, language: str) -> str:
-    pattern = rf"<!-- {marker} -->\s*```{language}\n(.*?)```"
-    found = re.search(pattern, DOC.read_text(), re.DOTALL)
-    assert found is not None, f"no ```{language} block after <!-- {marker} --> in {DOC}"
-    return found.group(1)
 
 
 def test_prints_the_documented_output_when_the_docs_example_runs(tmp_path: Path) -> None:
@@ -42,4 +35,4 @@ def test_imports_only_the_saga_package_when_showing_usage() -> None:
         "ecommerce_saga.saga",
         "ecommerce_saga.saga.stores.memory",
     }
-    assert {name.split(".")[0] for name in imports} <= {"asyncio", "typing", "ecommerce_saga"}
+    assert {name.split(".")[0] for name in imports} <= {"asyncio", "typing", "pydantic", "ecommerce_saga"}

@@ -46,15 +46,15 @@ _DETAIL_EXAMPLE: dict[str, Any] = {
     "failure": {"type": "PaymentDeclinedError", "code": "payment.declined", "message": "card declined",
                 "retryable": False},
     "input": {"order_id": "ord-6f1c2a9b3d4e", "total_cents": 2500, "payment_token": "***"},
-    "outputs": {"create_order": {}, "reserve_inventory": {"reservation_id": "res-1"}},
+    "outputs": {"reserve_inventory": {"reservation_id": "res-1"}},
     "steps": [
         {"name": "reserve_inventory", "kind": "compensatable", "compensatable": True,
          "status": "COMPENSATED", "attempts": 1},
         {"name": "process_payment", "kind": "compensatable", "compensatable": True,
          "status": "FAILED", "attempts": 1},
     ],
-    "compensation": {"plan": ["reserve_inventory", "create_order"], "position": 2, "total": 2,
-                     "done": ["reserve_inventory", "create_order"], "pending": []},
+    "compensation": {"plan": ["reserve_inventory", "on_compensated"], "position": 2, "total": 2,
+                     "done": ["reserve_inventory", "on_compensated"], "pending": []},
     "actions": {"retry": False, "cancel": False},
     "history": [
         {"step": "process_payment", "phase": "action", "attempt": 1, "status": "FAILED",

@@ -5,26 +5,40 @@ the engine runs it step by step, persisting every transition before acting on it
 transient failures with backoff, compensates in reverse order on failure, and resumes sagas
 left unfinished by a crash. It knows nothing about any particular domain.
 
-Example::
+Example (docs/saga-engine.md has a tutorial and the whole API)::
 
     import asyncio
-    from ecommerce_saga.saga import Saga, SagaEngine, SagaStep, StepContext
+    from pydantic import BaseModel
+    from ecommerce_saga.saga import Saga, SagaEngine, Step, StepContext
     from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 
-    async def reserve(ctx: StepContext) -> dict:
-        return {"reservation_id": f"r-{ctx.idempotency_key}"}
+    class Checkout(BaseModel):           # the saga's input
+        amount: int
 
-    async def release(ctx: StepContext) -> None:
-        print("releasing", ctx.output)
+    class Reserved(BaseModel):           # the steps' outputs
+        reservation_id: str
 
-    async def charge(ctx: StepContext) -> dict:
-        return {"payment_id": "p-1", "amount": ctx.input["amount"]}
+    class Charged(BaseModel):
+        payment_id: str
+        amount: int
 
-    saga = Saga("checkout", [SagaStep("reserve", reserve, release), SagaStep("charge", charge)])
+    RESERVE = Step("reserve", Reserved)  # persisted names, with their output models
+    CHARGE = Step("charge", Charged)
+
+    async def reserve(ctx: StepContext[Checkout]) -> Reserved:
+        return Reserved(reservation_id=f"r-{ctx.idempotency_key}")
+
+    async def release(ctx: StepContext[Checkout], reserved: Reserved | None) -> None:
+        print("releasing", reserved)
+
+    async def charge(ctx: StepContext[Checkout]) -> Charged:
+        return Charged(payment_id="p-1", amount=ctx.input.amount)
+
+    saga = Saga("checkout", [RESERVE.does(reserve).undoes(release), CHARGE.does(charge)], input=Checkout)
 
     async def main() -> None:
         engine = SagaEngine(InMemorySagaStore(), [saga])
-        state = await engine.start("checkout", {"amount": 1200}, saga_id="order-1")
+        state = await engine.start("checkout", Checkout(amount=1200), saga_id="order-1")
         state = await engine.wait(state.saga_id, timeout=5)
         print(state.status, state.outputs)
 
@@ -63,9 +77,11 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
 )
 from ecommerce_saga.saga.steps import (
+    ON_COMPENSATED,
     Action,
     Compensation,
     JsonObject,
+    SagaHook,
     SagaStep,
     Step,
     StepContext,
@@ -76,6 +92,7 @@ from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 __all__ = [
     "NO_RETRY",
+    "ON_COMPENSATED",
     "Action",
     "AttemptStatus",
     "Compensation",
@@ -100,6 +117,7 @@ __all__ = [
     "SagaError",
     "SagaEvent",
     "SagaExpectation",
+    "SagaHook",
     "SagaNotFoundError",
     "SagaObserver",
     "SagaQuery",

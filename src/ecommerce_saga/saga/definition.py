@@ -20,7 +20,16 @@ from ecommerce_saga.saga.errors import (
 )
 from ecommerce_saga.saga.retry import RetryPolicy
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
-from ecommerce_saga.saga.steps import InT, JsonObject, SagaStep, StepKind, check_name
+from ecommerce_saga.saga.steps import (
+    ON_COMPENSATED,
+    InT,
+    JsonObject,
+    SagaHook,
+    SagaStep,
+    StepContext,
+    StepKind,
+    check_name,
+)
 
 _KIND_ORDER = {StepKind.COMPENSATABLE: 0, StepKind.PIVOT: 1, StepKind.RETRIABLE: 2}
 
@@ -42,6 +51,13 @@ class Saga(Generic[InT]):
             parked as ``REQUIRES_ATTENTION`` for an operator; it is never dropped.
         deadline: Seconds from the start after which no further forward step is begun and the
             saga compensates; None for no deadline.
+        on_compensated: Runs once the saga failed and every compensation has run, also when
+            there was nothing to undo (its first step failed for business reasons): the place
+            to record the failure and tell someone. It is durable like a compensation: recorded
+            before it runs (as ``on_compensated``, phase ``compensation``), retried with
+            `compensation_retry`, resumed after a crash, and the saga parks if it fails for
+            good. So it runs at least once; make it idempotent (``ctx.idempotency_key``).
+        on_compensated_timeout: Seconds one attempt of `on_compensated` may take.
 
     Raises:
         SagaDefinitionError: If the definition is invalid.
@@ -55,8 +71,12 @@ class Saga(Generic[InT]):
         default_factory=lambda: RetryPolicy(initial_interval=0.1, maximum_interval=10.0, maximum_attempts=8)
     )
     deadline: float | None = None
+    on_compensated: SagaHook[InT] | None = None
+    on_compensated_timeout: float = 10.0
     fingerprint: str = field(init=False)
-    """A hash of the step names and kinds, in order: what a stored saga relies on to resume."""
+    """A hash of the step names and kinds, in order, and of whether the saga has an
+    `on_compensated` hook: what a stored saga relies on to resume."""
+    _hook_step: SagaStep[InT, Any] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_name("saga", self.name)
@@ -73,8 +93,27 @@ class Saga(Generic[InT]):
         _check_kind_order(self.name, self.steps)
         if self.deadline is not None and self.deadline <= 0:
             raise SagaDefinitionError(f"saga {self.name!r}: deadline must be positive")
+        if ON_COMPENSATED in (step.name for step in self.steps):
+            raise SagaDefinitionError(f"saga {self.name!r}: the step name {ON_COMPENSATED!r} is reserved")
         shape = "\n".join(f"{step.kind.value}:{step.name}" for step in self.steps)
+        if self.on_compensated is not None:  # a stored plan may end with it
+            shape += f"\nhook:{ON_COMPENSATED}"
         object.__setattr__(self, "fingerprint", hashlib.sha256(shape.encode()).hexdigest()[:16])
+        object.__setattr__(self, "_hook_step", self._as_step(self.on_compensated))
+
+    def _as_step(self, hook: SagaHook[InT] | None) -> SagaStep[InT, Any] | None:
+        """The hook as the compensation of a step that is never run forward (the runner plans,
+        records and retries it like a compensation)."""
+        if hook is None:
+            return None
+
+        async def never(ctx: StepContext[InT]) -> None:  # pragma: no cover - never planned forward
+            raise AssertionError(f"{ON_COMPENSATED} is not a step")
+
+        try:
+            return SagaStep(ON_COMPENSATED, never, hook, timeout=self.on_compensated_timeout)
+        except SagaDefinitionError as exc:
+            raise SagaDefinitionError(f"saga {self.name!r}: on_compensated: {exc}") from None
 
     def stored_input(self, saga_input: BaseModel | Mapping[str, Any]) -> JsonObject:
         """The input as a saga stores it (JSON-like), validated against the input model if any.
@@ -111,6 +150,13 @@ class Saga(Generic[InT]):
             if step.name == name:
                 return index
         raise KeyError(name)
+
+    def compensation_step(self, name: str) -> SagaStep[InT, Any]:
+        """What a compensation plan names: a step, or the `on_compensated` hook (as a step whose
+        compensation is the hook)."""
+        if name == ON_COMPENSATED and self._hook_step is not None:
+            return self._hook_step
+        return self.steps[self.step_index(name)]
 
 
 def _check_unique(saga: str, names: list[str]) -> None:

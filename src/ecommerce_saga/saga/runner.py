@@ -229,7 +229,7 @@ class SagaRunner:
 
     async def _compensate(self, definition: Saga[Any], state: SagaState) -> SagaState:
         name = state.compensation_plan[state.compensation_position]
-        step = definition.steps[definition.step_index(name)]
+        step = definition.compensation_step(name)
         state, entry = await self._ensure_open(state, name, Phase.COMPENSATION)
         await self._sleep_until_due(entry)
         ctx = transitions.step_context(definition, state, step, entry.attempt, compensating=True)

@@ -30,6 +30,9 @@ OutT = TypeVar("OutT")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 """A typed step's output model."""
 
+ON_COMPENSATED = "on_compensated"
+"""The name under which a saga's `on_compensated` hook is planned and recorded (no step may take it)."""
+
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 """What a saga or step name looks like (it is persisted)."""
 
@@ -105,6 +108,9 @@ Compensation = Callable[[StepContext[InT]], Awaitable[object]]
 nothing to undo."""
 TypedCompensation = Callable[[StepContext[InT], OutT | None], Awaitable[None]]
 """Undoes a typed step's effect, given that step's output (None if the action never succeeded)."""
+SagaHook = Callable[[StepContext[InT]], Awaitable[None]]
+"""A saga-level hook (`Saga.on_compensated`): receives the saga's context, with every stored
+output and the failure that stopped the saga."""
 
 
 @dataclass(frozen=True, slots=True)

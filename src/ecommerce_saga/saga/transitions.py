@@ -29,7 +29,7 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.steps import SagaStep, StepContext, StepKind
+from ecommerce_saga.saga.steps import ON_COMPENSATED, SagaStep, StepContext, StepKind
 
 INTERRUPTED = ErrorInfo(
     type="WorkerLost",
@@ -207,13 +207,16 @@ def stop_forward(
 def begin_compensation(
     definition: Saga[Any], state: SagaState, failure: ErrorInfo, *, include_current: bool, worker: str
 ) -> None:
-    """Plan compensations: succeeded steps in reverse, and the failed step if its outcome is unknown."""
+    """Plan compensations: succeeded steps in reverse, and the failed step if its outcome is unknown;
+    then the saga's `on_compensated` hook, if it has one."""
     done = [s.name for s in definition.steps[: state.current_step] if s.compensation is not None]
     current = definition.steps[state.current_step] if state.current_step < len(definition.steps) else None
     if include_current and current is not None and current.compensation is not None:
         done.append(current.name)
     state.failure = failure
     state.compensation_plan = list(reversed(done))
+    if definition.on_compensated is not None:
+        state.compensation_plan.append(ON_COMPENSATED)
     state.compensation_position = 0
     if state.compensation_plan:
         state.status = SagaStatus.COMPENSATING
@@ -278,7 +281,7 @@ def step_context(
 ) -> StepContext[Any]:
     """The context for one attempt of `step`, with copies of the input and outputs (a step cannot
     change them)."""
-    suffix = ":compensate" if compensating else ""
+    suffix = ":compensate" if compensating and step.name != ON_COMPENSATED else ""
     return StepContext(
         saga_id=state.saga_id,
         saga_type=state.saga_type,
@@ -296,5 +299,5 @@ def step_context(
 def earlier_outputs(definition: Saga[Any], state: SagaState, step: SagaStep[Any, Any]) -> dict[str, Any]:
     """Copies of the outputs of the steps before `step`: a step cannot change them."""
     names = [s.name for s in definition.steps]
-    earlier = names[: names.index(step.name)]
+    earlier = names[: names.index(step.name)] if step.name in names else names  # the hook sees all
     return {name: copy.deepcopy(state.outputs[name]) for name in earlier if name in state.outputs}

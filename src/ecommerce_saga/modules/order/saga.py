@@ -1,13 +1,18 @@
 """The place-order and cancel-order sagas: every participant is called through its contract.
 
-place-order::
+place-order (version 2)::
 
-    create_order        (compensatable)  compensation: mark the order FAILED, notify ORDER_FAILED
     reserve_inventory   (compensatable)  compensation: release the items
     process_payment     (compensatable)  compensation: refund
     schedule_shipping   (compensatable)  compensation: cancel the shipment
     confirm_order       (pivot)          the order is COMPLETED from here on
     send_confirmation   (retriable)      ORDER_CONFIRMED; best effort, never fails the order
+    on_compensated      (saga hook)      once everything is undone: mark the order FAILED, notify ORDER_FAILED
+
+place-order version 1 began with a ``create_order`` step that did nothing but carry the last
+compensation (what the hook does now). It stays registered so that sagas a previous release
+started finish on their own steps (docs/saga-engine.md, "Changing a saga"); remove it once no
+unfinished version-1 saga remains.
 
 cancel-order (a customer cancels a COMPLETED order; once begun it always finishes)::
 
@@ -126,7 +131,7 @@ class StepOutput(BaseModel):
 
 
 class OrderCreated(StepOutput):
-    """create_order's output."""
+    """create_order's output (place-order version 1)."""
 
     order_id: str
 
@@ -188,6 +193,7 @@ class ShipmentCancelled(StepOutput):
 # --- the steps: persisted names and output models
 
 CREATE_ORDER = Step("create_order", OrderCreated)
+"""Place-order version 1 only."""
 RESERVE_INVENTORY = Step("reserve_inventory", ItemsReserved)
 PROCESS_PAYMENT = Step("process_payment", PaymentCharged)
 SCHEDULE_SHIPPING = Step("schedule_shipping", ShipmentScheduled)
@@ -230,22 +236,42 @@ class OrderSagas:
     best_effort_retry: RetryPolicy = BEST_EFFORT_RETRY
 
     def definitions(self) -> list[Saga[PlaceOrderInput] | Saga[CancelOrderInput]]:
-        """Both saga definitions."""
-        return [self.place_order(), self.cancel_order()]
+        """Every saga definition: both versions of place-order, and cancel-order."""
+        return [self.place_order_v1(), self.place_order(), self.cancel_order()]
 
     def place_order(self) -> Saga[PlaceOrderInput]:
-        """The place-order saga."""
+        """The place-order saga (version 2): new orders run on it."""
         before, after = self._before_pivot(), self._after_pivot()
         return Saga(
             PLACE_ORDER,
             [
-                CREATE_ORDER.does(self._create_order, **before).undoes(self._fail_order),
                 RESERVE_INVENTORY.does(self._reserve, **before).undoes(self._unreserve),
                 PROCESS_PAYMENT.does(self._charge, **before).undoes(self._uncharge),
                 SCHEDULE_SHIPPING.does(self._schedule, **before).undoes(self._unschedule),
                 CONFIRM_ORDER.pivot(self._confirm, **after),
                 SEND_CONFIRMATION.retriable(self._notify_confirmed, **after),
             ],
+            version=2,
+            input=PlaceOrderInput,
+            compensation_retry=self.best_effort_retry,
+            on_compensated=self._fail_order,
+            on_compensated_timeout=self.step_timeout,
+        )
+
+    def place_order_v1(self) -> Saga[PlaceOrderInput]:
+        """The place-order saga as version 1 had it, for the sagas started on it."""
+        before, after = self._before_pivot(), self._after_pivot()
+        return Saga(
+            PLACE_ORDER,
+            [
+                CREATE_ORDER.does(self._create_order, **before).undoes(self._fail_order_v1),
+                RESERVE_INVENTORY.does(self._reserve, **before).undoes(self._unreserve),
+                PROCESS_PAYMENT.does(self._charge, **before).undoes(self._uncharge),
+                SCHEDULE_SHIPPING.does(self._schedule, **before).undoes(self._unschedule),
+                CONFIRM_ORDER.pivot(self._confirm, **after),
+                SEND_CONFIRMATION.retriable(self._notify_confirmed, **after),
+            ],
+            version=1,
             input=PlaceOrderInput,
             compensation_retry=self.best_effort_retry,
         )
@@ -276,11 +302,15 @@ class OrderSagas:
     # --- place-order actions and compensations
 
     async def _create_order(self, ctx: StepContext[PlaceOrderInput]) -> OrderCreated:
-        # The order record is written before its saga starts; this step is the anchor whose
-        # compensation marks the order FAILED and tells the customer, whatever failed later.
+        # Version 1 only: the order record is written before its saga starts; this step was the
+        # anchor whose compensation marked the order FAILED, whatever failed later.
         return OrderCreated(order_id=ctx.input.order_id)
 
-    async def _fail_order(self, ctx: StepContext[PlaceOrderInput], _: OrderCreated | None) -> None:
+    async def _fail_order_v1(self, ctx: StepContext[PlaceOrderInput], _: OrderCreated | None) -> None:
+        await self._fail_order(ctx)
+
+    async def _fail_order(self, ctx: StepContext[PlaceOrderInput]) -> None:
+        """The saga failed and everything is undone: the order is FAILED and its customer told."""
         reason = failure_reason(ctx.failure)
         detail = ctx.failure.message if ctx.failure else "the order could not be completed"
 
