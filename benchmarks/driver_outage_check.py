@@ -5,7 +5,7 @@ are); the embedded server is SIGKILLed for four seconds and started again on the
 data. A client that survived keeps working after the restart; a wedged one does no operation
 at all. On Python 3.11, PyMongo's condition waits (`asyncio.wait_for`) can release the topology
 lock twice ("Lock is not acquired") and wedge the client for good; `--fixed` applies the app's
-fix (`ecommerce_saga.persistence.fix_pymongo_condition_wait`) first.
+fix (`ecommerce_saga.db.connection.fix_pymongo_condition_wait`) first.
 
     .venv/bin/python benchmarks/driver_outage_check.py [--rounds 4] [--fixed]
 
@@ -31,7 +31,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from ecommerce_saga.persistence import EmbeddedMongo, fix_pymongo_condition_wait, free_port
+from ecommerce_saga.db.driver_patch import fix_pymongo_condition_wait
+from ecommerce_saga.db.embedded import EmbeddedMongo, free_port
 
 TASKS = 30
 

@@ -35,7 +35,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.persistence import EmbeddedMongo
+from ecommerce_saga.db.embedded import EmbeddedMongo
 from ecommerce_saga.saga import Saga, SagaEngine, SagaStatus, SagaStep, StepContext
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore

@@ -43,8 +43,8 @@ import httpx
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from ecommerce_saga.db.embedded import free_port
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
-from ecommerce_saga.persistence import free_port
 from ecommerce_saga.saga import SagaStatus
 from ecommerce_saga.settings import MODULE_NAMES
 from orders_bench import (

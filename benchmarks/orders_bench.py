@@ -38,8 +38,8 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
+from ecommerce_saga.db.embedded import EmbeddedMongo, die_with_parent, free_port
 from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims
-from ecommerce_saga.persistence import EmbeddedMongo, die_with_parent, free_port
 
 TOKEN = "bench-token"
 PRODUCT: dict[str, Any] = {

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ecommerce_saga.persistence import EmbeddedMongo
+from ecommerce_saga.db.embedded import EmbeddedMongo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the chaos harness lives in tests/chaos

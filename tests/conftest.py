@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.persistence import EmbeddedMongo
+from ecommerce_saga.db.embedded import EmbeddedMongo
 
 PROCESS_FOLDERS = frozenset({"e2e", "chaos"})
 """Test folders whose every test starts the app as a process."""

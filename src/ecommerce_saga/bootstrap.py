@@ -18,8 +18,8 @@ from typing import TypeVar
 import httpx
 from beanie import Document, init_beanie
 
-from ecommerce_saga.audit import SAGA_COLLECTION
-from ecommerce_saga.demo import load_demo_catalog
+from ecommerce_saga.db.connection import Database, is_database_outage
+from ecommerce_saga.devtools.demo import load_demo_catalog
 from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims, TokenVerifier
 from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
@@ -49,7 +49,7 @@ from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPIN
 from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
-from ecommerce_saga.persistence import Database, is_database_outage
+from ecommerce_saga.operations.audit import SAGA_COLLECTION
 from ecommerce_saga.saga import RetryPolicy, SagaEngine, StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings

@@ -15,14 +15,15 @@ import uvicorn
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from ecommerce_saga.audit import audit
-from ecommerce_saga.demo import DEMO_CUSTOMER, run_demo
+from ecommerce_saga.db.connection import connect
+from ecommerce_saga.db.embedded import DatabaseStartupError, EmbeddedMongo
+from ecommerce_saga.devtools.demo import DEMO_CUSTOMER, run_demo
+from ecommerce_saga.devtools.split import run_split
 from ecommerce_saga.identity import DevelopmentIssuer
-from ecommerce_saga.logs import configure_logging
-from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, connect
+from ecommerce_saga.observability.logs import configure_logging
+from ecommerce_saga.operations.audit import audit
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.shared.contracts import SAFE_ID_PATTERN
-from ecommerce_saga.split import run_split
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,8 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from ecommerce_saga import __version__
-from ecommerce_saga.audit import build_router as audit_router
 from ecommerce_saga.bootstrap import Container, build_container
 from ecommerce_saga.identity import DevelopmentIssuer
-from ecommerce_saga.logs import configure_logging
 from ecommerce_saga.modules.inventory.router import build_router as inventory_router
 from ecommerce_saga.modules.notification.router import build_router as notification_router
 from ecommerce_saga.modules.order.router import build_router as order_router
@@ -26,7 +24,9 @@ from ecommerce_saga.observability import (
     exclude_from_tracing,
     install_observability,
 )
+from ecommerce_saga.observability.logs import configure_logging
 from ecommerce_saga.operations import install_operations
+from ecommerce_saga.operations.audit import build_router as audit_router
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.problems import install_problem_handlers
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from ecommerce_saga.audit import AuditReport, audit
+from ecommerce_saga.operations.audit import AuditReport, audit
 from tests.e2e.conftest import ADMIN_TOKEN
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 from tests.identity_provider import shared_provider

@@ -42,7 +42,7 @@ from types import TracebackType
 
 import httpx
 
-from ecommerce_saga.persistence import free_port
+from ecommerce_saga.db.embedded import free_port
 from tests.e2e.conftest import Shop, start_split
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ecommerce_saga.persistence import EmbeddedMongo, free_port
+from ecommerce_saga.db.embedded import EmbeddedMongo, free_port
 from tests.chaos.load import (
     ADMIN,
     SETTINGS,

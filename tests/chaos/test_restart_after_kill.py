@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ecommerce_saga.audit import AuditReport
-from ecommerce_saga.embedded_owner import PID_FILE, describe
+from ecommerce_saga.db.embedded_owner import PID_FILE, describe
+from ecommerce_saga.operations.audit import AuditReport
 from tests.chaos.load import (
     ADMIN,
     SETTINGS,

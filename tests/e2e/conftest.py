@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ecommerce_saga.persistence import free_port
+from ecommerce_saga.db.embedded import free_port
 from tests.conftest import process_is_alive
 from tests.identity_provider import shared_provider
 

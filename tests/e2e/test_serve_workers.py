@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from ecommerce_saga.persistence import free_port
+from ecommerce_saga.db.embedded import free_port
 from tests.e2e.conftest import descendants, stop_tree, wait_ready
 from tests.e2e.shop import order_body
 

@@ -11,10 +11,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.audit import audit
 from ecommerce_saga.cli import main as cli
 from ecommerce_saga.cli import run_audit
 from ecommerce_saga.main import create_app
+from ecommerce_saga.operations.audit import audit
 from ecommerce_saga.settings import Settings
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 

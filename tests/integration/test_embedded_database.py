@@ -19,9 +19,10 @@ from asgi_lifespan import LifespanManager
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from ecommerce_saga.embedded_owner import PID_FILE, read_pid
+from ecommerce_saga.db.connection import Database
+from ecommerce_saga.db.embedded import LOG_FILE, DatabaseStartupError, EmbeddedMongo, free_port
+from ecommerce_saga.db.embedded_owner import PID_FILE, read_pid
 from ecommerce_saga.main import create_app
-from ecommerce_saga.persistence import LOG_FILE, Database, DatabaseStartupError, EmbeddedMongo, free_port
 from ecommerce_saga.saga import StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
@@ -78,7 +79,7 @@ def test_stops_the_server_when_its_parent_is_killed(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from ecommerce_saga.persistence import EmbeddedMongo\n"
+        "from ecommerce_saga.db.connection import EmbeddedMongo\n"
         "server = EmbeddedMongo(data_dir=Path(sys.argv[1]))\n"
         "server.start()\n"
         "print(server.process.pid, flush=True)\n"
@@ -219,7 +220,7 @@ def test_refuses_a_data_folder_used_by_another_running_app(tmp_path: Path) -> No
 _WRITER_PARENT = """
 import sys, time
 from pathlib import Path
-from ecommerce_saga.persistence import EmbeddedMongo
+from ecommerce_saga.db.embedded import EmbeddedMongo
 server = EmbeddedMongo(data_dir=Path(sys.argv[1]))
 server.start()
 print(server.process.pid, server.url, flush=True)

@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.persistence import free_port
+from ecommerce_saga.db.embedded import free_port
 from ecommerce_saga.saga import (
     AttemptStatus,
     Phase,

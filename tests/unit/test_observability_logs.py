@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from ecommerce_saga.logs import (
+from ecommerce_saga.observability import SagaLogContext
+from ecommerce_saga.observability.install import trace_log_fields
+from ecommerce_saga.observability.logs import (
     ContextFilter,
     JsonFormatter,
     TextFormatter,
     add_log_context,
     remove_log_context,
 )
-from ecommerce_saga.observability import SagaLogContext
-from ecommerce_saga.observability.install import trace_log_fields
 from ecommerce_saga.saga import (
     JsonObject,
     LoggingObserver,

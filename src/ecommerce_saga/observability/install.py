@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ecommerce_saga import __version__
-from ecommerce_saga.logs import LogContext, add_log_context, remove_log_context
 from ecommerce_saga.observability.logcontext import SagaLogContext
+from ecommerce_saga.observability.logs import LogContext, add_log_context, remove_log_context
 from ecommerce_saga.observability.metrics import ParkedSagasGauge, SagaMetrics
 from ecommerce_saga.observability.middleware import HttpMetrics, PrometheusMiddleware
 from ecommerce_saga.observability.otel import configure_tracing

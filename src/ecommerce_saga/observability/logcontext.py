@@ -27,7 +27,7 @@ class _Known:
 class SagaLogContext:
     """Remembers the sagas running here (a `SagaObserver`) and adds their fields to log records.
 
-    Register it with ``engine.add_observer(ctx)`` and ``ecommerce_saga.logs.add_log_context(ctx)``.
+    Register it with ``engine.add_observer(ctx)`` and ``observability.logs.add_log_context(ctx)``.
     A record logged while a step runs, by any module, gets ``saga_id``, ``saga_type``, ``step``,
     ``attempt`` and ``correlation_id`` (the order id); a record the engine logs with only a
     ``saga_id`` gets the saga's type, correlation id and latest step. Fields a record already has

@@ -14,7 +14,7 @@ from types import FrameType
 
 import httpx
 
-from ecommerce_saga.persistence import DatabaseStartupError, EmbeddedMongo, die_with_parent
+from ecommerce_saga.db.embedded import DatabaseStartupError, EmbeddedMongo, die_with_parent
 from ecommerce_saga.settings import MODULE_NAMES
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The database: the MongoDB connection (`connection`), and the embedded server (`embedded`)."""
