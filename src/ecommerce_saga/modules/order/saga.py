@@ -33,13 +33,10 @@ from ecommerce_saga.modules.inventory.contract import (
     ReservationStatus,
     ReserveItems,
 )
-from ecommerce_saga.modules.notification.contract import (
-    NotificationService,
-    NotificationType,
-    SendNotification,
-)
+from ecommerce_saga.modules.notification.contract import NotificationService, NotificationType
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
 from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.order.notices import notice
 from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
@@ -291,16 +288,7 @@ class OrderSagas:
         await self.orders.update(
             order_id, fail, allowed_from=[OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION]
         )
-        await self.notifications.send(
-            SendNotification(
-                order_id=order_id,
-                customer_id=ctx.input.customer_id,
-                type=NotificationType.ORDER_FAILED,
-                idempotency_key=ctx.idempotency_key,
-                attempt=ctx.attempt,
-                details={"reason": reason.value},
-            )
-        )
+        await self._notify(NotificationType.ORDER_FAILED, ctx.input, ctx.idempotency_key, ctx.attempt)
 
     async def _reserve(self, ctx: StepContext[PlaceOrderInput]) -> ItemsReserved:
         command = ReserveItems(
@@ -430,12 +418,8 @@ class OrderSagas:
         self, kind: NotificationType, order: OrderRef, key: str, attempt: int
     ) -> CustomerNotified:
         notification = await self.notifications.send(
-            SendNotification(
-                order_id=order.order_id,
-                customer_id=order.customer_id,
-                type=kind,
-                idempotency_key=key,
-                attempt=attempt,
+            await notice(
+                self.orders, self.shipping, kind, order.order_id, order.customer_id, key=key, attempt=attempt
             )
         )
         return CustomerNotified(notification_id=notification.notification_id)
