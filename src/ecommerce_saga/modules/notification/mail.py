@@ -122,12 +122,12 @@ class MailRenderer:
         message["Reply-To"] = self.shop.support_address
         message["Subject"] = notification.subject
         message["Date"] = format_datetime(notification.created_at)
-        message["Message-ID"] = notification.message_id or message_id(
-            notification.notification_id, self.shop.domain
-        )
+        mid = notification.message_id or message_id(notification.notification_id, self.shop.domain)
+        message["Message-ID"] = mid
         message["Auto-Submitted"] = "auto-generated"
         message["X-Order-Id"] = notification.order_id
         message["X-Notification-Type"] = notification.type.value
         message.set_content(text)
         message.add_alternative(html, subtype="html")
+        message.set_boundary(f"=_part_{hashlib.sha256(mid.encode()).hexdigest()[:24]}")  # not random
         return message

@@ -25,7 +25,7 @@ def _payment(doc: OrderDocument) -> str | None:
     if summary.method is PaymentMethodKind.PAYPAL:
         return "PayPal"
     if summary.last4:
-        return f"{summary.brand or 'card'} ending {summary.last4}"
+        return f"{(summary.brand or 'card').title()} ending {summary.last4}"
     return None
 
 

@@ -1,0 +1,130 @@
+"""A real SMTP server for the tests (aiosmtpd), which keeps what it received and refuses on demand.
+
+It listens on a loopback port in a thread of its own. `defer(n)` answers the next `n` recipients
+with a 4xx ("try again later"); `refuse(address)` answers that recipient with a 5xx for good;
+`stop()` and `start()` take it away and bring it back on the same port (the mail relay down).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from ecommerce_saga.persistence import free_port
+
+DEFERRED = "451 4.3.0 Try again later"
+REFUSED = "550 5.1.1 No such mailbox here"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as the server got it: the envelope and the parsed message."""
+
+    sender: str
+    recipients: list[str]
+    message: EmailMessage
+
+    def body(self, subtype: str) -> str:
+        """The `text/<subtype>` part's content."""
+        part = self.message.get_body(preferencelist=(subtype,))
+        assert part is not None and part.get_content_subtype() == subtype, subtype
+        content = part.get_content()
+        assert isinstance(content, str)
+        return content
+
+
+class _Handler:
+    def __init__(self, server: TestSmtpServer) -> None:
+        self._server = server
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self._server.refusal_for(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+        assert isinstance(message, EmailMessage)
+        self._server.record(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 2.0.0 Ok: queued"
+
+
+class TestSmtpServer:
+    """An SMTP server on 127.0.0.1:`port`, recording every accepted message in `received`."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._deferrals = 0
+        self._refused: set[str] = set()
+        self._controller: Controller | None = None
+
+    def start(self) -> TestSmtpServer:
+        """Listen (again) on the same port."""
+        controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                controller.start()
+                break
+            except (OSError, RuntimeError):  # the port is still held by the server just stopped
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until `start()`."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def settings(self) -> dict[str, str]:
+        """The shop's settings for this server (no TLS, no login: a relay on the same host)."""
+        return {"SHOP_SMTP_HOST": self.host, "SHOP_SMTP_PORT": str(self.port), "SHOP_SMTP_TLS": "none"}
+
+    def defer(self, times: int) -> None:
+        """Answer the next `times` recipients with a 4xx."""
+        with self._lock:
+            self._deferrals = times
+
+    def refuse(self, address: str) -> None:
+        """Answer `address` with a 5xx, always."""
+        with self._lock:
+            self._refused.add(address.lower())
+
+    def refusal_for(self, address: str) -> str | None:
+        """The reply refusing `address` now, if any."""
+        with self._lock:
+            if address.lower() in self._refused:
+                return REFUSED
+            if self._deferrals > 0:
+                self._deferrals -= 1
+                return DEFERRED
+        return None
+
+    def record(self, received: Received) -> None:
+        """Keep an accepted message."""
+        with self._lock:
+            self.received.append(received)
+
+    def messages_to(self, address: str) -> list[Received]:
+        """The messages accepted for `address`."""
+        with self._lock:
+            return [r for r in self.received if address.lower() in (a.lower() for a in r.recipients)]
