@@ -76,7 +76,9 @@ def place_two_orders(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     with httpx.Client(base_url=url, timeout=30) as http:
         product = new_product(http, ADMIN, quantity=5)
         completed = http.post("/api/orders", json=order_body(product), headers=ADMIN).json()
-        failed = http.post("/api/orders", json=order_body(product, payment=DECLINED_CARD), headers=ADMIN).json()
+        failed = http.post(
+            "/api/orders", json=order_body(product, payment=DECLINED_CARD), headers=ADMIN
+        ).json()
         for order in (completed, failed):
             assert eventually(partial(finished, http, order["saga_id"]), bool), order["saga_id"]
     assert (completed["status"], failed["status"]) == ("COMPLETED", "FAILED")
