@@ -76,7 +76,7 @@ class Sent:
         if not self.token:
             provider = shared_provider()
             customer = self.body["customer_id"]
-            claims = {"email": f"{customer}@example.com"} if self.email else {}
+            claims: dict[str, Any] = {"email": f"{customer}@example.com"} if self.email else {}
             self.token = provider.token(customer, kid=provider.ec_kid, ttl=3600, **claims)
 
     def headers(self) -> dict[str, str]:
