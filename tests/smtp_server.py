@@ -7,15 +7,24 @@ with a 4xx ("try again later"); `refuse(address)` answers that recipient with a 
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ecommerce_saga.persistence import free_port
 
@@ -40,6 +49,15 @@ class Received:
         return content
 
 
+class _Authenticator:
+    def __init__(self, user: str, password: str) -> None:
+        self._login = (user.encode(), password.encode())
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == self._login
+        return AuthResult(success=ok, handled=False)
+
+
 class _Handler:
     def __init__(self, server: TestSmtpServer) -> None:
         self._server = server
@@ -60,14 +78,54 @@ class _Handler:
         return "250 2.0.0 Ok: queued"
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key, written to `folder`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
 class TestSmtpServer:
-    """An SMTP server on 127.0.0.1:`port`, recording every accepted message in `received`."""
+    """An SMTP server on 127.0.0.1:`port`, recording every accepted message in `received`.
+
+    With `certificate` (a cert and key file) it offers STARTTLS and requires it; with `login`
+    (a user and password) it also requires that login, over TLS.
+    """
 
     __test__ = False  # not a test class
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        certificate: tuple[Path, Path] | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._options: dict[str, Any] = {}
+        if certificate is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*certificate)
+            self._options |= {"tls_context": context, "require_starttls": True}
+        if login is not None:
+            self._options |= {"authenticator": _Authenticator(*login), "auth_required": True}
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._deferrals = 0
@@ -76,7 +134,7 @@ class TestSmtpServer:
 
     def start(self) -> TestSmtpServer:
         """Listen (again) on the same port."""
-        controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        controller = Controller(_Handler(self), hostname=self.host, port=self.port, **self._options)
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -17,6 +17,7 @@ from beanie import init_beanie
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.bootstrap import smtp_config
 from ecommerce_saga.modules.notification.contract import (
     CancelNotification,
     Notification,
@@ -35,9 +36,10 @@ from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
 from ecommerce_saga.persistence import free_port
+from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import install_problem_handlers
-from tests.smtp_server import DEFERRED, REFUSED, TestSmtpServer
+from tests.smtp_server import DEFERRED, REFUSED, TestSmtpServer, self_signed_certificate
 
 SHOP = ShopMail("Widget & Co", "orders@widgets.example", "help@widgets.example")
 FACTS = OrderFacts(
@@ -221,3 +223,51 @@ async def test_lists_and_shows_the_message_when_mail_goes_to_the_outbox(
     assert missing.status_code == 404
     assert missing.json()["code"] == "notification.outbox_message_not_found"
     assert traversal.status_code in (404, 422)
+
+
+async def test_sends_over_starttls_with_a_login_and_defers_when_the_login_is_wrong(
+    mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path
+) -> None:
+    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+    certificate = self_signed_certificate(tmp_path)
+    smtp = TestSmtpServer(certificate=certificate, login=("shop", "s3cret")).start()
+    try:
+
+        def sender(security: SmtpSecurity, password: str | None) -> SmtpSender:
+            config = SmtpConfig(
+                host="127.0.0.1", port=smtp.port, security=security, username=password and "shop",
+                password=password, timeout_seconds=5, ca_file=str(certificate[0]),
+            )  # fmt: skip
+            return SmtpSender(config, MailRenderer(SHOP))
+
+        address = _address()
+        wrong_login = LocalNotificationService(sender(SmtpSecurity.STARTTLS, "wrong"))
+        no_tls = LocalNotificationService(sender(SmtpSecurity.NONE, None))
+        right = LocalNotificationService(sender(SmtpSecurity.STARTTLS, "s3cret"))
+        command = _send(address)
+        with pytest.raises(NotificationDeliveryError):
+            await wrong_login.send(command)
+        after_wrong_login = (await _stored(right)).last_error
+        with pytest.raises(NotificationDeliveryError):
+            await no_tls.send(command.model_copy(update={"attempt": 2}))
+        after_no_tls = (await _stored(right)).last_error
+        sent = await right.send(command.model_copy(update={"attempt": 3}))
+    finally:
+        smtp.stop()
+
+    assert after_wrong_login is not None and after_wrong_login.startswith("login refused: 535")
+    assert after_no_tls is not None and after_no_tls.startswith("530")  # a session 5xx: retried
+    assert sent.status is NotificationStatus.SENT
+    assert len(smtp.messages_to(address)) == 1
+
+
+def test_reads_the_password_from_its_file_when_one_is_given(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("from-a-secret\n")
+
+    config = smtp_config(Settings(smtp_host="relay.example", smtp_password_file=secret, smtp_tls="tls"))
+
+    assert (config.password, config.port, config.security) == ("from-a-secret", 465, SmtpSecurity.TLS)
+    assert "from-a-secret" not in repr(config)
+    with pytest.raises(ValueError, match="not both"):
+        Settings(smtp_host="relay.example", smtp_password="x", smtp_password_file=secret)

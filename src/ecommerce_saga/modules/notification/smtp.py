@@ -6,8 +6,9 @@ How a delivery ends decides what happens to the notification:
 - it refused it for good — a 5xx for the recipient, the sender or the message: `DeliveryRefusedError`,
   the notification is FAILED with the reply and never sent again (the order is not affected);
 - anything that may pass — no connection, a timeout, a dropped connection, a 4xx ("try again
-  later"), a failed login or TLS negotiation (the relay's configuration, not the message, is
-  wrong): `DeliveryDeferredError`, the notification stays PENDING and the saga retries.
+  later"), a failed login or TLS negotiation, a 530/534/535/538 (login or TLS required: the
+  relay's configuration, not the message, is wrong): `DeliveryDeferredError`, the notification
+  stays PENDING and the saga retries.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class SmtpConfig:
     ca_file: str | None = None
 
 
+_CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
+"""5xx replies about the session, not the message: a login or TLS is required, or was refused."""
+
+
 def _reply(code: int, message: str) -> str:
     return f"{code} {message}".strip()
 
@@ -84,7 +89,7 @@ class SmtpSender:
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise DeliveryDeferredError(f"login refused: {_reply(exc.code, exc.message)}") from None
         except aiosmtplib.SMTPResponseException as exc:
-            if exc.code >= 500:
+            if exc.code >= 500 and exc.code not in _CONFIGURATION_CODES:
                 raise DeliveryRefusedError(_reply(exc.code, exc.message)) from None
             raise DeliveryDeferredError(_reply(exc.code, exc.message)) from None
         except (aiosmtplib.SMTPException, OSError) as exc:  # unreachable, timed out, dropped, no TLS
