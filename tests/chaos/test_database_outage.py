@@ -19,6 +19,7 @@ import pytest
 
 from ecommerce_saga.persistence import EmbeddedMongo, free_port
 from tests.chaos.load import (
+    ADMIN,
     SETTINGS,
     Catalog,
     LoadGenerator,
@@ -35,7 +36,7 @@ OUTAGE_SECONDS = 4.0
 
 def _status(url: str) -> int | None:
     try:
-        return httpx.get(url, timeout=15).status_code
+        return httpx.get(url, timeout=15, headers=ADMIN).status_code
     except httpx.HTTPError:
         return None
 

@@ -218,7 +218,7 @@ async def test_lists_and_shows_the_message_when_mail_goes_to_the_outbox(
     assert sent.delivery_reply is not None and item["name"] in sent.delivery_reply
     assert (shown["message_id"], shown["subject"]) == (sent.message_id, sent.subject)
     assert "2 x Widget" in shown["text"] and "Grace &lt;b&gt;Hopper&lt;/b&gt;" in shown["html"]
-    assert ("Auto-Submitted", "auto-generated") in [tuple(h) for h in shown["headers"]]
+    assert {"name": "Auto-Submitted", "value": "auto-generated"} in shown["headers"]
     assert as_service.status_code == 403
     assert missing.status_code == 404
     assert missing.json()["code"] == "notification.outbox_message_not_found"

@@ -7,6 +7,7 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
 import pytest
+from pydantic import ValidationError
 
 from ecommerce_saga.modules.notification.contract import (
     Notification,
@@ -151,3 +152,20 @@ def test_greets_without_a_name_and_lists_nothing_when_the_order_is_unknown() -> 
 
     assert text.startswith("Hello,")
     assert well_formed(html).errors == []
+
+
+@pytest.mark.parametrize("field", ["refund_cents", "total_cents"])
+def test_refuses_order_facts_when_an_amount_is_not_an_integer(field: str) -> None:
+    with pytest.raises(ValidationError):
+        OrderFacts.model_validate({field: False})
+    with pytest.raises(ValidationError):
+        OrderFacts.model_validate({field: 12.5})
+
+
+def test_refuses_an_arrival_date_given_as_a_number() -> None:
+    with pytest.raises(ValidationError):
+        OrderFacts.model_validate({"estimated_delivery": 0})
+
+    assert OrderFacts.model_validate({"estimated_delivery": "2030-01-08"}).estimated_delivery == date(
+        2030, 1, 8
+    )

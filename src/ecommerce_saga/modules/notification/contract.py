@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import ConfigDict, EmailStr, Field, StrictInt, StrictStr
+from pydantic import ConfigDict, EmailStr, Field, StrictInt, StrictStr, field_validator
 
 from ecommerce_saga.shared.contracts import (
     SAFE_ID_PATTERN,
@@ -29,7 +29,7 @@ DetailValue = (
 """A detail's value: a short string or a bounded integer (such as an amount in cents)."""
 EmailAddress = Annotated[EmailStr, Field(max_length=254, examples=["ada@example.com"])]
 """A validated email address (no display name, no line breaks)."""
-Cents = Annotated[int, Field(ge=0, le=10**12)]
+Cents = Annotated[StrictInt, Field(ge=0, le=10**12)]
 """An amount in minor units."""
 _Text = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -66,7 +66,7 @@ class OrderLineFacts(FrozenModel):
     """An ordered item as a message lists it."""
 
     name: _Text
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: StrictInt = Field(ge=1, le=100_000)
     line_total_cents: Cents
 
 
@@ -89,6 +89,13 @@ class OrderFacts(FrozenModel):
     payment: _Text | None = Field(default=None, description="How it was paid, e.g. `VISA ending 4242`.")
     failure_reason: str | None = Field(default=None, pattern=r"^[A-Z][A-Z_]{0,39}$")
     refund_cents: Cents | None = None
+
+    @field_validator("estimated_delivery", mode="before")
+    @classmethod
+    def _date_not_number(cls, value: object) -> object:
+        if value is None or isinstance(value, date | str):
+            return value
+        raise ValueError("a date, as YYYY-MM-DD")  # not a number of seconds since 1970
 
 
 class SendNotification(FrozenModel):
@@ -219,10 +226,17 @@ class OutboxMessage(FrozenModel):
     size: int
 
 
+class MailHeader(FrozenModel):
+    """One header of a message."""
+
+    name: str
+    value: str
+
+
 class OutboxMessageDetail(OutboxMessage):
     """A message in the development outbox with its headers and both bodies."""
 
-    headers: list[tuple[str, str]]
+    headers: list[MailHeader]
     text: str | None
     html: str | None
 

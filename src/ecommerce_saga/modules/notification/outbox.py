@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from ecommerce_saga.modules.notification.contract import (
+    MailHeader,
     Notification,
     OutboxMessage,
     OutboxMessageDetail,
@@ -124,7 +125,7 @@ class FileOutbox:
         message = _parse(path)
         return OutboxMessageDetail(
             **_summary(path, message).model_dump(),
-            headers=[(key, str(value)) for key, value in message.items()],
+            headers=[MailHeader(name=key, value=str(value)) for key, value in message.items()],
             text=_body(message, "plain"),
             html=_body(message, "html"),
         )

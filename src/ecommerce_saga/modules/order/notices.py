@@ -3,7 +3,7 @@
 The saga's input carries ids; the order record carries what a message says — the contact email
 (the order's `contact_email`, or the `email` of the customer's token when the order was placed),
 the items at their catalog prices, the total, the delivery and the payment — so each notice is
-built from the record when it is sent. The carrier comes from the shipping module.
+built from the record when it is sent. The carrier comes from the saga's shipping step.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from ecommerce_saga.modules.notification.contract import (
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.payment.contract import PaymentMethodKind
-from ecommerce_saga.modules.shipping.contract import ShippingService
 
 
 def _payment(doc: OrderDocument) -> str | None:
@@ -52,25 +51,22 @@ def order_facts(doc: OrderDocument, kind: NotificationType, carrier: str | None 
 
 async def notice(
     orders: OrderRepository,
-    shipping: ShippingService,
     kind: NotificationType,
     order_id: str,
     customer_id: str,
     *,
     key: str,
     attempt: int,
+    carrier: str | None = None,
 ) -> SendNotification:
     """The command that tells the customer of `order_id` about it (a `kind` notice).
 
-    Raises whatever reading the order or its shipment raises: the saga step retries.
+    Raises whatever reading the order raises: the saga step retries.
     """
     doc = await orders.get(order_id)
     details: dict[str, str | int] = {}
     facts, recipient = None, None
     if doc is not None:
-        carrier = None
-        if kind is NotificationType.ORDER_CONFIRMED and doc.shipping_id:
-            carrier = (await shipping.get_shipment(doc.shipping_id)).carrier
         facts, recipient = order_facts(doc, kind, carrier), doc.contact_email
         if doc.failure_reason is not None and kind is NotificationType.ORDER_FAILED:
             details["reason"] = doc.failure_reason.value

@@ -147,6 +147,7 @@ class ShipmentScheduled(StepOutput):
     shipping_id: str
     tracking_number: str | None = None
     estimated_delivery: date | None = None
+    carrier: str | None = None  # absent from outputs stored by earlier releases
 
 
 class OrderStatusChanged(StepOutput):
@@ -330,6 +331,7 @@ class OrderSagas:
             shipping_id=shipment.shipping_id,
             tracking_number=shipment.tracking_number,
             estimated_delivery=shipment.estimated_delivery,
+            carrier=shipment.carrier or None,
         )
 
     async def _unschedule(self, ctx: StepContext[PlaceOrderInput], _: ShipmentScheduled | None) -> None:
@@ -354,8 +356,9 @@ class OrderSagas:
         return OrderStatusChanged(status=OrderStatus.COMPLETED)
 
     async def _notify_confirmed(self, ctx: StepContext[PlaceOrderInput]) -> CustomerNotified:
+        carrier = ctx.output_of(SCHEDULE_SHIPPING).carrier
         return await self._notify(
-            NotificationType.ORDER_CONFIRMED, ctx.input, ctx.idempotency_key, ctx.attempt
+            NotificationType.ORDER_CONFIRMED, ctx.input, ctx.idempotency_key, ctx.attempt, carrier
         )
 
     # --- cancel-order actions
@@ -415,11 +418,17 @@ class OrderSagas:
         return ShipmentCancelled(shipping_id=cancelled.shipping_id, status=cancelled.status)
 
     async def _notify(
-        self, kind: NotificationType, order: OrderRef, key: str, attempt: int
+        self, kind: NotificationType, order: OrderRef, key: str, attempt: int, carrier: str | None = None
     ) -> CustomerNotified:
         notification = await self.notifications.send(
             await notice(
-                self.orders, self.shipping, kind, order.order_id, order.customer_id, key=key, attempt=attempt
+                self.orders,
+                kind,
+                order.order_id,
+                order.customer_id,
+                key=key,
+                attempt=attempt,
+                carrier=carrier,
             )
         )
         return CustomerNotified(notification_id=notification.notification_id)

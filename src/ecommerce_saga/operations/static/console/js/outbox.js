@@ -46,6 +46,6 @@ export async function showOutboxMessage(main, name) {
     h("section", null, h("h3", null, "HTML"), message.html ? frame : h("p", { class: "empty" }, "No HTML part.")),
     h("section", null, h("h3", null, "Plain text"), h("pre", { class: "mail-text" }, message.text || "")),
     h("details", { class: "json" }, h("summary", null, "All headers"),
-      h("pre", null, message.headers.map(([key, value]) => `${key}: ${value}`).join("\n"))));
+      h("pre", null, message.headers.map((header) => `${header.name}: ${header.value}`).join("\n"))));
   return null;
 }
