@@ -162,6 +162,8 @@ def _notice_of(client: httpx.Client, order_id: str, wait_seconds: float) -> dict
     deadline = time.monotonic() + wait_seconds
     while True:
         response = client.get("/api/notifications", params={"limit": 100})
+        if response.status_code == 404:  # split: the notification service is on another port
+            return None
         if response.status_code == 200:
             for notice in response.json()["items"]:
                 if notice["order_id"] == order_id and notice["status"] != "PENDING":
@@ -173,7 +175,7 @@ def _notice_of(client: httpx.Client, order_id: str, wait_seconds: float) -> dict
 
 def _print_notice(notice: dict[str, Any] | None, out: TextIO) -> None:
     if notice is None:
-        out.write("   email: not sent yet (see GET /api/notifications)\n")
+        out.write("   email: not known here yet (see GET /api/notifications on the notification service)\n")
         return
     out.write(
         f"   email {notice['type']} to {notice.get('recipient') or 'nobody'}: {notice['status']}"
