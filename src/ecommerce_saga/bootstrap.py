@@ -28,10 +28,13 @@ from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENT
 from ecommerce_saga.modules.inventory.repository import BeanieInventoryRepository
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
 from ecommerce_saga.modules.notification.client import HttpNotificationService
-from ecommerce_saga.modules.notification.contract import NotificationService
+from ecommerce_saga.modules.notification.contract import NotificationService, Outbox
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS as NOTIFICATION_DOCUMENTS
-from ecommerce_saga.modules.notification.sender import LoggingSender
+from ecommerce_saga.modules.notification.mail import MailRenderer, ShopMail
+from ecommerce_saga.modules.notification.outbox import FileOutbox, OutboxSender
+from ecommerce_saga.modules.notification.sender import NotificationSender
 from ecommerce_saga.modules.notification.service import LocalNotificationService
+from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
 from ecommerce_saga.modules.order.contract import OrderService
 from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS as ORDER_DOCUMENTS
 from ecommerce_saga.modules.order.repository import OrderRepository
@@ -89,6 +92,8 @@ class Container:
     """The development issuer, when no identity provider is configured."""
     identity_http: httpx.AsyncClient | None = None
     """Fetches the identity provider's keys."""
+    outbox: Outbox | None = None
+    """The development outbox, when this process hosts the notification module and has no SMTP server."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def hosts(self, module: str) -> bool:
@@ -201,6 +206,37 @@ def build_identity(settings: Settings) -> Identity:
     return Identity(Authenticator(service_tokens=service, admin_tokens=admin, verifier=verifier), http=http)
 
 
+def smtp_config(settings: Settings) -> SmtpConfig:
+    """The mail server's settings; the password from the setting or its file (read here, once)."""
+    assert settings.smtp_host is not None  # noqa: S101 - called only with a mail server
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    if settings.smtp_password_file is not None:
+        password = settings.smtp_password_file.read_text().strip()
+    return SmtpConfig(
+        host=settings.smtp_host, port=settings.smtp_port_or_default, security=SmtpSecurity(settings.smtp_tls),
+        username=settings.smtp_username, password=password, timeout_seconds=settings.smtp_timeout_seconds,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+    )  # fmt: skip
+
+
+def build_notifications(settings: Settings) -> tuple[LocalNotificationService, Outbox | None]:
+    """The notification service on SMTP, or on the development outbox (returned too) without a server."""
+    shop = ShopMail(settings.shop_name, settings.smtp_from, settings.shop_support_email)
+    renderer = MailRenderer(shop)
+    sender: NotificationSender
+    outbox = None
+    if settings.smtp_host is not None:
+        sender = SmtpSender(smtp_config(settings), renderer)
+        logger.info("notifications go to the mail server", extra={"smtp_host": settings.smtp_host})
+    else:
+        sender, outbox = OutboxSender(settings.outbox_dir, renderer), FileOutbox(settings.outbox_dir)
+        logger.info("no SHOP_SMTP_HOST: notifications go to the development outbox",
+                    extra={"outbox": str(settings.outbox_dir)})  # fmt: skip
+    timeout = settings.smtp_timeout_seconds * 4  # connect, greet, TLS, login, data: a few round trips
+    service = LocalNotificationService(sender, send_timeout_seconds=timeout, message_domain=shop.domain)
+    return service, outbox
+
+
 class _Adapters:
     """Chooses, per module, the local service or the HTTP client."""
 
@@ -249,7 +285,13 @@ def build_container(settings: Settings) -> Container:
     local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
         BeanieShipmentRepository(), settings.shipping_countries
     )
-    local_notifications: Callable[[], NotificationService] = lambda: LocalNotificationService(LoggingSender())  # noqa: E731
+    outbox: list[Outbox] = []
+
+    def local_notifications() -> NotificationService:
+        service, found = build_notifications(settings)
+        outbox.extend([found] if found is not None else [])
+        return service
+
     remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
     remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
     remote_shipping: Callable[[ServiceClient], ShippingService] = HttpShippingService
@@ -269,6 +311,7 @@ def build_container(settings: Settings) -> Container:
         shipping=shipping,
         notifications=notifications,
         clients=adapters.clients,
+        outbox=outbox[0] if outbox else None,
     )
     if "order" in settings.modules:
         _wire_orders(container)

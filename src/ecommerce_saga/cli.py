@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from ecommerce_saga.db.connection import connect
 from ecommerce_saga.db.embedded import DatabaseStartupError, EmbeddedMongo
-from ecommerce_saga.devtools.demo import DEMO_CUSTOMER, run_demo
+from ecommerce_saga.devtools.demo import DEMO_CUSTOMER, DEMO_EMAIL, run_demo
 from ecommerce_saga.devtools.split import run_split
 from ecommerce_saga.identity import DevelopmentIssuer
 from ecommerce_saga.observability.logs import configure_logging
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--customer", required=True, help="the customer id (the token's subject)")
     token.add_argument("--admin", action="store_true", help="with the admin role: an operator's token")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument("--email", help="the customer's email address (the token's `email` claim)")
     return parser
 
 
@@ -158,15 +160,21 @@ def development_issuer() -> DevelopmentIssuer | None:
     return DevelopmentIssuer.load_or_create(settings.data_dir, oidc_claims(settings))
 
 
-def print_token(customer: str, *, admin: bool, ttl: int) -> int:
-    """Print a development token for `customer` (the operator's role if `admin`)."""
+def print_token(customer: str, *, admin: bool, ttl: int, email: str | None = None) -> int:
+    """Print a development token for `customer` (the operator's role if `admin`), with `email`."""
     if not re.fullmatch(SAFE_ID_PATTERN, customer) or not 0 < ttl <= 31 * 24 * 3600:
         sys.stderr.write("ecommerce-saga: --customer must be a valid id and --ttl 1 s to 31 days\n")
         return 2
+    if email is not None:
+        try:
+            email = validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError:
+            sys.stderr.write("ecommerce-saga: --email is not a valid email address\n")
+            return 2
     issuer = development_issuer()
     if issuer is None:
         return 2
-    sys.stdout.write(issuer.mint(customer, admin=admin, ttl_seconds=ttl) + "\n")
+    sys.stdout.write(issuer.mint(customer, admin=admin, ttl_seconds=ttl, email=email) + "\n")
     return 0
 
 
@@ -177,7 +185,7 @@ def demo(url: str, token: str | None) -> int:
         if issuer is None:
             sys.stderr.write("ecommerce-saga: pass the customer's token with --token or SHOP_TOKEN\n")
             return 2
-        token = issuer.mint(DEMO_CUSTOMER, ttl_seconds=600)
+        token = issuer.mint(DEMO_CUSTOMER, ttl_seconds=600, email=DEMO_EMAIL)
     return run_demo(url, token)
 
 
@@ -192,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         return asyncio.run(run_audit(args.url, args.db, as_json=args.json))
     if args.command == "token":
-        return print_token(args.customer, admin=args.admin, ttl=args.ttl)
+        return print_token(args.customer, admin=args.admin, ttl=args.ttl, email=args.email)
     return demo(args.url, args.token)
 
 

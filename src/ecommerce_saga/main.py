@@ -64,7 +64,7 @@ def _include_routers(app: FastAPI, container: Container) -> None:
     if container.hosts("shipping") and container.shipping is not None:
         app.include_router(shipping_router(container.shipping, tokens))
     if container.hosts("notification") and container.notifications is not None:
-        app.include_router(notification_router(container.notifications, tokens))
+        app.include_router(notification_router(container.notifications, tokens, container.outbox))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

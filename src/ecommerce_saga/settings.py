@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ecommerce_saga.secret_files import apply_secret_files, secret_fields
 
+SmtpTls = Literal["starttls", "tls", "none"]
+_DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+_ADDRESS = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
+
 ModuleName = Literal["order", "inventory", "payment", "shipping", "notification"]
 MODULE_NAMES: tuple[ModuleName, ...] = ("order", "inventory", "payment", "shipping", "notification")
 DEFAULT_COUNTRIES = ("US", "CA", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "JP", "AU")
@@ -95,8 +99,30 @@ class Settings(BaseSettings):
     saga_step_attempts: int = Field(default=10, ge=1)
     saga_step_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    smtp_host: str | None = None
+    """The mail server (relay) notifications are sent to; unset: the development outbox."""
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    """Default: 587 with STARTTLS, 465 with TLS, 25 without."""
+    smtp_tls: SmtpTls = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_password_file: Path | None = None
+    """A file holding the password (a mounted Secret); read at start-up."""
+    smtp_from: str = Field(default="orders@example.com", pattern=_ADDRESS, max_length=254)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long connecting, and each SMTP command, may take."""
+    smtp_ca_file: Path | None = None
+    """CA certificates to trust for the mail server's TLS (default: the system's)."""
+    shop_name: str = Field(default="ecommerce-saga shop", min_length=1, max_length=100)
+    shop_support_email: str = Field(default="support@example.com", pattern=_ADDRESS, max_length=254)
+
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+
+    @field_validator("smtp_host", "smtp_username", "smtp_password", "smtp_password_file", mode="before")
+    @classmethod
+    def _empty_smtp_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", mode="before")
     @classmethod
@@ -124,6 +150,8 @@ class Settings(BaseSettings):
     def _check_topology(self) -> Settings:
         if self.modules and len(set(self.modules)) != len(self.modules):
             raise ValueError("SHOP_MODULES names a module twice")
+        if self.smtp_password is not None and self.smtp_password_file is not None:
+            raise ValueError("set SHOP_SMTP_PASSWORD or SHOP_SMTP_PASSWORD_FILE, not both")
         if self.oidc_issuer is not None and not self.oidc_audience:
             raise ValueError("SHOP_OIDC_AUDIENCE is required when SHOP_OIDC_ISSUER is set")
         if self.metrics_port and self.metrics_port == self.port:
@@ -163,6 +191,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip().upper() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        """The mail server's port: the configured one, or the usual one for `smtp_tls`."""
+        return self.smtp_port or _DEFAULT_SMTP_PORTS[self.smtp_tls]
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the development outbox keeps its `.eml` files (no SMTP server configured)."""
+        return self.data_dir / "outbox"
 
     @property
     def uses_development_issuer(self) -> bool:

@@ -74,11 +74,15 @@ class Sent:
     """How long the first attempt waited for its answer (or for the connection to break)."""
     token: str = ""
     """The customer's access token: orders are placed as the customer, as a shop's front end does."""
+    email: bool = False
+    """Whether the token carries the customer's `email` (`<customer id>@example.com`)."""
 
     def __post_init__(self) -> None:
         if not self.token:
             provider = shared_provider()
-            self.token = provider.token(self.body["customer_id"], kid=provider.ec_kid, ttl=3600)
+            customer = self.body["customer_id"]
+            claims: dict[str, Any] = {"email": f"{customer}@example.com"} if self.email else {}
+            self.token = provider.token(customer, kid=provider.ec_kid, ttl=3600, **claims)
 
     def headers(self) -> dict[str, str]:
         """The request's headers: its key, its customer's token, and no waiting for the saga."""
@@ -120,6 +124,8 @@ class LoadGenerator:
     client_factory: Callable[[], httpx.AsyncClient]
     catalog: Catalog
     concurrency: int = 6
+    emails: bool = False
+    """Customers' tokens carry an email address, so every order's notice is mailed."""
     sent: list[Sent] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _kinds: itertools.cycle[str] = field(default_factory=lambda: itertools.cycle(MIX))
@@ -148,7 +154,7 @@ class LoadGenerator:
     async def _client(self, client: httpx.AsyncClient) -> None:
         while not self._stop.is_set():
             kind = next(self._kinds)
-            request = Sent(f"chaos-{unique('key')}", self.body(kind), kind)
+            request = Sent(f"chaos-{unique('key')}", self.body(kind), kind, email=self.emails)
             self.sent.append(request)
             await send(client, request)
             if request.status is None or request.status >= 500:

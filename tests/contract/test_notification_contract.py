@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -27,11 +28,14 @@ from ecommerce_saga.modules.notification.contract import (
     NotificationService,
     NotificationStatus,
     NotificationType,
+    OrderFacts,
+    OrderLineFacts,
     ReadStatus,
     SendNotification,
 )
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.notification.router import build_router
+from ecommerce_saga.modules.notification.sender import DeliveryRefusedError
 from ecommerce_saga.modules.notification.service import LocalNotificationService, default_text
 from tests.contract.http_adapter import TOKENS, served_over_http
 
@@ -41,15 +45,19 @@ class FakeSender:
 
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
+        self.refusal: str | None = None
         self.calls: list[Notification] = []
         self.delivered: list[Notification] = []
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification) -> str:
         self.calls.append(notification)
+        if self.refusal is not None:
+            raise DeliveryRefusedError(self.refusal)
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("the mail gateway is down")
         self.delivered.append(notification)
+        return "250 accepted"
 
 
 def _id(prefix: str) -> str:
@@ -248,6 +256,35 @@ class NotificationServiceContract:
         assert [n.notification_id for n in read.items] == [confirmed.notification_id]
         assert unread.total == 2
         assert confirmed.notification_id not in {n.notification_id for n in unread.items}
+
+    async def test_carries_recipient_and_order_facts_and_the_reply_when_sent(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        facts = OrderFacts(
+            customer_name="Ada", items=[OrderLineFacts(name="Keyboard", quantity=1, line_total_cents=8999)],
+            total_cents=8999, currency="GBP", estimated_delivery=date(2030, 1, 8),
+        )  # fmt: skip
+
+        sent = await service.send(_send(_id("ord"), recipient="ada@example.com", order=facts))
+
+        assert (sent.recipient, sent.order, sent.delivery_reply) == ("ada@example.com", facts, "250 accepted")
+        assert sent.message_id is not None and sent.message_id.startswith("<")
+        assert sender.delivered[0].recipient == "ada@example.com" and sender.delivered[0].order == facts
+
+    async def test_returns_failed_with_the_reply_and_never_resends_when_refused_for_good(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        sender.refusal = "550 5.1.1 no such mailbox"
+
+        failed = await service.send(_send(order_id, recipient="nobody@example.com"))
+        again = await service.send(_send(order_id, recipient="nobody@example.com", attempt=2))
+
+        assert (failed.status, failed.delivery_reply, failed.sent_at) == (
+            NotificationStatus.FAILED, "550 5.1.1 no such mailbox", None,
+        )  # fmt: skip
+        assert again == failed
+        assert len(sender.calls) == 1
 
     async def test_pages_newest_first_when_listing(self, service: NotificationService) -> None:
         customer_id = _id("cus")

@@ -89,6 +89,7 @@ def _launch(
         "SHOP_DEMO_CATALOG": "false",
         "SHOP_LOG_FORMAT": "json",
         "SHOP_METRICS_PORT": str(free_port()),
+        "SHOP_DATA_DIR": str(log_dir / "data"),  # the development outbox, never the working tree's
         **shared_provider().settings(),
         **env,
     }

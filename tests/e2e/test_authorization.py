@@ -93,6 +93,7 @@ def objects(shop: Shop) -> Iterator[Objects]:
                 "order_id": failed_order["order_id"], "payment_id": order["payment_id"],
                 "shipping_id": order["shipping_id"], "notification_id": notes[0]["notification_id"],
                 "product_id": product, "saga_id": order["saga_id"], "A": a,
+                "name": "20300101T000000-ntf_none.eml",
             },
             lambda: order_body(product, customer_id=a),
         )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, LiveApp
-from tests.e2e.shop import DECLINED_CARD, new_product, order_body
+from tests.e2e.shop import ADDRESS, DECLINED_CARD, new_product, order_body
+from tests.identity_provider import shared_provider
 from tests.waiting import eventually_blocking
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -160,3 +162,47 @@ def test_shows_both_sagas_their_steps_and_timeline_when_an_operator_signs_in(
     log = browser.get_log("browser")  # type: ignore[no-untyped-call]  # selenium leaves it untyped
     errors = [entry for entry in log if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_lists_the_outbox_and_shows_a_message_as_it_renders_when_mail_goes_to_the_outbox(
+    live_app: LiveApp, browser: Chrome
+) -> None:
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    address = f"{customer}@example.com"
+    token = shared_provider().token(customer, email=address)
+    with httpx.Client(base_url=live_app.url, timeout=30) as http:
+        product = new_product(http, ADMIN, quantity=5)
+        body = {
+            **order_body(product),
+            "shipping_address": {**ADDRESS, "name": "Ada <img src=x onerror=alert(1)>"},
+        }
+        del body["customer_id"]
+        order = http.post("/api/orders", json=body, headers={"Authorization": f"Bearer {token}"}).json()
+        listed = eventually_blocking(
+            lambda: http.get("/api/notifications/outbox", headers=ADMIN).json()["items"],
+            lambda items: any(m["recipient"] == address for m in items),
+        )
+    [message] = [m for m in listed if m["recipient"] == address]
+
+    browser.get(f"{live_app.url}/console")
+    wait_for(browser, "#token").send_keys(ADMIN_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    shown(browser, "#/sagas")
+    browser.find_element(By.CSS_SELECTOR, 'nav a[href="#/outbox"]').click()
+    shown(browser, "#/outbox")
+    assert address in browser.find_element(By.CSS_SELECTOR, "table.grid tbody").text
+    route = f"#/outbox/{message['name']}"
+    browser.find_element(By.CSS_SELECTOR, f'a[href="{route}"]').click()
+    shown(browser, route)
+    assert "Thank you for your order" in browser.find_element(By.CSS_SELECTOR, "pre.mail-text").text
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe.mail-html"))
+    rendered = browser.find_element(By.TAG_NAME, "body").text
+    images = browser.find_elements(By.TAG_NAME, "img")
+    browser.switch_to.default_content()
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "console-outbox.png"))
+
+    assert "Thank you for your order" in rendered and order["order_id"] in rendered
+    assert "Dear Ada <img src=x onerror=alert(1)>," in rendered and images == []  # text, not markup
+    log = browser.get_log("browser")  # type: ignore[no-untyped-call]  # selenium leaves it untyped
+    assert not [entry for entry in log if entry["level"] == "SEVERE"], log

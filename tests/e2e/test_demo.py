@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import jwt
 
 from tests.e2e.conftest import LiveApp, start_app
 
@@ -45,6 +46,13 @@ def test_prints_each_outcome_with_its_history_when_run_against_the_demo_catalog(
     assert "an undeliverable country: HTTP 201" in out and "SHIPPING_UNAVAILABLE" in out
     assert out.count("compensation reserve_inventory") == 2  # declined card and undeliverable country
     assert "4242424242424242" not in out
+    emails = [line for line in out.splitlines() if line.strip().startswith("email ")]
+    assert [line.split()[1] for line in emails] == ["ORDER_CONFIRMED", *["ORDER_FAILED"] * 3], out
+    outbox = tmp_path / "outbox"
+    for line in emails:  # each says where its message went: a file of the development outbox
+        assert "to ada@example.com: SENT — saved to the development outbox: " in line, line
+        assert Path(line.split("development outbox: ", 1)[1]).parent == outbox
+    assert len(list(outbox.glob("*.eml"))) == 4
 
 
 def test_signs_tokens_the_app_accepts_when_no_identity_provider_is_configured(
@@ -52,7 +60,10 @@ def test_signs_tokens_the_app_accepts_when_no_identity_provider_is_configured(
 ) -> None:
     app = _start(mongo_url, tmp_path)
     try:
-        customer = _cli(tmp_path, "token", "--customer", "cust-dev", "--ttl", "120")
+        customer = _cli(
+            tmp_path, "token", "--customer", "cust-dev", "--ttl", "120", "--email", "Dev@Example.com"
+        )
+        bad_email = _cli(tmp_path, "token", "--customer", "cust-dev", "--email", "dev@")
         operator = _cli(tmp_path, "token", "--customer", "ops-dev", "--admin")
         assert customer.returncode == 0 and operator.returncode == 0, customer.stderr + operator.stderr
         as_customer = {"Authorization": f"Bearer {customer.stdout.strip()}"}
@@ -67,6 +78,9 @@ def test_signs_tokens_the_app_accepts_when_no_identity_provider_is_configured(
     finally:
         app.stop()
     assert (mine.status_code, others.status_code) == (200, 403)
+    claims = jwt.decode(customer.stdout.strip(), options={"verify_signature": False})
+    assert claims["email"] == "Dev@example.com"  # the domain normalised, the local part kept
+    assert bad_email.returncode == 2 and "--email" in bad_email.stderr
     assert (sagas_as_customer.status_code, sagas_as_operator.status_code) == (403, 200)
     assert discovery["issuer"] == "urn:ecommerce-saga:development-issuer"
     assert [key["alg"] for key in jwks["keys"]] == ["ES256"] and "d" not in jwks["keys"][0]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Shop, start_split
-from tests.e2e.shop import ADDRESS, items_of, new_product, order_body
+from tests.e2e.shop import ADDRESS, items_of, new_product, order_body, unique
 from tests.waiting import eventually_blocking
 
 
@@ -114,7 +114,7 @@ def test_notifies_once_when_the_notification_service_is_frozen_for_a_while(
     fragile_shop: Shop, shop_client: httpx.Client, admin_headers: dict[str, str]
 ) -> None:
     product = new_product(shop_client, admin_headers, quantity=3)
-    body = order_body(product)
+    body = order_body(product, contact_email=f"{unique('frozen')}@example.com")  # mailed to the outbox
     notification = fragile_shop.apps["notification"].process
     os.kill(notification.pid, signal.SIGSTOP)
     try:

@@ -392,7 +392,10 @@ def test_reads_inputs_and_outputs_as_the_untyped_sagas_stored_them() -> None:
         shipping_id="shp_1", tracking_number="T1", estimated_delivery=date(2025, 3, 4)
     )
     assert [step.name for step in definition.steps] == [step.name for step in PLACE_ORDER_V1_STEPS]
-    assert {name: out.model_dump(mode="json") for name, out in outputs.items()} == old_outputs
+    # fields added since (ShipmentScheduled.carrier) are None for old outputs, and ignored by old readers
+    assert {
+        name: out.model_dump(mode="json", exclude_none=True) for name, out in outputs.items()
+    } == old_outputs
 
 
 def test_refuses_to_start_a_place_order_saga_when_its_input_is_invalid() -> None:

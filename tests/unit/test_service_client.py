@@ -60,6 +60,7 @@ MODULE_ERRORS: list[tuple[type[ContractError], dict[str, Any]]] = [
     (shipping.ShipmentNotFoundError, {}),
     (notification.NotificationNotFoundError, {}),
     (notification.NotificationDeliveryError, {}),
+    (notification.OutboxMessageNotFoundError, {}),
     (order.OrderNotFoundError, {}),
     (order.PriceChangedError, {"total_cents": 4999, "currency": "USD"}),
     (order.IdempotencyKeyReusedError, {}),

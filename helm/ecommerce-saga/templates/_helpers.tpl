@@ -340,3 +340,57 @@ matchExpressions:
 - name: SHOP_OIDC_ADMIN_ROLE
   value: {{ $oidc.adminRole | quote }}
 {{- end }}
+
+{{/*
+Email settings of a workload hosting the notification module (docs/notifications.md): the env,
+and the relay's password Secret mounted as a file. Called with (dict "root" $ "workload" $w).
+*/}}
+{{- define "ecommerce-saga.smtpEnv" -}}
+{{- $smtp := .root.Values.smtp }}
+{{- if and $smtp.host (has "notification" .workload.modules) }}
+- name: SHOP_SMTP_HOST
+  value: {{ $smtp.host | quote }}
+{{- with $smtp.port }}
+- name: SHOP_SMTP_PORT
+  value: {{ . | quote }}
+{{- end }}
+- name: SHOP_SMTP_TLS
+  value: {{ $smtp.tls | quote }}
+{{- with $smtp.username }}
+- name: SHOP_SMTP_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if $smtp.passwordSecret.name }}
+- name: SHOP_SMTP_PASSWORD_FILE
+  value: /etc/ecommerce-saga/smtp/password
+{{- end }}
+{{- end }}
+{{- if has "notification" .workload.modules }}
+- name: SHOP_SMTP_FROM
+  value: {{ $smtp.from | quote }}
+- name: SHOP_SHOP_NAME
+  value: {{ $smtp.shopName | quote }}
+- name: SHOP_SHOP_SUPPORT_EMAIL
+  value: {{ $smtp.supportEmail | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "ecommerce-saga.smtpVolumeMounts" -}}
+{{- if and .root.Values.smtp.host .root.Values.smtp.passwordSecret.name (has "notification" .workload.modules) }}
+- name: smtp-password
+  mountPath: /etc/ecommerce-saga/smtp
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "ecommerce-saga.smtpVolumes" -}}
+{{- $smtp := .root.Values.smtp }}
+{{- if and $smtp.host $smtp.passwordSecret.name (has "notification" .workload.modules) }}
+- name: smtp-password
+  secret:
+    secretName: {{ $smtp.passwordSecret.name }}
+    items:
+      - key: {{ $smtp.passwordSecret.key }}
+        path: password
+{{- end }}
+{{- end }}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import httpx
@@ -94,6 +95,8 @@ _CARD = {
 
 DEMO_CUSTOMER = "cust-ada"
 """Whose token the demo orders with (the orders carry no `customer_id`: it is the token's)."""
+DEMO_EMAIL = "ada@example.com"
+"""The `email` of the demo customer's token: where the shop tells her about her orders."""
 
 DEMO_ORDERS: list[tuple[str, dict[str, Any]]] = [
     (
@@ -154,7 +157,33 @@ def _print_order(title: str, status_code: int, order: dict[str, Any], out: TextI
         )
 
 
-def run_demo(base_url: str, token: str, out: TextIO = sys.stdout) -> int:
+def _notice_of(client: httpx.Client, order_id: str, wait_seconds: float) -> dict[str, Any] | None:
+    """The order's notification once it was sent or refused (None if none within `wait_seconds`)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        response = client.get("/api/notifications", params={"limit": 100})
+        if response.status_code == 404:  # split: the notification service is on another port
+            return None
+        if response.status_code == 200:
+            for notice in response.json()["items"]:
+                if notice["order_id"] == order_id and notice["status"] != "PENDING":
+                    return dict(notice)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _print_notice(notice: dict[str, Any] | None, out: TextIO) -> None:
+    if notice is None:
+        out.write("   email: not known here yet (see GET /api/notifications on the notification service)\n")
+        return
+    out.write(
+        f"   email {notice['type']} to {notice.get('recipient') or 'nobody'}: {notice['status']}"
+        f" — {notice.get('delivery_reply') or ''}\n"
+    )
+
+
+def run_demo(base_url: str, token: str, out: TextIO = sys.stdout, notice_wait_seconds: float = 10.0) -> int:
     """Place the four demo orders as the customer of `token` and print their outcomes; 0 on success."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
@@ -174,4 +203,5 @@ def run_demo(base_url: str, token: str, out: TextIO = sys.stdout) -> int:
             if response.status_code == 202:
                 order = client.get(response.headers["Location"]).json()
             _print_order(title, response.status_code, order, out)
+            _print_notice(_notice_of(client, order["order_id"], notice_wait_seconds), out)
     return 0

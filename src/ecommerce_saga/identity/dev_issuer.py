@@ -75,8 +75,10 @@ class DevelopmentIssuer:
 
         return JwksCache(fetch)
 
-    def mint(self, customer_id: str, *, admin: bool = False, ttl_seconds: int = 3600) -> str:
-        """A signed access token for `customer_id`, carrying the admin role if `admin`."""
+    def mint(
+        self, customer_id: str, *, admin: bool = False, ttl_seconds: int = 3600, email: str | None = None
+    ) -> str:
+        """A signed access token for `customer_id`, carrying the admin role if `admin`, and `email`."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.claims.issuer,
@@ -87,6 +89,8 @@ class DevelopmentIssuer:
             "jti": uuid.uuid4().hex,
             self.claims.customer_claim: customer_id,
         }
+        if email is not None:
+            claims["email"] = email
         if admin:
             _set_path(claims, self.claims.roles_claim, [self.claims.admin_role])
         return jwt.encode(claims, self._private_key, algorithm=ALGORITHM, headers={"kid": self.kid})

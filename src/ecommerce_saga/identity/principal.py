@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -27,11 +27,14 @@ class Principal:
         subject: The customer id for a customer's token; a fixed name for the static tokens.
         roles: What the caller may do.
         credential: How the caller proved it (`jwt`, `admin-token`, `service-token`); for logs.
+        email: The token's `email` claim (OIDC standard), if it carries a valid one: where the
+            customer is told about their orders unless an order names another address. Never logged.
     """
 
     subject: str
     roles: frozenset[Role]
     credential: str
+    email: str | None = field(default=None, repr=False)
 
     @property
     def is_operator(self) -> bool:

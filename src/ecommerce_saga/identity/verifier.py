@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import jwt
+from email_validator import EmailNotValidError, validate_email
 
 from ecommerce_saga.identity.principal import Principal, Role
 from ecommerce_saga.shared.contracts import SAFE_ID_PATTERN
@@ -200,7 +201,9 @@ class TokenVerifier:
         roles = {Role.CUSTOMER}
         if self.claims.admin_role in _roles(_claim(payload, self.claims.roles_claim)):
             roles.add(Role.OPERATOR)
-        return Principal(subject=subject, roles=frozenset(roles), credential="jwt")
+        return Principal(
+            subject=subject, roles=frozenset(roles), credential="jwt", email=_email(payload.get("email"))
+        )
 
 
 def _claim(payload: Mapping[str, Any], path: str) -> object:
@@ -210,6 +213,16 @@ def _claim(payload: Mapping[str, Any], path: str) -> object:
             return None
         value = value.get(part)
     return value
+
+
+def _email(value: object) -> str | None:
+    """The `email` claim if it is a valid address; otherwise none (the order must then name one)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
 
 
 def _roles(value: object) -> set[str]:

@@ -9,7 +9,7 @@ from beanie import Document
 from pydantic import Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from ecommerce_saga.modules.notification.contract import NotificationStatus, NotificationType
+from ecommerce_saga.modules.notification.contract import NotificationStatus, NotificationType, OrderFacts
 from ecommerce_saga.shared.clock import utcnow
 
 
@@ -33,6 +33,12 @@ class NotificationDocument(Document):
     details: dict[str, str | int] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    recipient: str | None = None  # personal data: stored, shown to its customer and operators, never logged
+    order: OrderFacts | None = None
+    idempotency_key: str | None = None  # the key of the call that recorded it
+    message_id: str | None = None  # derived from that key: the same on every attempt
+    delivery_reply: str | None = None
+    last_error: str | None = None
     claimed_until_ms: int = 0  # a send in progress; an integer, as it is `$set` and compared
     claim_key: str | None = None  # the idempotency key of the call holding the claim
     claim_attempt: int = 0  # and its attempt: a later attempt of the same key may take the claim over

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -14,6 +14,10 @@ from ecommerce_saga.modules.notification.contract import (
     NotificationNotFoundError,
     NotificationService,
     NotificationType,
+    Outbox,
+    OutboxMessageDetail,
+    OutboxMessageNotFoundError,
+    OutboxPage,
     ReadStatus,
     SendNotification,
 )
@@ -22,12 +26,26 @@ from ecommerce_saga.web.auth import Authenticator, customer_scope
 from ecommerce_saga.web.problems import responses
 
 NotificationPath = Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="The notification's id")]
+OutboxName = Annotated[
+    str,
+    Path(
+        pattern=r"^\d{8}T\d{6}-[A-Za-z0-9_-]{1,64}\.eml$",
+        description="A message's file name in the outbox",
+        examples=["20300104T120000-ntf_3f2a9c.eml"],
+    ),
+]
 
 
-def build_router(service: NotificationService, auth: Authenticator) -> APIRouter:
-    """Routes under `/api/notifications`: customers (their own), operators (any), the service (saga)."""
+def build_router(
+    service: NotificationService, auth: Authenticator, outbox: Outbox | None = None
+) -> APIRouter:
+    """Routes under `/api/notifications`: customers (their own), operators (any), the service (saga).
+
+    With `outbox` (no SMTP server: mail goes to a folder), operators can read the development outbox.
+    """
     router = APIRouter(prefix="/api/notifications", tags=["notifications"])
     saga = [Depends(auth.service)]
+    operators = [Depends(auth.operator)]
 
     async def owned(notification_id: str, caller: Principal) -> Notification:
         notification = await service.get_notification(notification_id)
@@ -51,6 +69,8 @@ def build_router(service: NotificationService, auth: Authenticator) -> APIRouter
             limit=limit, skip=skip,
         )  # fmt: skip
         return await service.list_notifications(query)
+
+    _add_outbox_routes(router, outbox, operators)  # before "/{notification_id}", which would match
 
     @router.get("/{notification_id}", response_model=Notification, responses=responses(401, 403, 404))
     async def get_notification(
@@ -84,3 +104,30 @@ def build_router(service: NotificationService, auth: Authenticator) -> APIRouter
         return await service.cancel(command)
 
     return router
+
+
+def _add_outbox_routes(router: APIRouter, outbox: Outbox | None, operators: list[Any]) -> None:
+    """`/outbox` and `/outbox/{name}`: the development outbox, for operators."""
+
+    @router.get(
+        "/outbox", response_model=OutboxPage, dependencies=operators, tags=["operations"],
+        responses=responses(401, 403),
+    )  # fmt: skip
+    async def list_outbox(limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50) -> OutboxPage:
+        """The development outbox, newest first: every email as the mail server would get it (operators).
+
+        `enabled` is false when mail goes to an SMTP server (`SHOP_SMTP_HOST`): there is no outbox then.
+        """
+        if outbox is None:
+            return OutboxPage(enabled=False, folder=None, items=[], total=0)
+        return await outbox.list_messages(limit)
+
+    @router.get(
+        "/outbox/{name}", response_model=OutboxMessageDetail, dependencies=operators, tags=["operations"],
+        responses=responses(401, 403, 404),
+    )  # fmt: skip
+    async def get_outbox_message(name: OutboxName) -> OutboxMessageDetail:
+        """One email of the development outbox: its headers, plain-text and HTML bodies (operators)."""
+        if outbox is None:
+            raise OutboxMessageNotFoundError("mail goes to an SMTP server: there is no development outbox")
+        return await outbox.get_message(name)

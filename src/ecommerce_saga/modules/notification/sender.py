@@ -1,4 +1,10 @@
-"""How notifications leave the shop: the sender port and the default sender that logs them."""
+"""How notifications leave the shop: the sender port, its two failure kinds, and a sender that logs.
+
+A sender says how a delivery ended. It returns what the channel answered when it accepted the
+message; it raises `DeliveryRefusedError` when the channel refused it for good (the notification
+becomes FAILED and is never sent again), and anything else for a failure that may pass (the
+notification stays PENDING, and the saga's retry sends it again).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,34 @@ logger = logging.getLogger(__name__)
 
 
 class NotificationSender(Protocol):
-    """Delivers one notification on its channel (a mail gateway, say)."""
+    """Delivers one notification on its channel (a mail server, say)."""
 
-    async def send(self, notification: Notification) -> None:
-        """Deliver `notification`; raise if it could not be delivered."""
+    async def send(self, notification: Notification) -> str | None:
+        """Deliver `notification`; return the channel's answer.
+
+        Raises:
+            DeliveryRefusedError: If the channel refused it for good.
+            DeliveryDeferredError: Or any other exception, if the delivery may succeed later.
+        """
         ...
+
+
+class DeliveryRefusedError(Exception):
+    """The channel refused the message for good (an SMTP 5xx for the recipient, say)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class DeliveryDeferredError(Exception):
+    """The channel could not take the message now (unreachable, or an SMTP 4xx): try again later."""
 
 
 class LoggingSender:
     """Stands in for a mail gateway: logs who is told what, never the message's details."""
 
-    async def send(self, notification: Notification) -> None:
+    async def send(self, notification: Notification) -> str:
         """Log a structured record of the notification."""
         logger.info(
             "notification sent",
@@ -33,3 +56,4 @@ class LoggingSender:
                 "channel": notification.channel,
             },
         )
+        return "logged"

@@ -1,13 +1,21 @@
 """The notification module's local implementation: a stored record per order and type, then send.
 
 A notification is first recorded (PENDING) under a unique (order id, type) key, then claimed for
-a short lease (so that concurrent calls send it once), handed to the sender, and marked SENT. If
-the sender fails, the record stays (FAILED) and the call raises a retryable error; the saga engine
-retries, and the retry sends the same record again. A call that finds the record claimed by
-another raises the same retryable error, unless it is a later attempt under the claim's own
-idempotency key: a saga retries a step only once the earlier attempt is over (failed, timed out,
-or its worker died), so the later attempt takes the claim over at once rather than waiting for it
-to expire. Delivery is at-least-once: a send that was cut short may be sent again.
+a short lease (so that concurrent calls send it once), handed to the sender, and marked SENT with
+the channel's reply only once the channel accepted it. If the sender fails in a way that may pass,
+the record stays PENDING (with `last_error`) and the call raises a retryable error; the saga engine
+retries, and the retry sends the same record again. If the channel refuses it for good, the record
+is FAILED with the reply and the call returns it: a refused email never fails an order.
+
+A call that finds the record claimed by another raises the same retryable error, unless it is a
+later attempt under the claim's own idempotency key: a saga retries a step only once the earlier
+attempt is over (failed, timed out, or its worker died), so the later attempt takes the claim over
+at once rather than waiting for it to expire.
+
+Delivery is at-least-once: a send that was cut short after the channel accepted it, but before
+SENT was stored, is sent again — the one window for a duplicate, which carries the same
+`Message-ID` (derived from the idempotency key that recorded the notification), so that mail
+systems can drop it.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from ecommerce_saga.modules.notification.contract import (
     SendNotification,
 )
 from ecommerce_saga.modules.notification.documents import NotificationDocument
-from ecommerce_saga.modules.notification.sender import LoggingSender, NotificationSender
+from ecommerce_saga.modules.notification.mail import message_id
+from ecommerce_saga.modules.notification.sender import DeliveryRefusedError, LoggingSender, NotificationSender
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
@@ -42,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHANNEL = "email"
 _WRITE_ATTEMPTS = 10  # only a send and a mark_read ever race for one record
+_FINAL = (NotificationStatus.SENT, NotificationStatus.FAILED)
 
 _DEFAULT_TEXTS: dict[NotificationType, tuple[str, str]] = {
     NotificationType.ORDER_CONFIRMED: (
@@ -69,9 +79,20 @@ def _epoch_ms(instant: datetime) -> int:
     return int(instant.timestamp() * 1000)
 
 
-def _record_failure(doc: NotificationDocument) -> bool:
-    doc.status, doc.claimed_until_ms = NotificationStatus.FAILED, 0
-    return True
+def _outcome(
+    status: NotificationStatus, reply: str | None, sent_at: datetime | None = None
+) -> Callable[[NotificationDocument], bool]:
+    """A change storing how an attempt ended, and dropping the claim."""
+
+    def change(doc: NotificationDocument) -> bool:
+        doc.status, doc.claimed_until_ms = status, 0
+        if status is NotificationStatus.PENDING:
+            doc.last_error = reply
+        else:
+            doc.delivery_reply, doc.sent_at = reply, sent_at
+        return True
+
+    return change
 
 
 def _mark_read(doc: NotificationDocument) -> bool:
@@ -95,6 +116,11 @@ def _notification(doc: NotificationDocument) -> Notification:
         details=doc.details,
         created_at=doc.created_at,
         sent_at=doc.sent_at,
+        recipient=doc.recipient,
+        order=doc.order,
+        message_id=doc.message_id,
+        delivery_reply=doc.delivery_reply,
+        last_error=doc.last_error,
     )
 
 
@@ -107,11 +133,13 @@ class LocalNotificationService:
         channel: str = DEFAULT_CHANNEL,
         clock: Callable[[], datetime] = utcnow,
         send_timeout_seconds: float = 30.0,
+        message_domain: str = "localhost",
     ) -> None:
         self._sender: NotificationSender = sender if sender is not None else LoggingSender()
         self._channel = channel
         self._clock = clock
         self._send_timeout = send_timeout_seconds
+        self._message_domain = message_domain
 
     def _now(self) -> datetime:
         """The clock's time at MongoDB's millisecond precision, so a re-read compares equal."""
@@ -121,12 +149,12 @@ class LocalNotificationService:
     async def send(self, command: SendNotification) -> Notification:
         """See `NotificationService.send`."""
         doc, claimed = await self._record_for(command)
-        if doc.status is NotificationStatus.SENT:
+        if doc.status in _FINAL:
             return _notification(doc)
         if not claimed:
             if not await self._claim(doc.id, command):
                 doc = await self._get(doc.id)
-                if doc.status is NotificationStatus.SENT:
+                if doc.status in _FINAL:
                     return _notification(doc)
                 msg = (
                     f"the {doc.type.value} notification of order {doc.order_id} is being sent by another call"
@@ -150,6 +178,8 @@ class LocalNotificationService:
                 attempt=command.attempt,
                 message=message,
                 details={"reason": command.reason} if command.reason is not None else {},
+                recipient=command.recipient,
+                order=command.order,
             )
         )
 
@@ -163,6 +193,8 @@ class LocalNotificationService:
             details=dict(command.details), created_at=self._now(),
             claimed_until_ms=_epoch_ms(self._clock()) + int(self._send_timeout * 1000),
             claim_key=command.idempotency_key, claim_attempt=command.attempt,
+            recipient=command.recipient, order=command.order, idempotency_key=command.idempotency_key,
+            message_id=message_id(command.idempotency_key, self._message_domain),
         )  # fmt: skip
         try:
             await doc.insert()  # insert first: a repeated send finds the record in the way
@@ -187,7 +219,7 @@ class LocalNotificationService:
         result = await NotificationDocument.get_pymongo_collection().update_one(
             {
                 "_id": notification_id,
-                "status": {"$ne": NotificationStatus.SENT.value},
+                "status": NotificationStatus.PENDING.value,
                 "$or": [{"claimed_until_ms": {"$lt": now_ms}}, superseded],
             },
             {
@@ -205,22 +237,26 @@ class LocalNotificationService:
         """Send the claimed record, then store the outcome and drop the claim."""
         notification_id = doc.id
         try:
-            await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
-        except Exception as exc:
-            await self._update(notification_id, _record_failure, known=doc)
+            reply = await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
+        except DeliveryRefusedError as exc:  # for good: recorded, not raised (the order goes on)
             logger.warning(
+                "notification refused for good",
+                extra={"notification_id": doc.id, "order_id": doc.order_id, "notification_type": doc.type},
+            )
+            return await self._update(
+                notification_id, _outcome(NotificationStatus.FAILED, exc.reply), known=doc
+            )
+        except Exception as exc:
+            error = str(exc)[:500] or type(exc).__name__
+            await self._update(notification_id, _outcome(NotificationStatus.PENDING, error), known=doc)
+            logger.warning(  # the error's text may name the recipient: only its type is logged
                 "notification not delivered",
                 extra={"notification_id": doc.id, "order_id": doc.order_id, "error": type(exc).__name__},
             )
             msg = f"the {doc.type.value} notification of order {doc.order_id} was not delivered"
             raise NotificationDeliveryError(msg) from exc
-        sent_at = self._now()
-
-        def record_success(current: NotificationDocument) -> bool:
-            current.status, current.sent_at, current.claimed_until_ms = NotificationStatus.SENT, sent_at, 0
-            return True
-
-        return await self._update(notification_id, record_success, known=doc)
+        success = _outcome(NotificationStatus.SENT, reply, sent_at=self._now())
+        return await self._update(notification_id, success, known=doc)
 
     async def _update(
         self,

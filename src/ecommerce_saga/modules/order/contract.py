@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, EmailStr, Field
 from pydantic.config import JsonDict
 
 from ecommerce_saga.modules.inventory.contract import ItemQuantity
@@ -23,6 +23,14 @@ from ecommerce_saga.shared.contracts import (
 )
 
 CustomerId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["cust-42"])]
+ContactEmail = Annotated[
+    EmailStr,
+    Field(
+        max_length=254,
+        examples=["ada@example.com"],
+        description="Where the customer is told about the order; default: the `email` of their token.",
+    ),
+]
 
 
 class OrderStatus(StrEnum):
@@ -107,6 +115,7 @@ class PlaceOrder(FrozenModel):
     expected_total_cents: int | None = Field(
         default=None, ge=0, description="If given and the catalog total differs, the order is refused (409)."
     )
+    contact_email: ContactEmail | None = None
 
 
 class CreateOrder(FrozenModel):
@@ -183,6 +192,7 @@ class Order(FrozenModel):
     shipping_id: str | None = None
     tracking_number: str | None = None
     estimated_delivery: date | None = None
+    contact_email: str | None = None
     created_at: datetime
     updated_at: datetime
     history: list[HistoryItem] = Field(default_factory=list)

@@ -39,6 +39,7 @@ class OrderDocument(Document):
     shipping_id: str | None = None
     tracking_number: str | None = None
     estimated_delivery: date | None = None
+    contact_email: str | None = None  # personal data: never logged
     idempotency_key: str | None = None
     request_hash: str | None = None
     version: int = 0

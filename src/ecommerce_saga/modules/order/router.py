@@ -61,10 +61,13 @@ class OrderRequest(PlaceOrder):
             customer = principal.customer_id
         elif customer != principal.customer_id:
             raise forbidden("a customer may order only in their own name")
+        contact = self.contact_email
+        if contact is None and customer == principal.customer_id:  # never an operator's own address
+            contact = principal.email
         return PlaceOrder(
             customer_id=customer, items=self.items, payment=self.payment,
             shipping_address=self.shipping_address, shipping_method=self.shipping_method,
-            expected_total_cents=self.expected_total_cents,
+            expected_total_cents=self.expected_total_cents, contact_email=contact,
         )  # fmt: skip
 
 

@@ -38,13 +38,10 @@ from ecommerce_saga.modules.inventory.contract import (
     ReservationStatus,
     ReserveItems,
 )
-from ecommerce_saga.modules.notification.contract import (
-    NotificationService,
-    NotificationType,
-    SendNotification,
-)
+from ecommerce_saga.modules.notification.contract import NotificationService, NotificationType
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
 from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.order.notices import notice
 from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
@@ -155,6 +152,7 @@ class ShipmentScheduled(StepOutput):
     shipping_id: str
     tracking_number: str | None = None
     estimated_delivery: date | None = None
+    carrier: str | None = None  # absent from outputs stored by earlier releases
 
 
 class OrderStatusChanged(StepOutput):
@@ -321,16 +319,7 @@ class OrderSagas:
         await self.orders.update(
             order_id, fail, allowed_from=[OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION]
         )
-        await self.notifications.send(
-            SendNotification(
-                order_id=order_id,
-                customer_id=ctx.input.customer_id,
-                type=NotificationType.ORDER_FAILED,
-                idempotency_key=ctx.idempotency_key,
-                attempt=ctx.attempt,
-                details={"reason": reason.value},
-            )
-        )
+        await self._notify(NotificationType.ORDER_FAILED, ctx.input, ctx.idempotency_key, ctx.attempt)
 
     async def _reserve(self, ctx: StepContext[PlaceOrderInput]) -> ItemsReserved:
         command = ReserveItems(
@@ -372,6 +361,7 @@ class OrderSagas:
             shipping_id=shipment.shipping_id,
             tracking_number=shipment.tracking_number,
             estimated_delivery=shipment.estimated_delivery,
+            carrier=shipment.carrier or None,
         )
 
     async def _unschedule(self, ctx: StepContext[PlaceOrderInput], _: ShipmentScheduled | None) -> None:
@@ -396,8 +386,9 @@ class OrderSagas:
         return OrderStatusChanged(status=OrderStatus.COMPLETED)
 
     async def _notify_confirmed(self, ctx: StepContext[PlaceOrderInput]) -> CustomerNotified:
+        carrier = ctx.output_of(SCHEDULE_SHIPPING).carrier
         return await self._notify(
-            NotificationType.ORDER_CONFIRMED, ctx.input, ctx.idempotency_key, ctx.attempt
+            NotificationType.ORDER_CONFIRMED, ctx.input, ctx.idempotency_key, ctx.attempt, carrier
         )
 
     # --- cancel-order actions
@@ -457,15 +448,17 @@ class OrderSagas:
         return ShipmentCancelled(shipping_id=cancelled.shipping_id, status=cancelled.status)
 
     async def _notify(
-        self, kind: NotificationType, order: OrderRef, key: str, attempt: int
+        self, kind: NotificationType, order: OrderRef, key: str, attempt: int, carrier: str | None = None
     ) -> CustomerNotified:
         notification = await self.notifications.send(
-            SendNotification(
-                order_id=order.order_id,
-                customer_id=order.customer_id,
-                type=kind,
-                idempotency_key=key,
+            await notice(
+                self.orders,
+                kind,
+                order.order_id,
+                order.customer_id,
+                key=key,
                 attempt=attempt,
+                carrier=carrier,
             )
         )
         return CustomerNotified(notification_id=notification.notification_id)

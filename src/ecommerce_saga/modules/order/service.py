@@ -174,6 +174,7 @@ class LocalOrderService:
             shipping_method=command.shipping_method,
             payment=PaymentSummary(method=method.method, brand=method.brand, last4=method.last4),
             payment_token=method.token,
+            contact_email=command.contact_email,
             idempotency_key=key,
             request_hash=fingerprint,
         )
@@ -276,6 +277,7 @@ class LocalOrderService:
             shipping_id=doc.shipping_id,
             tracking_number=doc.tracking_number,
             estimated_delivery=doc.estimated_delivery,
+            contact_email=doc.contact_email,
             created_at=doc.created_at,
             updated_at=doc.updated_at,
             history=history,

@@ -3,6 +3,7 @@
 import { api, ApiError, clearToken, setToken, token } from "./api.js";
 import { h, mount } from "./dom.js";
 import { showOrder, showOrders, showSagas, showSearch } from "./lists.js";
+import { showOutbox, showOutboxMessage } from "./outbox.js";
 import { showSaga } from "./saga.js";
 
 const main = document.getElementById("main");
@@ -93,6 +94,7 @@ async function render(path, params) {
   if (section === "order" && id) return showOrder(main, id);
   if (section === "orders") return showOrders(main, params);
   if (section === "search") return showSearch(main, params.get("q") || "");
+  if (section === "outbox") return id ? showOutboxMessage(main, id) : showOutbox(main);
   return showSagas(main, params);
 }
 
