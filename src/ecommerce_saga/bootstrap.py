@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from beanie import Document, init_beanie
@@ -53,7 +53,7 @@ from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
 from ecommerce_saga.operations.audit import SAGA_COLLECTION
-from ecommerce_saga.saga import RetryPolicy, SagaEngine, StoreUnavailableError
+from ecommerce_saga.saga import RetryPolicy, Saga, SagaEngine, SagaObserver, SagaStore, StoreUnavailableError
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.auth import Authenticator, split_tokens
@@ -84,6 +84,7 @@ class Container:
     shipping: ShippingService | None = None
     notifications: NotificationService | None = None
     orders: OrderService | None = None
+    order_repository: OrderRepository | None = None
     engine: SagaEngine | None = None
     clients: list[ServiceClient] = field(default_factory=list)
     resume_orphans: Callable[[], Awaitable[int]] | None = None
@@ -263,8 +264,82 @@ class _Adapters:
         return remote(client)
 
 
-def build_container(settings: Settings) -> Container:
-    """Wire every module. No I/O: `Container.start()` opens the database and starts the engine."""
+def _unchanged(saga: Saga[Any]) -> Saga[Any]:
+    return saga
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Replacements for what `build_container` would build from the settings (tests, benchmarks, tools).
+
+    A participant given here is used as is: no local service and no HTTP client is built for it.
+    """
+
+    inventory: InventoryService | None = None
+    payment: PaymentService | None = None
+    shipping: ShippingService | None = None
+    notifications: NotificationService | None = None
+    saga_store: SagaStore | None = None
+    """Where sagas are kept; default: the MongoDB store on the shop's database."""
+    adjust_saga: Callable[[Saga[Any]], Saga[Any]] = _unchanged
+    """Changes each saga definition before the engine gets it (a test's shorter budgets, say)."""
+    step_retry: RetryPolicy | None = None
+    """The participant steps' retry policy; default: from `SHOP_SAGA_STEP_ATTEMPTS`."""
+    observers: Sequence[SagaObserver] | None = None
+    """The engine's observers; default: the engine's logging observer."""
+
+
+@dataclass(frozen=True)
+class _Participants:
+    inventory: InventoryService | None
+    payment: PaymentService | None
+    shipping: ShippingService | None
+    notifications: NotificationService | None
+    clients: list[ServiceClient]
+    outbox: Outbox | None
+
+
+def _participants(settings: Settings, service_token: str, overrides: Overrides) -> _Participants:
+    """Each participant: the override, the local service if hosted, the HTTP client if it has a URL."""
+    adapters = _Adapters(settings, service_token)
+    outbox: list[Outbox] = []
+
+    def local_notifications() -> NotificationService:
+        service, found = build_notifications(settings)
+        outbox.extend([found] if found is not None else [])
+        return service
+
+    local_inventory: Callable[[], InventoryService] = lambda: LocalInventoryService(  # noqa: E731
+        BeanieInventoryRepository()
+    )
+    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
+        BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
+    )
+    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
+        BeanieShipmentRepository(), settings.shipping_countries
+    )
+    remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
+    remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
+    remote_shipping: Callable[[ServiceClient], ShippingService] = HttpShippingService
+    remote_notifications: Callable[[ServiceClient], NotificationService] = HttpNotificationService
+    inventory = overrides.inventory or adapters.pick("inventory", local_inventory, remote_inventory)
+    payment = overrides.payment or adapters.pick("payment", local_payment, remote_payment)
+    shipping = overrides.shipping or adapters.pick("shipping", local_shipping, remote_shipping)
+    notifications = overrides.notifications or adapters.pick(
+        "notification", local_notifications, remote_notifications
+    )
+    return _Participants(
+        inventory, payment, shipping, notifications, adapters.clients, outbox[0] if outbox else None
+    )
+
+
+def build_container(settings: Settings, overrides: Overrides | None = None) -> Container:
+    """THE composition root: the shop from `settings`, with `overrides` replacing parts of it.
+
+    No I/O but the development issuer's key: `Container.start()` opens the database and starts
+    the engine. Which modules this process hosts is `settings.modules`, decided here only.
+    """
+    overrides = overrides or Overrides()
     url = settings.mongodb_url.get_secret_value() if settings.mongodb_url else None
     database = Database.configure(
         url,
@@ -275,53 +350,43 @@ def build_container(settings: Settings) -> Container:
         operation_timeout=settings.mongodb_operation_timeout_seconds,
     )
     identity = build_identity(settings)
-    adapters = _Adapters(settings, identity.auth.first_service_token)
-    local_inventory: Callable[[], InventoryService] = lambda: LocalInventoryService(  # noqa: E731
-        BeanieInventoryRepository()
-    )
-    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
-        BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
-    )
-    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
-        BeanieShipmentRepository(), settings.shipping_countries
-    )
-    outbox: list[Outbox] = []
-
-    def local_notifications() -> NotificationService:
-        service, found = build_notifications(settings)
-        outbox.extend([found] if found is not None else [])
-        return service
-
-    remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
-    remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
-    remote_shipping: Callable[[ServiceClient], ShippingService] = HttpShippingService
-    remote_notifications: Callable[[ServiceClient], NotificationService] = HttpNotificationService
-    inventory = adapters.pick("inventory", local_inventory, remote_inventory)
-    payment = adapters.pick("payment", local_payment, remote_payment)
-    shipping = adapters.pick("shipping", local_shipping, remote_shipping)
-    notifications = adapters.pick("notification", local_notifications, remote_notifications)
-    container = Container(
+    parts = _participants(settings, identity.auth.first_service_token, overrides)
+    orders = _orders(settings, database, parts, overrides) if "order" in settings.modules else None
+    return Container(
         settings=settings,
         database=database,
         auth=identity.auth,
         dev_issuer=identity.dev_issuer,
         identity_http=identity.http,
-        inventory=inventory,
-        payment=payment,
-        shipping=shipping,
-        notifications=notifications,
-        clients=adapters.clients,
-        outbox=outbox[0] if outbox else None,
+        inventory=parts.inventory,
+        payment=parts.payment,
+        shipping=parts.shipping,
+        notifications=parts.notifications,
+        orders=orders.service if orders else None,
+        order_repository=orders.repository if orders else None,
+        engine=orders.engine if orders else None,
+        resume_orphans=orders.resume_orphans if orders else None,
+        clients=parts.clients,
+        outbox=parts.outbox,
     )
-    if "order" in settings.modules:
-        _wire_orders(container)
-    return container
 
 
-def _wire_orders(container: Container) -> None:
-    settings = container.settings
-    inventory, payment = container.inventory, container.payment
-    shipping, notifications = container.shipping, container.notifications
+@dataclass(frozen=True)
+class _Orders:
+    repository: OrderRepository
+    engine: SagaEngine
+    service: LocalOrderService
+    resume_orphans: Callable[[], Awaitable[int]]
+
+
+def _orders(settings: Settings, database: Database, parts: _Participants, overrides: Overrides) -> _Orders:
+    """The order module: its repository, its sagas on the engine, its service."""
+    inventory, payment, shipping, notifications = (
+        parts.inventory,
+        parts.payment,
+        parts.shipping,
+        parts.notifications,
+    )
     if inventory is None or payment is None or shipping is None or notifications is None:
         raise RuntimeError("the order module needs every other module")  # settings prevent this
     repository = OrderRepository()
@@ -332,26 +397,27 @@ def _wire_orders(container: Container) -> None:
         shipping,
         notifications,
         step_timeout=settings.saga_step_timeout_seconds,
-        step_retry=RetryPolicy(
+        step_retry=overrides.step_retry
+        or RetryPolicy(
             initial_interval=0.1, maximum_interval=5.0, maximum_attempts=settings.saga_step_attempts
         ),
         best_effort_retry=RetryPolicy(
             initial_interval=0.5, maximum_interval=60.0, maximum_attempts=settings.saga_compensation_attempts
         ),
     )
-    container.engine = SagaEngine(
-        MongoSagaStore(container.database.db[SAGA_COLLECTION]),
-        sagas.definitions(),
+    engine = SagaEngine(
+        overrides.saga_store or MongoSagaStore(database.db[SAGA_COLLECTION]),
+        [overrides.adjust_saga(saga) for saga in sagas.definitions()],
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,
         recovery_interval=settings.saga_recovery_interval_seconds,
         unknown_definition_park_after=settings.saga_unknown_definition_park_seconds,
         is_outage=is_database_outage,  # a participant's database timing out pauses the saga
+        observers=overrides.observers,
     )
-    container.engine.add_observer(ParkedOrderMarker(repository))
-    orders = LocalOrderService(
-        repository, container.engine, inventory, payment, wait_seconds=settings.order_wait_seconds
+    engine.add_observer(ParkedOrderMarker(repository))
+    service = LocalOrderService(
+        repository, engine, inventory, payment, wait_seconds=settings.order_wait_seconds
     )
-    container.orders = orders
     orphan_age = timedelta(seconds=settings.order_orphan_seconds)
-    container.resume_orphans = lambda: orders.resume_orphans(orphan_age)
+    return _Orders(repository, engine, service, lambda: service.resume_orphans(orphan_age))

@@ -1,29 +1,32 @@
 """The real order module (repository, sagas, service) wired to fake participants, for unit tests.
 
-Orders live in the test database (the repository is Beanie's); sagas run on the in-memory store;
-every participant is a fake sharing one journal.
+Built by the composition root (`build_container` with `Overrides`), so the wiring under test is
+the app's: orders live in the test database (the repository is Beanie's), sagas run on the
+in-memory store, and every participant is a fake sharing one journal.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from beanie import init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.bootstrap import Overrides, build_container
 from ecommerce_saga.modules.inventory.contract import ItemQuantity
 from ecommerce_saga.modules.order.contract import PlaceOrder
-from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS, OrderDocument
+from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.order.repository import OrderRepository
-from ecommerce_saga.modules.order.saga import OrderSagas
 from ecommerce_saga.modules.order.service import LocalOrderService
 from ecommerce_saga.modules.payment.contract import PaymentDetails
 from ecommerce_saga.modules.shipping.contract import Address
 from ecommerce_saga.saga import RetryPolicy, Saga, SagaEngine
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
+from ecommerce_saga.settings import Settings
 from tests.fakes import FakeParticipants
 
 FAST_RETRY = RetryPolicy(initial_interval=0.001, maximum_interval=0.01, maximum_attempts=4)
@@ -73,22 +76,37 @@ class Shop:
         return doc
 
 
+def _same(saga: Saga[Any]) -> Saga[Any]:
+    return saga
+
+
 @asynccontextmanager
 async def open_shop(
-    database: AsyncDatabase[dict[str, Any]], adjust: Callable[[Saga], Saga] = lambda saga: saga
+    mongo_url: str, database: AsyncDatabase[dict[str, Any]], adjust: Callable[[Saga[Any]], Saga[Any]] = _same
 ) -> AsyncIterator[Shop]:
-    """The order module on `database` with fresh fakes; `adjust` may change a saga definition."""
-    await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+    """The order module on `database`, wired by the composition root with fresh fakes around it.
+
+    `adjust` may change a saga definition (shorter retry budgets, say); sagas run on the in-memory
+    store; everything else is what `build_container` makes of the settings.
+    """
     fakes = FakeParticipants.create()
     for product_id, price in CATALOG.items():
         fakes.inventory.add_product(product_id, price_cents=price, quantity=5)
-    orders = OrderRepository()
-    sagas = OrderSagas(
-        orders, fakes.inventory, fakes.payment, fakes.shipping, fakes.notifications, step_retry=FAST_RETRY
-    )
-    engine = SagaEngine(InMemorySagaStore(), [adjust(s) for s in sagas.definitions()], observers=[])
-    service = LocalOrderService(orders, engine, fakes.inventory, fakes.payment, wait_seconds=5.0)
+    settings = Settings(
+        mongodb_url=mongo_url, mongodb_db=database.name, service_token="unit-service",
+        admin_token="unit-admin", data_dir=Path(tempfile.gettempdir()) / "ecommerce-saga-unit",
+        demo_catalog=False, metrics_port=0,
+    )  # fmt: skip
+    overrides = Overrides(
+        inventory=fakes.inventory, payment=fakes.payment, shipping=fakes.shipping,
+        notifications=fakes.notifications, saga_store=InMemorySagaStore(), adjust_saga=adjust,
+        step_retry=FAST_RETRY, observers=[],
+    )  # fmt: skip
+    container = build_container(settings, overrides)
+    assert container.engine is not None and container.order_repository is not None
+    assert isinstance(container.orders, LocalOrderService)
+    await container.start()
     try:
-        yield Shop(fakes, orders, engine, service)
+        yield Shop(fakes, container.order_repository, container.engine, container.orders)
     finally:
-        await engine.stop()
+        await container.close()

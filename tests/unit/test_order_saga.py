@@ -38,7 +38,6 @@ from ecommerce_saga.modules.order.saga import (
     SCHEDULE_SHIPPING,
     SEND_CONFIRMATION,
     OrderSagas,
-    ParkedOrderMarker,
     PlaceOrderInput,
     ShipmentScheduled,
 )
@@ -74,8 +73,8 @@ PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
 
 
 @pytest.fixture
-async def shop(mongo_db: Database) -> AsyncIterator[Shop]:
-    async with open_shop(mongo_db) as shop:
+async def shop(mongo_url: str, mongo_db: Database) -> AsyncIterator[Shop]:
+    async with open_shop(mongo_url, mongo_db) as shop:
         yield shop
 
 
@@ -224,7 +223,7 @@ async def test_completes_order_and_keeps_retrying_confirmation_when_notification
 ) -> None:
     send_confirmation = shop.engine.definitions[PLACE_ORDER].steps[-1]
     assert (send_confirmation.name, send_confirmation.kind) == ("send_confirmation", StepKind.RETRIABLE)
-    assert send_confirmation.retry is BEST_EFFORT_RETRY
+    assert send_confirmation.retry == BEST_EFFORT_RETRY
     shop.fakes.notifications.make_unavailable()
     placed = await shop.service.place(place_order(("sku-desk", 1)), wait_seconds=0)
     order_id, saga_id = placed.order.order_id, placed.order.saga_id
@@ -248,6 +247,7 @@ async def test_completes_order_and_keeps_retrying_confirmation_when_notification
 
 
 async def test_parks_saga_without_failing_order_when_confirmation_retries_run_out(
+    mongo_url: str,
     mongo_db: Database,
 ) -> None:
     # The definition's own budget (BEST_EFFORT_RETRY) lasts minutes; the same saga with three
@@ -259,7 +259,7 @@ async def test_parks_saga_without_failing_order_when_confirmation_retries_run_ou
         ]
         return dataclasses.replace(saga, steps=steps)
 
-    async with open_shop(mongo_db, adjust=three_attempts) as shop:
+    async with open_shop(mongo_url, mongo_db, adjust=three_attempts) as shop:
         shop.fakes.notifications.make_unavailable()
 
         doc, state = await place(shop, place_order(("sku-desk", 1)))
@@ -327,13 +327,13 @@ async def test_refuses_cancellation_and_touches_nothing_when_order_failed(shop: 
 
 
 async def test_marks_order_for_attention_then_fails_it_when_a_parked_compensation_is_resumed(
+    mongo_url: str,
     mongo_db: Database,
 ) -> None:
     def short_compensation_budget(saga: Saga) -> Saga:
         return dataclasses.replace(saga, compensation_retry=FAST_RETRY)
 
-    async with open_shop(mongo_db, adjust=short_compensation_budget) as shop:
-        shop.engine.add_observer(ParkedOrderMarker(shop.orders))
+    async with open_shop(mongo_url, mongo_db, adjust=short_compensation_budget) as shop:
         shop.fakes.payment.make_unavailable()  # the charge, then its refund, keep failing
 
         doc, state = await place(shop, place_order(("sku-desk", 1)))

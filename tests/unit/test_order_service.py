@@ -30,8 +30,8 @@ OTHER_CARD_SAME_ENDING = "4000000000024242"  # 16 digits, Luhn-valid, also endin
 
 
 @pytest.fixture
-async def shop(mongo_db: Database) -> AsyncIterator[Shop]:
-    async with open_shop(mongo_db) as shop:
+async def shop(mongo_url: str, mongo_db: Database) -> AsyncIterator[Shop]:
+    async with open_shop(mongo_url, mongo_db) as shop:
         yield shop
 
 
