@@ -19,7 +19,7 @@ import httpx
 from beanie import Document, init_beanie
 
 from ecommerce_saga.db.connection import Database, is_database_outage
-from ecommerce_saga.devtools.demo import load_demo_catalog
+from ecommerce_saga.devtools.seed import load_demo_catalog
 from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims, TokenVerifier
 from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
