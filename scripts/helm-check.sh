@@ -5,7 +5,8 @@
 #   2. helm template for monolith/split x in-chart/external-URL/external-Secret MongoDB x plain
 #      Kubernetes/OpenShift (--api-versions security.openshift.io/v1, route.openshift.io/v1,
 #      monitoring.coreos.com/v1) x secrets given/GitOps mode, plus special cases (digests,
-#      registry mirror, identity, HPA, Ingress, alerts, dashboard, audit job, helm test) and the
+#      registry mirror, identity, HPA, Ingress, alerts, dashboard, audit job, helm test, SMTP with
+#      egress restricted, both topologies) and the
 #      renders that must fail, with assertions (helm/ecommerce-saga/ci/check_chart.py);
 #   3. kubernetes-validate --strict (Kubernetes $KUBERNETES_VERSION schemas) on every manifest;
 #   4. check-jsonschema with the Route CRD schema on every Route;

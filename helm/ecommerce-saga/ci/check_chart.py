@@ -203,7 +203,10 @@ def check_app_pods(docs: list[Manifest]) -> None:
             for source in volumes["secrets"]["projected"]["sources"]
             for item in source["secret"]["items"]
         }
-        expect(paths == {"mongodb-url", "service-token", "admin-token"}, f"{name}: secret files {paths}")
+        want = {"mongodb-url", "service-token", "admin-token"}
+        if "SHOP_SMTP_PASSWORD_FILE" in env:
+            want.add("smtp-password")
+        expect(paths == want, f"{name}: secret files {paths}")
         timeout = int(env["SHOP_MONGODB_START_TIMEOUT_SECONDS"])
         startup = container["startupProbe"]
         expect(startup["httpGet"]["path"] == "/healthz", f"{name}: startup probe")
@@ -364,7 +367,9 @@ def check_network(scenario: Scenario, docs: list[Manifest]) -> None:
         monitoring.insert(0, {"matchLabels": {"network.openshift.io/policy-group": "monitoring"}})
     for deployment in of_kind(docs, "Deployment"):
         name = deployment["metadata"]["name"]
-        api, metrics = named(docs, "NetworkPolicy", name)["spec"]["ingress"]
+        policy = named(docs, "NetworkPolicy", name)["spec"]
+        expect(policy["policyTypes"] == ["Ingress"] and "egress" not in policy, f"{name}: egress left open")
+        api, metrics = policy["ingress"]
         expect(api["ports"] == [{"port": "http", "protocol": "TCP"}], f"{name}: API rule")
         namespaces = [peer["namespaceSelector"] for peer in api["from"] if "namespaceSelector" in peer]
         expect(
@@ -458,6 +463,13 @@ def check_rejections(helm: str, chart: Path) -> None:
         ([*base, *sets(workload__shutdown__terminationGracePeriodSeconds=20)], r"must exceed preStopSeconds"),
         ([*base, *sets(metrics__port=8000)], r"management port must be a port of its own"),
         ([*base, *sets(oidc__developmentIssuer="true")], r"developmentIssuer is for demos"),
+        ([*base, *sets(smtp__tls="ssl")], r"smtp.tls"),
+        ([*base, *sets(smtp__host="relay", smtp__password="p")], r"needs smtp.username"),  # noqa: S106
+        ([*base, *sets(smtp__username="u", smtp__password="p")], r"smtp.host is empty"),  # noqa: S106
+        (
+            [*base, *sets(smtp__host="r", smtp__username="u", smtp__password="p", smtp__existingSecret="s")],  # noqa: S106
+            r"smtp.password or smtp.existingSecret, not both",
+        ),
         ([*base, *sets(workload__podDisruptionBudget__maxUnavailable=0)], r"maxUnavailable"),
         ([*base, *sets(image__digest="latest")], r"image.digest"),
         ([*base, *sets(topology="microservices")], r"topology"),
@@ -555,6 +567,101 @@ def check_identity(helm: str, chart: Path, given: list[Manifest]) -> None:
     expect(oidc == {"secretKeyRef": {"name": "shop-oidc", "key": "issuer"}}, f"OIDC from its Secret: {oidc}")
 
 
+SMTP = sets(
+    smtp__host="relay.example.com",
+    smtp__username="shop",
+    smtp__password="given-smtp-password",  # noqa: S106
+    smtp__from="orders@shop.example",
+    networkPolicy__egress__enabled="true",
+)
+EGRESS_PEERS = ["--set-json", 'networkPolicy.egress.smtp.to=[{"ipBlock":{"cidr":"192.0.2.25/32"}}]']
+
+
+def egress_ports(policy: Manifest) -> set[tuple[object, str]]:
+    return {(port["port"], port["protocol"]) for rule in policy["spec"]["egress"] for port in rule["ports"]}
+
+
+def check_email(helm: str, chart: Path, base: list[str]) -> list[tuple[str, list[Manifest]]]:
+    """SMTP only in the pods hosting the notification module, its password a file; egress to the
+    relay's port only from those pods."""
+    split = render(helm, chart, [*SPLIT, *base, *SMTP, *EGRESS_PEERS])
+    monolith = render(helm, chart, [*base, *OPENSHIFT, *SMTP, *sets(smtp__tls="tls")])
+    expect(
+        secret_value(split, "shop-ecommerce-saga-smtp", "smtp-password") == "given-smtp-password",
+        "SMTP Secret",
+    )
+    for module in MODULES:
+        env = env_of(named(split, "Deployment", f"{module}-svc"))
+        smtp = {key: value for key, value in env.items() if key.startswith(("SHOP_SMTP_", "SHOP_SHOP_"))}
+        policy = named(split, "NetworkPolicy", f"{module}-svc")
+        expect(policy["spec"]["policyTypes"] == ["Ingress", "Egress"], f"{module}-svc: egress restricted")
+        ports = egress_ports(policy)
+        expect(
+            {(53, "UDP"), (27017, "TCP"), ("http", "TCP"), (443, "TCP")} <= ports, f"{module}-svc: {ports}"
+        )
+        relay = [rule for rule in policy["spec"]["egress"] if rule["ports"][0]["port"] == 587]
+        if module != "notification":
+            expect(not smtp, f"{module}-svc: SMTP settings {sorted(smtp)}")
+            expect(not relay and (587, "TCP") not in ports, f"{module}-svc reaches the relay")
+            continue
+        expect(
+            smtp["SHOP_SMTP_HOST"] == "relay.example.com"
+            and smtp["SHOP_SMTP_USERNAME"] == "shop"
+            and smtp["SHOP_SMTP_FROM"] == "orders@shop.example"
+            and smtp["SHOP_SMTP_PASSWORD_FILE"] == f"{SECRETS_DIR}/smtp-password"
+            and "SHOP_SMTP_PASSWORD" not in smtp,
+            f"notification-svc: SMTP settings {smtp}",
+        )
+        expect(
+            relay
+            == [
+                {"ports": [{"port": 587, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "192.0.2.25/32"}}]}
+            ],
+            f"notification-svc: relay rule {relay}",
+        )
+    for name in ("shop-ecommerce-saga-mongodb", "shop-ecommerce-saga-jobs"):
+        policy = named(split, "NetworkPolicy", name)
+        expect("Egress" in policy["spec"]["policyTypes"], f"{name}: egress restricted")
+        expect((587, "TCP") not in egress_ports(policy), f"{name} reaches the relay")
+    mongodb = egress_ports(named(split, "NetworkPolicy", "shop-ecommerce-saga-mongodb"))
+    expect(mongodb == {(53, "UDP"), (53, "TCP")}, f"MongoDB: DNS only, not {mongodb}")
+    pod = named(monolith, "NetworkPolicy", "shop-ecommerce-saga")
+    expect(
+        {(465, "TCP"), (5353, "UDP")} <= egress_ports(pod), "monolith on OpenShift: relay on 465, DNS on 5353"
+    )
+    env = env_of(named(monolith, "Deployment", "shop-ecommerce-saga"))
+    expect(env["SHOP_SMTP_TLS"] == "tls", "SHOP_SMTP_TLS")
+
+    relay_secret = sets(
+        smtp__host="relay.example.com",
+        smtp__username="shop",
+        smtp__existingSecret="relay",
+        smtp__existingSecretKey="pw",
+    )
+    existing = render(helm, chart, [*base, *relay_secret])
+    expect(
+        not any(s["metadata"]["name"].endswith("-smtp") for s in of_kind(existing, "Secret")),
+        "no SMTP Secret",
+    )
+    sources = named(existing, "Deployment", "shop-ecommerce-saga")["spec"]["template"]["spec"]["volumes"]
+    relay_files = [s["secret"] for v in sources if v["name"] == "secrets" for s in v["projected"]["sources"]
+                   if s["secret"]["name"] == "relay"]  # fmt: skip
+    expect(
+        relay_files == [{"name": "relay", "items": [{"key": "pw", "path": "smtp-password"}]}],
+        f"{relay_files}",
+    )
+    outbox = env_of(named(render(helm, chart, base), "Deployment", "shop-ecommerce-saga"))
+    expect(
+        "SHOP_SMTP_HOST" not in outbox and outbox["SHOP_SHOP_NAME"] == "ecommerce-saga shop",
+        "no relay: outbox",
+    )
+    return [
+        ("split-smtp-egress", split),
+        ("monolith-openshift-smtp-egress", monolith),
+        ("monolith-smtp-secret", existing),
+    ]
+
+
 def check_scaling_and_exposure(helm: str, chart: Path, base: list[str]) -> tuple[list[Manifest], ...]:
     """HPAs, Ingress, name prefix, one host for every Route and none for /metrics."""
     scaled = render(
@@ -647,7 +754,9 @@ def check_special_cases(helm: str, chart: Path) -> list[tuple[str, list[Manifest
     scaled, prefixed, routed = check_scaling_and_exposure(helm, chart, base)
     operated = check_operations(helm, chart, base)
     check_helm_test(given)
+    emailed = check_email(helm, chart, base)
     return [
+        *emailed,
         ("split-given", given),
         ("split-gitops", gitops),
         ("monolith-digests", pinned),
@@ -729,7 +838,8 @@ def main() -> int:
             say(f"ok: {scenario.name}: {len(docs)} manifests ({', '.join(kinds)})")
         rendered += check_special_cases(args.helm, args.chart)
         say("ok: secrets given and GitOps mode, digests, registry mirror, image trigger, identity, HPAs, "
-            "Ingress, name prefix, route host, alerts, dashboard, audit job, helm test")  # fmt: skip
+            "Ingress, name prefix, route host, alerts, dashboard, audit job, helm test, "
+            "SMTP and egress")  # fmt: skip
         check_rejections(args.helm, args.chart)
         say("ok: invalid values rejected (schema and templates), renders without cluster access refused")
         if args.compose:

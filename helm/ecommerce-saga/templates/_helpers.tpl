@@ -217,6 +217,16 @@ would change on every sync of a GitOps tool (whose renders have no cluster acces
 {{- if and $oidc.existingSecret (or $oidc.issuer $oidc.audience $oidc.jwksUrl) }}
 {{- fail "set oidc.issuer/audience/jwksUrl or oidc.existingSecret, not both" }}
 {{- end }}
+{{- $smtp := .Values.smtp }}
+{{- if and $smtp.password $smtp.existingSecret }}
+{{- fail "set smtp.password or smtp.existingSecret, not both" }}
+{{- end }}
+{{- if and (or $smtp.password $smtp.existingSecret) (not $smtp.host) }}
+{{- fail "smtp.password/existingSecret is set but smtp.host is empty: set the relay's host (without it, messages go to the development outbox)" }}
+{{- end }}
+{{- if and (or $smtp.password $smtp.existingSecret) (not $smtp.username) }}
+{{- fail "smtp.password/existingSecret needs smtp.username (the app logs in with both)" }}
+{{- end }}
 {{- end }}
 
 {{/* Seconds the pod may take to stop: preStop, then the engine's hand-over, then a margin. Include with (dict "root" $ "settings" $s). */}}
@@ -278,24 +288,33 @@ monolith: one workload hosting every module. split: one per module, named <prefi
 /var/run/secrets/ecommerce-saga
 {{- end }}
 
-{{/* The projected volume of the app's secrets: the database URL and the two tokens. */}}
+{{/* The projected volume of the app's secrets: the database URL, the two tokens and, in the pods hosting the notification module, the relay's password. Include with (dict "root" $ "workload" $w). */}}
 {{- define "ecommerce-saga.secretsVolume" -}}
+{{- $root := .root }}
 - name: secrets
   projected:
     defaultMode: 0440
     sources:
       - secret:
-          name: {{ include "ecommerce-saga.mongodbSecretName" . }}
+          name: {{ include "ecommerce-saga.mongodbSecretName" $root }}
           items:
-            - key: {{ include "ecommerce-saga.mongodbUrlKey" . }}
+            - key: {{ include "ecommerce-saga.mongodbUrlKey" $root }}
               path: mongodb-url
       - secret:
-          name: {{ include "ecommerce-saga.tokensSecretName" . }}
+          name: {{ include "ecommerce-saga.tokensSecretName" $root }}
           items:
             - key: service-token
               path: service-token
             - key: admin-token
               path: admin-token
+      {{- $smtpSecret := include "ecommerce-saga.smtpPasswordSecretName" $root }}
+      {{- if and $smtpSecret (has "notification" .workload.modules) }}
+      - secret:
+          name: {{ $smtpSecret }}
+          items:
+            - key: {{ if $root.Values.smtp.existingSecret }}{{ $root.Values.smtp.existingSecretKey }}{{ else }}smtp-password{{ end }}
+              path: smtp-password
+      {{- end }}
 {{- end }}
 
 {{/* Pod labels matching every app pod of the release (not MongoDB). */}}
@@ -342,12 +361,13 @@ matchExpressions:
 {{- end }}
 
 {{/*
-Email settings of a workload hosting the notification module (docs/notifications.md): the env,
-and the relay's password Secret mounted as a file. Called with (dict "root" $ "workload" $w).
+Email settings (docs/notifications.md), only in the pods hosting the notification module: include
+with (dict "root" $ "workload" $w). The relay's password is a file of the secrets volume.
 */}}
 {{- define "ecommerce-saga.smtpEnv" -}}
 {{- $smtp := .root.Values.smtp }}
-{{- if and $smtp.host (has "notification" .workload.modules) }}
+{{- if has "notification" .workload.modules }}
+{{- if $smtp.host }}
 - name: SHOP_SMTP_HOST
   value: {{ $smtp.host | quote }}
 {{- with $smtp.port }}
@@ -360,12 +380,13 @@ and the relay's password Secret mounted as a file. Called with (dict "root" $ "w
 - name: SHOP_SMTP_USERNAME
   value: {{ . | quote }}
 {{- end }}
-{{- if $smtp.passwordSecret.name }}
+{{- if include "ecommerce-saga.smtpPasswordSecretName" .root }}
 - name: SHOP_SMTP_PASSWORD_FILE
-  value: /etc/ecommerce-saga/smtp/password
+  value: {{ include "ecommerce-saga.secretsDir" .root }}/smtp-password
 {{- end }}
+- name: SHOP_SMTP_TIMEOUT_SECONDS
+  value: {{ $smtp.timeoutSeconds | quote }}
 {{- end }}
-{{- if has "notification" .workload.modules }}
 - name: SHOP_SMTP_FROM
   value: {{ $smtp.from | quote }}
 - name: SHOP_SHOP_NAME
@@ -375,22 +396,68 @@ and the relay's password Secret mounted as a file. Called with (dict "root" $ "w
 {{- end }}
 {{- end }}
 
-{{- define "ecommerce-saga.smtpVolumeMounts" -}}
-{{- if and .root.Values.smtp.host .root.Values.smtp.passwordSecret.name (has "notification" .workload.modules) }}
-- name: smtp-password
-  mountPath: /etc/ecommerce-saga/smtp
-  readOnly: true
+{{/* The Secret holding the relay's password: smtp.existingSecret, the chart's (smtp.password), or none. */}}
+{{- define "ecommerce-saga.smtpPasswordSecretName" -}}
+{{- if .Values.smtp.host }}
+{{- if .Values.smtp.existingSecret }}
+{{- .Values.smtp.existingSecret }}
+{{- else if .Values.smtp.password }}
+{{- printf "%s-smtp" (include "ecommerce-saga.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
-{{- define "ecommerce-saga.smtpVolumes" -}}
-{{- $smtp := .root.Values.smtp }}
-{{- if and $smtp.host $smtp.passwordSecret.name (has "notification" .workload.modules) }}
-- name: smtp-password
-  secret:
-    secretName: {{ $smtp.passwordSecret.name }}
-    items:
-      - key: {{ $smtp.passwordSecret.key }}
-        path: password
+{{/* The relay's port: smtp.port, else the usual one for smtp.tls (as the app does). */}}
+{{- define "ecommerce-saga.smtpPort" -}}
+{{- .Values.smtp.port | default (get (dict "starttls" 587 "tls" 465 "none" 25) .Values.smtp.tls) }}
 {{- end }}
+
+{{/*
+Egress rules every pod of the release needs when networkPolicy.egress.enabled: DNS and MongoDB.
+Peers left empty mean any address on that port.
+*/}}
+{{- define "ecommerce-saga.egressBase" -}}
+{{- $egress := .Values.networkPolicy.egress }}
+- ports:
+    {{- $ports := list 53 }}
+    {{- if include "ecommerce-saga.isOpenShift" . }}
+    {{- $ports = append $ports 5353 }}
+    {{- end }}
+    {{- range $port := $ports }}
+    - port: {{ $port }}
+      protocol: UDP
+    - port: {{ $port }}
+      protocol: TCP
+    {{- end }}
+  {{- with $egress.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if .Values.mongodb.enabled }}
+- ports:
+    - port: 27017
+      protocol: TCP
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "ecommerce-saga.selectorLabels" (dict "root" . "component" "mongodb") | nindent 10 }}
+{{- else }}
+- ports:
+    - port: {{ $egress.mongodb.port }}
+      protocol: TCP
+  {{- with $egress.mongodb.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Egress to the release's app pods' API port (split: the order service calls the participants; helm test calls the API). */}}
+{{- define "ecommerce-saga.egressToApp" -}}
+- ports:
+    - port: http
+      protocol: TCP
+  to:
+    - podSelector:
+        {{- include "ecommerce-saga.appPodSelector" . | nindent 8 }}
 {{- end }}
