@@ -26,7 +26,7 @@ from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
 SUCCESS_BUDGET = 23
 """Commands for an order that completes (its confirmation included)."""
-FAILURE_BUDGETS = {"out_of_stock": 18, "declined": 28, "unshippable": 36}
+FAILURE_BUDGETS = {"out_of_stock": 18, "declined": 26, "unshippable": 34}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}

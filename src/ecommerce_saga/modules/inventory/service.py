@@ -122,13 +122,15 @@ class LocalInventoryService:
                 await self._undo_holds(doc)
                 if await self._transition(doc, ReservationStatus.RELEASED):
                     return _reservation(doc)
+                stored = False
             elif doc.status is ReservationStatus.RESERVED:
-                await self._transition(doc, ReservationStatus.RELEASING)
+                stored = await self._transition(doc, ReservationStatus.RELEASING)
             else:  # RELEASING: give each item back once, then record it
                 for product_id, quantity in _merged(doc.items):
                     await self._stock.give_back(doc.order_id, product_id, quantity)
-                await self._transition(doc, ReservationStatus.RELEASED)
-            doc = await self._current(doc.order_id)
+                stored = await self._transition(doc, ReservationStatus.RELEASED)
+            if not stored:  # changed by another call since it was read: read what it wrote
+                doc = await self._current(doc.order_id)
         raise RuntimeError(f"the reservation of order {command.order_id} kept changing")  # pragma: no cover
 
     @staticmethod
