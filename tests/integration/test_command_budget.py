@@ -24,7 +24,7 @@ from ecommerce_saga.saga import SagaEngine
 from ecommerce_saga.settings import Settings
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
-SUCCESS_BUDGET = 23
+SUCCESS_BUDGET = 22
 """Commands for an order that completes (its confirmation included)."""
 FAILURE_BUDGETS = {"out_of_stock": 18, "declined": 26, "unshippable": 34}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""

@@ -212,6 +212,16 @@ class SagaEngine:
         """
         return await self._worker.get(saga_id)
 
+    def snapshot(self, saga_id: str) -> SagaState | None:
+        """A copy of the saga as this engine holds it while driving it, or None if it drives it not.
+
+        No read: the state this engine last wrote, or (between a step's end and the write that
+        records it) the transition about to be written. A saga driven elsewhere, or finished
+        here, is read with `get`.
+        """
+        state = self._worker.driven.get(saga_id)
+        return None if state is None else state.model_copy(deep=True)
+
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """Sagas matching `query` (by status, type, correlation id, age), newest first."""
         return await self.store.find(query)
@@ -251,6 +261,7 @@ class SagaEngine:
             if state is None:
                 break
             stale = self._tasks.pop(state.saga_id, None)
+            self._worker.driven.pop(state.saga_id, None)
             if stale is not None:
                 stale.cancel()
             claimed += 1
@@ -393,6 +404,7 @@ class SagaEngine:
         """
         seen = await operator.cancellable(self._worker, saga_id)
         task = self._tasks.pop(saga_id, None)
+        self._worker.driven.pop(saga_id, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -408,8 +420,10 @@ class SagaEngine:
             return
         task = asyncio.create_task(self._runner.run(state), name=f"saga-{state.saga_id}")
         self._tasks[state.saga_id] = task
+        self._worker.driven[state.saga_id] = state
         task.add_done_callback(lambda done: self._forget(state.saga_id, done))
 
     def _forget(self, saga_id: str, task: asyncio.Task[SagaState | None]) -> None:
         if self._tasks.get(saga_id) is task:
             del self._tasks[saga_id]
+            self._worker.driven.pop(saga_id, None)

@@ -246,7 +246,7 @@ class LocalOrderService:
         stage = None
         status = doc.status
         for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
-            state = (known or {}).get(saga_id)
+            state = (known or {}).get(saga_id) or self._engine.snapshot(saga_id)
             if state is None:
                 try:
                     state = await self._engine.get(saga_id)
