@@ -264,3 +264,41 @@ async def test_generates_an_id_when_none_is_given(make_engine: MakeEngine) -> No
 class _RejectedError(Exception):
     retryable = False
     code = "test.rejected"
+
+
+async def test_a_snapshot_shows_a_driven_saga_as_last_written_and_none_once_it_ends(
+    make_engine: MakeEngine, store: InMemorySagaStore
+) -> None:
+    gate = asyncio.Event()
+
+    async def wait_for_gate(ctx: StepContext[Any]) -> dict[str, Any]:
+        await gate.wait()
+        return {}
+
+    async def first(ctx: StepContext[Any]) -> dict[str, Any]:
+        return {"first": True}
+
+    saga = Saga("gated", [SagaStep("first", first), SagaStep("gated", wait_for_gate)])
+    engine = make_engine(saga)
+    await engine.start("gated", {}, saga_id="s-1")
+
+    async def at_second_step() -> bool:
+        snapshot = engine.snapshot("s-1")
+        return snapshot is not None and snapshot.current_step == 1
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await at_second_step():
+        assert asyncio.get_running_loop().time() < deadline, "the saga never reached its second step"
+        await asyncio.sleep(0.001)
+    snapshot = engine.snapshot("s-1")
+    stored = await store.get("s-1")
+    assert snapshot is not None and stored is not None
+    assert snapshot.model_dump() == stored.model_dump()
+    snapshot.outputs.clear()  # a copy: changing it changes nothing the engine holds
+    assert engine.snapshot("s-1") != snapshot
+
+    gate.set()
+    final = await engine.wait("s-1", timeout=5)
+
+    assert final.status is SagaStatus.COMPLETED
+    assert engine.snapshot("s-1") is None
