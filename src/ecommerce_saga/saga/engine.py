@@ -30,7 +30,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -50,6 +50,8 @@ from ecommerce_saga.saga.state import Phase, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SagaEngine:
@@ -212,15 +214,15 @@ class SagaEngine:
         """
         return await self._worker.get(saga_id)
 
-    def snapshot(self, saga_id: str) -> SagaState | None:
-        """A copy of the saga as this engine holds it while driving it, or None if it drives it not.
+    def peek(self, saga_id: str, read: Callable[[SagaState], T]) -> T | None:
+        """`read` applied to the saga as this engine holds it while driving it; None if it drives it not.
 
-        No read: the state this engine last wrote, or (between a step's end and the write that
-        records it) the transition about to be written. A saga driven elsewhere, or finished
-        here, is read with `get`.
+        No read from the store and no copy: `read` gets the state this engine last wrote (or,
+        between a step's end and the write that records it, the transition about to be written)
+        and must not change or keep it. A saga driven elsewhere, or finished here, is read with `get`.
         """
         state = self._worker.driven.get(saga_id)
-        return None if state is None else state.model_copy(deep=True)
+        return None if state is None else read(state)
 
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """Sagas matching `query` (by status, type, correlation id, age), newest first."""

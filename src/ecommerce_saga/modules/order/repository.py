@@ -83,12 +83,14 @@ class OrderRepository:
         """Apply `change` and store the order, if its status is in `allowed_from`.
 
         Returns the stored order, or None if it does not exist or its status is not allowed.
-        Retries on concurrent changes.
+        Retries on concurrent changes. `change` assigns fields; it must not change a value in
+        place (a list, a sub-document), which the remembered order shares with its copy.
         """
         remembered = self._recent.get(order_id)
         for _ in range(attempts):
             if remembered is not None and (allowed_from is None or remembered.status in allowed_from):
-                doc: OrderDocument | None = remembered.model_copy(deep=True)
+                # a shallow copy will do: changes assign fields, never change what a field holds
+                doc: OrderDocument | None = remembered.model_copy()
             else:  # not remembered, stale, or remembered in a status that may have moved on
                 doc = await self.get(order_id)
             remembered = None  # a second pass reads what the concurrent writer stored
