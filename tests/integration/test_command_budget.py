@@ -26,7 +26,7 @@ from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
 SUCCESS_BUDGET = 20
 """Commands for an order that completes (its confirmation included)."""
-FAILURE_BUDGETS = {"out_of_stock": 15, "declined": 23, "unshippable": 31}
+FAILURE_BUDGETS = {"out_of_stock": 13, "declined": 23, "unshippable": 31}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}
