@@ -20,6 +20,7 @@ from ecommerce_saga.modules.order.contract import (
     PriceChangedError,
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.order.saga import PLACE_ORDER
 from ecommerce_saga.modules.order.service import request_fingerprint
 from ecommerce_saga.saga import SagaQuery, SagaStatus
@@ -219,3 +220,45 @@ async def test_resumes_an_order_whose_request_died_before_starting_its_saga(
     assert (await shop.order(orphan.id)).status is OrderStatus.COMPLETED
     assert (await shop.order(lived.order.order_id)).status is OrderStatus.COMPLETED
     assert await shop.service.resume_orphans(older_than=timedelta(minutes=1)) == 0
+
+
+async def test_an_update_from_a_remembered_order_keeps_what_another_process_wrote_meanwhile(
+    shop: Shop,
+) -> None:
+    placed = await shop.service.place(place_order(("sku-desk", 1)))
+    order_id = placed.order.order_id
+    elsewhere = OrderRepository()  # another replica: it writes the order without this one knowing
+
+    def detail(doc: OrderDocument) -> None:
+        doc.failure_detail = "noted elsewhere"
+
+    def track(doc: OrderDocument) -> None:
+        doc.tracking_number = "TRACK-2"
+
+    await elsewhere.update(order_id, detail)
+    updated = await shop.orders.update(order_id, track, allowed_from=[OrderStatus.COMPLETED])
+    stored = await shop.orders.get(order_id)
+
+    assert updated is not None and stored is not None
+    assert (stored.failure_detail, stored.tracking_number) == ("noted elsewhere", "TRACK-2")
+    assert updated.version == stored.version
+
+
+async def test_an_update_from_a_remembered_order_respects_a_status_changed_elsewhere(shop: Shop) -> None:
+    placed = await shop.service.place(place_order(("sku-desk", 1)))
+    order_id = placed.order.order_id
+    elsewhere = OrderRepository()
+
+    def cancelling(doc: OrderDocument) -> None:
+        doc.status = OrderStatus.CANCELLING
+
+    def track(doc: OrderDocument) -> None:
+        doc.tracking_number = "TRACK-2"
+
+    await elsewhere.update(order_id, cancelling, allowed_from=[OrderStatus.COMPLETED])
+    refused = await shop.orders.update(order_id, track, allowed_from=[OrderStatus.COMPLETED])
+    stored = await shop.orders.get(order_id)
+
+    assert refused is None
+    assert stored is not None and stored.status is OrderStatus.CANCELLING
+    assert stored.tracking_number != "TRACK-2"

@@ -264,3 +264,35 @@ async def test_generates_an_id_when_none_is_given(make_engine: MakeEngine) -> No
 class _RejectedError(Exception):
     retryable = False
     code = "test.rejected"
+
+
+async def test_peeks_at_a_driven_saga_as_last_written_and_at_nothing_once_it_ends(
+    make_engine: MakeEngine, store: InMemorySagaStore
+) -> None:
+    gate = asyncio.Event()
+
+    async def wait_for_gate(ctx: StepContext[Any]) -> dict[str, Any]:
+        await gate.wait()
+        return {}
+
+    async def first(ctx: StepContext[Any]) -> dict[str, Any]:
+        return {"first": True}
+
+    saga = Saga("gated", [SagaStep("first", first), SagaStep("gated", wait_for_gate)])
+    engine = make_engine(saga)
+    await engine.start("gated", {}, saga_id="s-1")
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while engine.peek("s-1", lambda state: state.current_step) != 1:
+        assert asyncio.get_running_loop().time() < deadline, "the saga never reached its second step"
+        await asyncio.sleep(0.001)
+    held = engine.peek("s-1", lambda state: state.model_dump())
+    stored = await store.get("s-1")
+    assert stored is not None
+    assert held == stored.model_dump()
+
+    gate.set()
+    final = await engine.wait("s-1", timeout=5)
+
+    assert final.status is SagaStatus.COMPLETED
+    assert engine.peek("s-1", lambda state: state.status) is None

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -165,9 +166,20 @@ class OidcClaims:
 class TokenVerifier:
     """Turns an access token into a `Principal`, or says why it cannot."""
 
-    def __init__(self, claims: OidcClaims, keys: JwksCache) -> None:
+    VERIFIED_TOKENS = 4096
+    """How many verified tokens are remembered (the least recently verified are forgotten first).
+
+    A client sends the same token with every request, and checking an ES256 signature costs more
+    CPU than the rest of a small request; so a token whose signature was checked with the key the
+    key cache still holds (the same key object, not refetched since) is not checked again until
+    its `exp`. Everything else is checked each time: the algorithm, and the key's presence (a
+    key the issuer withdrew is refused as soon as the key cache drops it)."""
+
+    def __init__(self, claims: OidcClaims, keys: JwksCache, clock: Callable[[], float] = time.time) -> None:
         self.claims = claims
         self._keys = keys
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, float, object]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         """The principal the token names; `InvalidTokenError` if anything is wrong with it."""
@@ -180,6 +192,12 @@ class TokenVerifier:
             raise InvalidTokenError(f"algorithm {algorithm!r} is not allowed")
         kid = header.get("kid")
         key = await self._keys.key(kid if isinstance(kid, str) else None, algorithm)
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, expires_at, checked_with = remembered
+            if checked_with is key and self._clock() < expires_at:
+                return principal
+            del self._verified[token]
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -192,7 +210,11 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise InvalidTokenError(f"{type(exc).__name__}: {exc}") from None
-        return self._principal(payload)
+        principal = self._principal(payload)
+        self._verified[token] = (principal, float(payload["exp"]), key)
+        if len(self._verified) > self.VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
 
     def _principal(self, payload: Mapping[str, Any]) -> Principal:
         subject = _claim(payload, self.claims.customer_claim)

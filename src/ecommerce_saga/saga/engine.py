@@ -30,7 +30,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -50,6 +50,8 @@ from ecommerce_saga.saga.state import Phase, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SagaEngine:
@@ -212,6 +214,16 @@ class SagaEngine:
         """
         return await self._worker.get(saga_id)
 
+    def peek(self, saga_id: str, read: Callable[[SagaState], T]) -> T | None:
+        """`read` applied to the saga as this engine holds it while driving it; None if it drives it not.
+
+        No read from the store and no copy: `read` gets the state this engine last wrote (or,
+        between a step's end and the write that records it, the transition about to be written)
+        and must not change or keep it. A saga driven elsewhere, or finished here, is read with `get`.
+        """
+        state = self._worker.driven.get(saga_id)
+        return None if state is None else read(state)
+
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """Sagas matching `query` (by status, type, correlation id, age), newest first."""
         return await self.store.find(query)
@@ -251,6 +263,7 @@ class SagaEngine:
             if state is None:
                 break
             stale = self._tasks.pop(state.saga_id, None)
+            self._worker.driven.pop(state.saga_id, None)
             if stale is not None:
                 stale.cancel()
             claimed += 1
@@ -393,6 +406,7 @@ class SagaEngine:
         """
         seen = await operator.cancellable(self._worker, saga_id)
         task = self._tasks.pop(saga_id, None)
+        self._worker.driven.pop(saga_id, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -408,8 +422,10 @@ class SagaEngine:
             return
         task = asyncio.create_task(self._runner.run(state), name=f"saga-{state.saga_id}")
         self._tasks[state.saga_id] = task
+        self._worker.driven[state.saga_id] = state
         task.add_done_callback(lambda done: self._forget(state.saga_id, done))
 
     def _forget(self, saga_id: str, task: asyncio.Task[SagaState | None]) -> None:
         if self._tasks.get(saga_id) is task:
             del self._tasks[saga_id]
+            self._worker.driven.pop(saga_id, None)

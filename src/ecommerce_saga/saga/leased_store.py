@@ -42,6 +42,8 @@ class LeasedStore:
         self.worker_id = worker_id
         self.lease_ms = lease_ms
         self._clock = clock
+        self.driven: dict[str, SagaState] = {}
+        """The sagas this worker drives (the engine adds and removes them), each as last written."""
 
     def now_ms(self) -> int:
         """The clock, in epoch milliseconds."""
@@ -75,9 +77,12 @@ class LeasedStore:
         state.updated_at = utcnow()
         state.lease_expires_at_ms = self.now_ms() + self.lease_ms if state.status.is_active else 0
         try:
-            return await self.store.save(state)
+            saved = await self.store.save(state)
         except ConcurrencyError as exc:
             raise LeaseLostError(f"saga {state.saga_id}: lease lost to another worker") from exc
+        if state.saga_id in self.driven:
+            self.driven[state.saga_id] = saved
+        return saved
 
     async def claim_expired(self) -> SagaState | None:
         """Claim one active saga this worker can run whose lease has expired, if there is one."""

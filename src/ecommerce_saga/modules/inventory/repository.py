@@ -197,11 +197,14 @@ class BeanieInventoryRepository:
             projection=_PRICE_FIELDS,
             return_document=ReturnDocument.AFTER,
         )
-        if found is None:  # held already by an earlier call, short of stock, or unknown
-            found = await products.find_one({"_id": product_id, mark: {"$exists": True}}, _PRICE_FIELDS)
+        if found is None:  # held already by an earlier call, short of stock, or unknown: one read tells
+            # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
+            # are the orders being reserved at this moment, a handful
+            found = await products.find_one({"_id": product_id}, {**_PRICE_FIELDS, "holds": 1})
             if found is None:
-                known = await products.find_one({"_id": product_id}, {"_id": 1})
-                return HoldRefused.SHORT_OF_STOCK if known else HoldRefused.UNKNOWN_PRODUCT
+                return HoldRefused.UNKNOWN_PRODUCT
+            if order_id not in (found.get("holds") or {}):
+                return HoldRefused.SHORT_OF_STOCK
         return _price(found)
 
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:

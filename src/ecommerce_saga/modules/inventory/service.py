@@ -94,9 +94,9 @@ class LocalInventoryService:
             raise ReservationReleasedError(f"the reservation of order {doc.order_id} was released")
         if doc.status is ReservationStatus.REJECTED:
             raise InventoryUnavailableError(self._shortage_text(doc))
-        priced, shortage = await self._hold_all(doc)
+        priced, shortage, held = await self._hold_all(doc)
         if shortage is not None:
-            await self._undo_holds(doc)
+            await self._undo_holds(doc, only=held)
             await self._transition(doc, ReservationStatus.REJECTED)
             raise InventoryUnavailableError(shortage)
         doc.items = priced
@@ -122,13 +122,15 @@ class LocalInventoryService:
                 await self._undo_holds(doc)
                 if await self._transition(doc, ReservationStatus.RELEASED):
                     return _reservation(doc)
+                stored = False
             elif doc.status is ReservationStatus.RESERVED:
-                await self._transition(doc, ReservationStatus.RELEASING)
+                stored = await self._transition(doc, ReservationStatus.RELEASING)
             else:  # RELEASING: give each item back once, then record it
                 for product_id, quantity in _merged(doc.items):
                     await self._stock.give_back(doc.order_id, product_id, quantity)
-                await self._transition(doc, ReservationStatus.RELEASED)
-            doc = await self._current(doc.order_id)
+                stored = await self._transition(doc, ReservationStatus.RELEASED)
+            if not stored:  # changed by another call since it was read: read what it wrote
+                doc = await self._current(doc.order_id)
         raise RuntimeError(f"the reservation of order {command.order_id} kept changing")  # pragma: no cover
 
     @staticmethod
@@ -148,26 +150,29 @@ class LocalInventoryService:
         # Add first: a replay finds the reservation in the way.
         return await self._stock.add_reservation(self._new_reservation(command.order_id, unpriced))
 
-    async def _hold_all(self, doc: ReservationRecord) -> tuple[list[PricedItem], str | None]:
+    async def _hold_all(self, doc: ReservationRecord) -> tuple[list[PricedItem], str | None, set[str]]:
         """Hold every item, reading its catalog price in the same move.
 
-        Returns the priced items, and a description of the first item that could not be held
-        (unknown, or short of stock), or None when all are held.
+        Returns the priced items, a description of the first item that could not be held
+        (unknown, or short of stock) or None when all are held, and the products held. Items are
+        held in a fixed order and each run stops at its first refusal, so no run (this one or an
+        earlier one cut short) ever held a product from the refused one on.
         """
         catalog: dict[str, CatalogPrice] = {}
         for product_id, quantity in _merged(doc.items):
             held = await self._stock.hold(doc.order_id, product_id, quantity)
             if isinstance(held, HoldRefused):
-                return [], _refusal_text(held, product_id)
+                return [], _refusal_text(held, product_id), set(catalog)
             catalog[product_id] = held
         if catalog:
             doc.currency = next(iter(catalog.values())).currency
-        return [_priced(item, catalog[item.product_id]) for item in doc.items], None
+        return [_priced(item, catalog[item.product_id]) for item in doc.items], None, set(catalog)
 
-    async def _undo_holds(self, doc: ReservationRecord) -> None:
-        """Give back the items this order holds (those still marked as held)."""
+    async def _undo_holds(self, doc: ReservationRecord, only: set[str] | None = None) -> None:
+        """Give back the items this order holds (those still marked as held), or `only` those products."""
         for product_id, quantity in _merged(doc.items):
-            await self._stock.undo_hold(doc.order_id, product_id, quantity)
+            if only is None or product_id in only:
+                await self._stock.undo_hold(doc.order_id, product_id, quantity)
 
     async def _forget(self, doc: ReservationRecord, mark: Mark) -> None:
         """Drop this order's marks once the reservation's status records the outcome."""

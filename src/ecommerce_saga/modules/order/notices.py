@@ -63,7 +63,7 @@ async def notice(
 
     Raises whatever reading the order raises: the saga step retries.
     """
-    doc = await orders.get(order_id)
+    doc = await orders.recent(order_id)  # no read for an order this process is working on
     details: dict[str, str | int] = {}
     facts, recipient = None, None
     if doc is not None:

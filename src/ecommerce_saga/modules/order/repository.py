@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,24 @@ class StaleOrderError(Exception):
 
 
 class OrderRepository:
-    """Reads and writes order documents; wakes waiters when an order's status changes."""
+    """Reads and writes order documents; wakes waiters when an order's status changes.
 
-    def __init__(self) -> None:
+    It remembers the orders it last inserted, stored or read (the newest `recent_size`), as it
+    wrote or read them, so that an update starts from the remembered version instead of reading
+    it again: the write is conditional on that version, and a stale one only costs the read it
+    would have cost anyway. Remembered documents are never changed in place.
+    """
+
+    def __init__(self, recent_size: int = 1024) -> None:
         self._waiters: dict[str, _Waiter] = {}
+        self._recent: OrderedDict[str, OrderDocument] = OrderedDict()
+        self._recent_size = recent_size
+
+    def _remember(self, doc: OrderDocument) -> None:
+        self._recent[doc.id] = doc
+        self._recent.move_to_end(doc.id)
+        if len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
 
     async def insert(self, doc: OrderDocument) -> bool:
         """Insert a new order; False if its id or idempotency key exists."""
@@ -33,11 +48,25 @@ class OrderRepository:
             await doc.insert()
         except DuplicateKeyError:
             return False
+        self._remember(doc)
         return True
 
     async def get(self, order_id: str) -> OrderDocument | None:
         """The order, or None."""
-        return await OrderDocument.get(order_id)
+        doc = await OrderDocument.get(order_id)
+        if doc is not None:
+            self._remember(doc)
+        return doc
+
+    async def recent(self, order_id: str) -> OrderDocument | None:
+        """The order as this process last inserted, stored or read it; else read now (None if absent).
+
+        No read for an order this process is working on. Another process's later change to the
+        order is not seen: use it where what was last stored here will do (the facts a notice
+        tells the customer), and `get` where the latest status matters.
+        """
+        doc = self._recent.get(order_id)
+        return doc if doc is not None else await self.get(order_id)
 
     async def by_idempotency_key(self, key: str) -> OrderDocument | None:
         """The order placed with `key`, or None."""
@@ -54,10 +83,17 @@ class OrderRepository:
         """Apply `change` and store the order, if its status is in `allowed_from`.
 
         Returns the stored order, or None if it does not exist or its status is not allowed.
-        Retries on concurrent changes.
+        Retries on concurrent changes. `change` assigns fields; it must not change a value in
+        place (a list, a sub-document), which the remembered order shares with its copy.
         """
+        remembered = self._recent.get(order_id)
         for _ in range(attempts):
-            doc = await self.get(order_id)
+            if remembered is not None and (allowed_from is None or remembered.status in allowed_from):
+                # a shallow copy will do: changes assign fields, never change what a field holds
+                doc: OrderDocument | None = remembered.model_copy()
+            else:  # not remembered, stale, or remembered in a status that may have moved on
+                doc = await self.get(order_id)
+            remembered = None  # a second pass reads what the concurrent writer stored
             if doc is None or (allowed_from is not None and doc.status not in allowed_from):
                 return None
             expected = doc.version
@@ -67,7 +103,9 @@ class OrderRepository:
             try:
                 await OrderDocument.find_one({"_id": order_id, "version": expected}).replace_one(doc)
             except DocumentNotFound:
+                self._recent.pop(order_id, None)
                 continue
+            self._remember(doc)
             self._wake(doc)
             return doc
         raise StaleOrderError(order_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from ecommerce_saga.modules.inventory.contract import InventoryService, ItemQuantity
@@ -247,17 +248,19 @@ class LocalOrderService:
         status = doc.status
         for saga_id in filter(None, [doc.saga_id, doc.cancel_saga_id]):
             state = (known or {}).get(saga_id)
-            if state is None:
+            # a saga this process drives is seen as it is held, without a read
+            seen = _seen(state) if state is not None else self._engine.peek(saga_id, _seen)
+            if seen is None:
                 try:
-                    state = await self._engine.get(saga_id)
+                    seen = _seen(await self._engine.get(saga_id))
                 except SagaNotFoundError:
                     continue
-            history += _history(state)
-            if state.status.is_active:
-                stage = _stage(state)
+            history += seen.history
+            if seen.status.is_active:
+                stage = seen.stage
                 if status is OrderStatus.REQUIRES_ATTENTION:  # an operator resumed it
                     status = OrderStatus.PENDING
-            elif state.status is SagaStatus.REQUIRES_ATTENTION and not status.is_settled:
+            elif seen.status is SagaStatus.REQUIRES_ATTENTION and not status.is_settled:
                 status = OrderStatus.REQUIRES_ATTENTION
         return Order(
             order_id=doc.id,
@@ -282,6 +285,19 @@ class LocalOrderService:
             updated_at=doc.updated_at,
             history=history,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _SagaSeen:
+    """What an order's view shows of one of its sagas."""
+
+    status: SagaStatus
+    stage: str | None
+    history: list[HistoryItem]
+
+
+def _seen(state: SagaState) -> _SagaSeen:
+    return _SagaSeen(status=state.status, stage=_stage(state), history=_history(state))
 
 
 def _stage(state: SagaState) -> str | None:

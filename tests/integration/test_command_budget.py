@@ -1,0 +1,145 @@
+"""Database commands per order: a successful order and each failure branch stay within a budget.
+
+Counted, not timed: every command the app sends to its database while one order is placed and its
+saga runs to the end (the confirmation or failure notice included) is seen by a PyMongo
+`CommandListener`, on the embedded database. The budgets are what the order path needs today; a
+change that adds a read-back or a write shows here as a failure, with the commands listed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pymongo import monitoring
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.main import create_app
+from ecommerce_saga.saga import SagaEngine
+from ecommerce_saga.settings import Settings
+from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
+
+SUCCESS_BUDGET = 20
+"""Commands for an order that completes (its confirmation included)."""
+FAILURE_BUDGETS = {"out_of_stock": 13, "declined": 23, "unshippable": 31}
+"""Commands for an order that fails, by branch (its compensations and failure notice included)."""
+
+ADMIN = {"Authorization": "Bearer budget-admin"}
+
+
+class _Commands(monitoring.CommandListener):
+    """Counts the commands sent to one database at a time (PyMongo listeners cannot be removed)."""
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.seen: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database and event.command_name not in ("ping", "endSessions"):
+            target = event.command.get(event.command_name)
+            self.seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_COMMANDS = _Commands()
+monitoring.register(_COMMANDS)
+
+
+def _order(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "customer_id": "cust-budget",
+        "items": [{"product_id": "sku-budget", "quantity": 1}],
+        "payment": GOOD_CARD,
+        "shipping_address": ADDRESS,
+        "shipping_method": "STANDARD",
+    }
+    return {**body, **overrides}
+
+
+BRANCHES = {
+    "out_of_stock": _order(items=[{"product_id": "sku-budget", "quantity": 500}]),
+    "declined": _order(payment=DECLINED_CARD),
+    "unshippable": _order(shipping_address={**ADDRESS, "country": "BR"}),
+}
+
+
+@pytest.fixture
+async def shop(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, SagaEngine]]:
+    """The monolith in-process, with a product in stock; recovery passes kept out of the count."""
+    settings = Settings(
+        mongodb_url=mongo_url, mongodb_db=mongo_db.name, service_token="budget-service",
+        admin_token="budget-admin", demo_catalog=False, log_level="WARNING", data_dir=tmp_path,
+        metrics_port=0, saga_recovery_interval_seconds=3600,
+    )  # fmt: skip
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=ADMIN) as client:
+            product = {
+                "product_id": "sku-budget",
+                "name": "B",
+                "category": "t",
+                "price_cents": 700,
+                "quantity": 50,
+            }
+            assert (await client.post("/api/inventory", json=product)).status_code == 201
+            engine: SagaEngine = app.state.container.engine
+            await _place(client, engine, _order())  # warm-up: caches, indexes, first connections
+            _COMMANDS.database = mongo_db.name
+            try:
+                yield client, engine
+            finally:
+                _COMMANDS.database = None
+
+
+async def _place(client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, Any]) -> dict[str, Any]:
+    """Place an order and wait until its saga has ended (its notice sent); return the order."""
+    response = await client.post("/api/orders", json=body)
+    assert response.status_code in (200, 201), response.text
+    order: dict[str, Any] = response.json()
+    state = await engine.wait(order["saga_id"], timeout=30)
+    assert not state.status.is_active, state.status
+    return order
+
+
+async def _count(
+    client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, Any]
+) -> tuple[str, Counter[str]]:
+    _COMMANDS.seen.clear()
+    order = await _place(client, engine, body)
+    return order["status"], Counter(_COMMANDS.seen)
+
+
+def _listing(seen: Counter[str]) -> str:
+    return ", ".join(f"{name} x{n}" for name, n in seen.most_common())
+
+
+async def test_a_successful_order_stays_within_its_command_budget(
+    shop: tuple[httpx.AsyncClient, SagaEngine],
+) -> None:
+    status, seen = await _count(*shop, _order())
+
+    assert status == "COMPLETED"
+    assert seen.total() <= SUCCESS_BUDGET, f"{seen.total()} commands: {_listing(seen)}"
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCHES))
+async def test_a_failed_order_stays_within_its_branch_budget(
+    shop: tuple[httpx.AsyncClient, SagaEngine], branch: str
+) -> None:
+    status, seen = await _count(*shop, BRANCHES[branch])
+
+    assert status == "FAILED"
+    assert seen.total() <= FAILURE_BUDGETS[branch], f"{seen.total()} commands: {_listing(seen)}"
