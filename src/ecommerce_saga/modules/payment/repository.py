@@ -15,6 +15,7 @@ from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.queries import created_within
 from ecommerce_saga.modules.payment.contract import (
     CardBrand,
     PaymentFilter,
@@ -174,21 +175,7 @@ class BeaniePaymentRepository:
             criteria["customer_id"] = query.customer_id
         if query.status is not None:
             criteria["status"] = query.status.value
-        created: dict[str, int] = {}
-        if query.from_ is not None:
-            created["$gte"] = epoch_ms(query.from_)
-        if query.to is not None:
-            created["$lt"] = epoch_ms(query.to)
-        if created:
-            criteria["created_ms"] = created
-        total = await PaymentDocument.find(criteria).count()
-        docs = (
-            await PaymentDocument.find(criteria)
-            .sort("-created_ms", "-_id")
-            .skip(query.skip)
-            .limit(query.limit)
-            .to_list()
-        )
+        docs, total = await created_within(PaymentDocument, criteria, query)
         return [_payment_record(doc) for doc in docs], total
 
 

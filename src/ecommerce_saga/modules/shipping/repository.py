@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.queries import created_within
 from ecommerce_saga.modules.shipping.contract import (
     Address,
     ShipmentFilter,
@@ -112,21 +113,7 @@ class BeanieShipmentRepository:
             criteria["customer_id"] = query.customer_id
         if query.status is not None:
             criteria["status"] = query.status.value
-        created: dict[str, int] = {}
-        if query.from_ is not None:
-            created["$gte"] = epoch_ms(query.from_)
-        if query.to is not None:
-            created["$lt"] = epoch_ms(query.to)
-        if created:
-            criteria["created_ms"] = created
-        total = await ShipmentDocument.find(criteria).count()
-        docs = (
-            await ShipmentDocument.find(criteria)
-            .sort("-created_ms", "-_id")
-            .skip(query.skip)
-            .limit(query.limit)
-            .to_list()
-        )
+        docs, total = await created_within(ShipmentDocument, criteria, query)
         return [_record(doc) for doc in docs], total
 
 
