@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 
 from ecommerce_saga.identity import (
@@ -22,8 +23,11 @@ from ecommerce_saga.identity import (
     Role,
     TokenVerifier,
 )
+from ecommerce_saga.modules.order.router import OrderRequest
 from ecommerce_saga.settings import Settings
-from ecommerce_saga.web.auth import Authenticator, customer_scope, split_tokens
+from ecommerce_saga.shared.contracts import InvalidRequestError
+from ecommerce_saga.web.auth import Authenticator, AuthError, customer_scope, split_tokens
+from ecommerce_saga.web.problems import install_problem_handlers
 
 CLAIMS = OidcClaims(issuer=DEV_ISSUER, audience=DEV_AUDIENCE)
 
@@ -142,3 +146,54 @@ def test_refuses_settings_that_would_open_a_hole() -> None:
     with pytest.raises(ValidationError, match="SHOP_METRICS_PORT"):
         Settings(port=9000, metrics_port=9000)
     assert Settings(oidc_issuer="").uses_development_issuer
+
+
+def _order_request(**changes: object) -> OrderRequest:
+    body: dict[str, object] = {
+        "items": [{"product_id": "sku-1", "quantity": 1}],
+        "payment": {"method": "PAYPAL", "paypal_email": "pay@example.com"},
+        "shipping_address": {"name": "Ada", "street": "1 St", "city": "London", "postal_code": "N1",
+                             "country": "GB"},
+    }  # fmt: skip
+    return OrderRequest.model_validate({**body, **changes})
+
+
+def test_orders_for_the_right_customer_whoever_places_them() -> None:
+    ada = Principal("cust-ada", frozenset({Role.CUSTOMER}), "jwt")
+    admin_token = Principal("admin-token", frozenset({Role.OPERATOR}), "admin-token")
+    admin_jwt = Principal("ops-bob", frozenset({Role.CUSTOMER, Role.OPERATOR}), "jwt")
+
+    assert _order_request().placed_by(ada).customer_id == "cust-ada"
+    assert _order_request(customer_id="cust-ada").placed_by(ada).customer_id == "cust-ada"
+    with pytest.raises(AuthError) as refused:
+        _order_request(customer_id="cust-eve").placed_by(ada)
+    assert (refused.value.status, refused.value.code) == (403, "auth.forbidden")
+    assert _order_request(customer_id="cust-eve").placed_by(admin_token).customer_id == "cust-eve"
+    with pytest.raises(InvalidRequestError, match="customer_id"):  # the admin token is nobody's
+        _order_request().placed_by(admin_token)
+    assert _order_request().placed_by(admin_jwt).customer_id == "ops-bob"  # an operator shopping
+
+
+async def test_answers_503_with_retry_after_when_the_issuers_keys_cannot_be_fetched(tmp_path: Path) -> None:
+    issuer = _issuer(tmp_path, "i")
+    keys = Keys(issuer)
+    keys.down = True
+    auth = Authenticator(
+        service_tokens=["s"], admin_tokens=["a"], verifier=TokenVerifier(CLAIMS, JwksCache(keys.fetch))
+    )
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/mine")
+    async def mine(caller: Principal = Depends(auth.customer)) -> dict[str, str]:
+        return {"customer": caller.subject}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        response = await client.get("/mine", headers={"Authorization": f"Bearer {issuer.mint('ada')}"})
+        keys.down = False
+        recovered = await client.get("/mine", headers={"Authorization": f"Bearer {issuer.mint('ada')}"})
+
+    assert (response.status_code, response.json()["code"]) == (503, "auth.identity_provider_unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert recovered.json() == {"customer": "ada"}
