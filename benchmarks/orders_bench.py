@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -358,14 +358,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[str], float]:
-    """Database commands per order: the app's (run in this process), by command and collection,
-    and the baseline's."""
-    from asgi_lifespan import LifespanManager  # noqa: PLC0415 - only this measurement needs it
+@contextlib.asynccontextmanager
+async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in this process on a fresh database with the bench product, and a client as its customer."""
+    from asgi_lifespan import LifespanManager  # noqa: PLC0415 - only the in-process measurements need it
 
     from ecommerce_saga.main import create_app  # noqa: PLC0415
     from ecommerce_saga.settings import Settings  # noqa: PLC0415
 
+    settings = Settings(
+        mongodb_url=mongo_url, mongodb_db=f"{prefix}_{uuid.uuid4().hex[:8]}", service_token=TOKEN,
+        admin_token=TOKEN, demo_catalog=False, log_level="WARNING", data_dir=BENCH_IDENTITY, metrics_port=0,
+        oidc_issuer=None,
+    )  # fmt: skip
+    app = create_app(settings)
+    as_customer = {"Authorization": f"Bearer {customer_token(ORDER['customer_id'])}"}
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=as_customer
+        ) as client:
+            await client.post("/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"})
+            yield client
+
+
+async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[str], float]:
+    """Database commands per order: the app's (run in this process), by command and collection,
+    and the baseline's."""
     seen: Counter[str] = Counter()
 
     class Listener(monitoring.CommandListener):
@@ -380,26 +399,14 @@ async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[st
             pass
 
     monitoring.register(Listener())
-    settings = Settings(
-        mongodb_url=mongo_url, mongodb_db=f"ops_{uuid.uuid4().hex[:8]}", service_token=TOKEN,
-        admin_token=TOKEN, demo_catalog=False, log_level="WARNING", data_dir=BENCH_IDENTITY, metrics_port=0,
-        oidc_issuer=None,
-    )  # fmt: skip
-    app = create_app(settings)
-    as_customer = {"Authorization": f"Bearer {customer_token(ORDER['customer_id'])}"}
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", headers=as_customer
-        ) as client:
-            await client.post("/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"})
-            await client.post("/api/orders", json=ORDER)  # warm-up
-            await asyncio.sleep(0.5)  # let its confirmation finish
-            seen.clear()
-            for _ in range(orders):
-                response = await client.post("/api/orders", json=ORDER)
-                assert response.json()["status"] == "COMPLETED", response.text
-            await asyncio.sleep(0.5)
+    async with in_process_shop(mongo_url, "ops") as client:
+        await client.post("/api/orders", json=ORDER)  # warm-up
+        await asyncio.sleep(0.5)  # let its confirmation finish
+        seen.clear()
+        for _ in range(orders):
+            response = await client.post("/api/orders", json=ORDER)
+            assert response.json()["status"] == "COMPLETED", response.text
+        await asyncio.sleep(0.5)
     api = Counter(
         {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
     )

@@ -15,44 +15,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import uuid
 from pathlib import Path
 
-import httpx
-from asgi_lifespan import LifespanManager
 from pyinstrument import Profiler
 
 from ecommerce_saga.db.embedded import EmbeddedMongo
-from ecommerce_saga.main import create_app
-from ecommerce_saga.settings import Settings
-from orders_bench import BENCH_IDENTITY, ORDER, PRODUCT, TOKEN, customer_token
+from orders_bench import ORDER, in_process_shop
 
 
 async def profile(mongo_url: str, orders: int) -> Profiler:
     """Place `orders` orders in process under the profiler; return it."""
-    settings = Settings(
-        mongodb_url=mongo_url, mongodb_db=f"prof_{uuid.uuid4().hex[:8]}", service_token=TOKEN,
-        admin_token=TOKEN, demo_catalog=False, log_level="WARNING", data_dir=BENCH_IDENTITY, metrics_port=0,
-        oidc_issuer=None,
-    )  # fmt: skip
-    app = create_app(settings)
-    as_customer = {"Authorization": f"Bearer {customer_token(ORDER['customer_id'])}"}
     profiler = Profiler(interval=0.0005, async_mode="enabled")
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", headers=as_customer
-        ) as client:
-            await client.post("/api/inventory", json=PRODUCT, headers={"Authorization": f"Bearer {TOKEN}"})
-            for _ in range(5):  # warm-up
-                await client.post("/api/orders", json=ORDER)
-            await asyncio.sleep(0.5)
-            profiler.start()
-            for _ in range(orders):
-                response = await client.post("/api/orders", json=ORDER)
-                assert response.json()["status"] == "COMPLETED", response.text
-            await asyncio.sleep(0.3)  # the last confirmation
-            profiler.stop()
+    async with in_process_shop(mongo_url, "prof") as client:
+        for _ in range(5):  # warm-up
+            await client.post("/api/orders", json=ORDER)
+        await asyncio.sleep(0.5)
+        profiler.start()
+        for _ in range(orders):
+            response = await client.post("/api/orders", json=ORDER)
+            assert response.json()["status"] == "COMPLETED", response.text
+        await asyncio.sleep(0.3)  # the last confirmation
+        profiler.stop()
     return profiler
 
 
