@@ -78,6 +78,8 @@ def _launch(
     env: dict[str, str],
 ) -> LiveApp:
     port = port or free_port()
+    # A restart keeps its management port: a fresh pick could be the API port just freed by a kill.
+    env = {"SHOP_METRICS_PORT": str(free_port()), **env}
     db_name = db_name or f"e2e_{uuid.uuid4().hex[:10]}"
     log = log_dir / f"app-{port}-{uuid.uuid4().hex[:6]}.log"
     environment = {
@@ -88,7 +90,6 @@ def _launch(
         "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
         "SHOP_DEMO_CATALOG": "false",
         "SHOP_LOG_FORMAT": "json",
-        "SHOP_METRICS_PORT": str(free_port()),
         "SHOP_DATA_DIR": str(log_dir / "data"),  # the development outbox, never the working tree's
         **shared_provider().settings(),
         **env,
