@@ -25,10 +25,12 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from ecommerce_saga.operations.audit import AuditReport, audit
+from ecommerce_saga.operations.audit import SAGA_COLLECTION, AuditReport, audit
+from ecommerce_saga.saga import SagaStatus
 from tests.e2e.conftest import ADMIN_TOKEN
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 from tests.identity_provider import shared_provider
+from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -283,6 +285,37 @@ async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: f
     assert report.ok, report.summary()
     assert not stock_lost(report, catalog), stock_lost(report, catalog)
     return report
+
+
+async def sagas_in_flight(
+    mongo_url: str, db_name: str, *, at_least: int = 1, owner: str | None = None, timeout: float = 60
+) -> int:
+    """Wait until the store shows `at_least` sagas running or compensating; return how many it shows.
+
+    Faults are injected on this condition, not after a fixed time: on a loaded machine a timer may
+    go off while no saga has started yet, and a fault that hits nothing proves nothing. `owner`
+    counts only the sagas leased by that worker. The count is returned when the timeout passes too;
+    the caller's own check says what was expected.
+    """
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    query: dict[str, Any] = {"status": {"$in": [str(status) for status in SagaStatus if status.is_active]}}
+    if owner is not None:
+        query["lease_owner"] = owner
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            count = await mongo[db_name][SAGA_COLLECTION].count_documents(query)
+            if count >= at_least or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(0.02)
+    finally:
+        await mongo.close()
+
+
+async def answered_more(load: LoadGenerator, than: int, timeout: float = 60) -> None:
+    """Wait until the load has been answered with more than `than` orders."""
+    await eventually(lambda: load.answered, lambda answered: answered > than, timeout=timeout,
+                     what=f"the shop answers orders again (more than {than})")  # fmt: skip
 
 
 async def saga_documents(mongo_url: str, db_name: str) -> list[dict[str, Any]]:

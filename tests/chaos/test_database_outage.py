@@ -23,6 +23,7 @@ from tests.chaos.load import (
     SETTINGS,
     Catalog,
     LoadGenerator,
+    answered_more,
     audit_books,
     check_outcomes,
     retry_unanswered,
@@ -32,6 +33,9 @@ from tests.e2e.conftest import Shop, start_app
 from tests.waiting import eventually_blocking
 
 OUTAGE_SECONDS = 4.0
+"""The server stays down at least this long ..."""
+MAX_OUTAGE_SECONDS = 60.0
+"""... and longer, up to this, until the app has shown the outage (a loaded machine is slow)."""
 
 
 def _status(url: str, headers: dict[str, str] | None = None) -> int | None:
@@ -44,22 +48,35 @@ def _status(url: str, headers: dict[str, str] | None = None) -> int | None:
 async def _outage_under_load(
     shop: Shop, server: EmbeddedMongo, load: LoadGenerator
 ) -> dict[str, list[int | None]]:
-    """Kill the server mid-load, probe the app while it is down, start the server again."""
+    """Kill the server mid-load, probe the app while it is down, start the server again.
+
+    Each phase ends on a condition, not a timer: orders flow before the kill; the server stays down
+    for at least OUTAGE_SECONDS and until the app has shown the outage (readiness 503, an order
+    read 503, a new order refused with 503) or MAX_OUTAGE_SECONDS pass; after the restart the
+    shop answers new orders before the load stops. The checks after say what was expected.
+    """
     running = asyncio.create_task(load.run())
     seen: dict[str, list[int | None]] = {"readyz": [], "order": []}
+
+    def outage_shown() -> bool:
+        refused = any(request.status == 503 for request in load.sent)
+        return 503 in seen["readyz"] and 503 in seen["order"] and refused
+
     try:
-        await asyncio.sleep(1.5)
+        await answered_more(load, than=3)
         assert server.process is not None
         server.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(server.process.wait, 10)
-        down_until = time.monotonic() + OUTAGE_SECONDS
-        while time.monotonic() < down_until:
+        down_since = time.monotonic()
+        while time.monotonic() < down_since + OUTAGE_SECONDS or (
+            not outage_shown() and time.monotonic() < down_since + MAX_OUTAGE_SECONDS
+        ):
             seen["readyz"].append(await asyncio.to_thread(_status, f"{shop.url}/readyz"))
             order = f"{shop.url}/api/orders/ord_unknown"
             seen["order"].append(await asyncio.to_thread(_status, order, ADMIN))
             await asyncio.sleep(0.2)
         server.start()  # from this thread: the server's parent-death signal follows its parent thread
-        await asyncio.sleep(2.0)  # load again on the recovered database
+        await answered_more(load, than=load.answered)  # load again on the recovered database
     finally:
         load.stop()
         await running

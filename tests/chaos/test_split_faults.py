@@ -21,6 +21,7 @@ import asyncio
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from tests.chaos.load import (
     SPLIT_SETTINGS,
     Catalog,
     LoadGenerator,
+    answered_more,
     audit_books,
     chaos_seed,
     check_outcomes,
@@ -62,9 +64,13 @@ SLOW = slow(1.5)
 """Longer than the 1 s HTTP timeout: every call through the proxy times out, and arrives anyway."""
 
 
+MAX_DOWN_SECONDS = 30.0
+"""A killed participant stays down until a saga's call finds it dead, at most this long."""
+
+
 @dataclass(frozen=True)
 class Kill:
-    """SIGKILL `module` after `pause` seconds, keep it down `down` seconds, then start it again."""
+    """SIGKILL `module` after `pause` seconds, keep it down at least `down` seconds, then start it again."""
 
     module: str
     pause: float
@@ -99,13 +105,19 @@ def plan(chance: random.Random) -> tuple[list[Kill], list[ProxyFault]]:
     ]
 
 
-async def _kill_lane(shop: Shop, kills: list[Kill]) -> None:
+async def _kill_lane(shop: Shop, proxies: dict[str, FaultProxy], kills: list[Kill]) -> None:
     for kill in kills:
         await asyncio.sleep(kill.pause)
         app = shop.apps[kill.module]
+        met_dead = _saga_calls(proxies[kill.module], UNREACHABLE)
         app.process.kill()
         await asyncio.to_thread(app.process.wait, 10)
         await asyncio.sleep(kill.down)
+        # and down until a saga's call met it dead (or MAX_DOWN_SECONDS): a loaded machine may
+        # send no call within the drawn moment, and a kill that nothing met proves nothing
+        deadline = time.monotonic() + MAX_DOWN_SECONDS
+        while _saga_calls(proxies[kill.module], UNREACHABLE) == met_dead and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         shop.apps[kill.module] = await asyncio.to_thread(app.restart)
 
 
@@ -134,9 +146,9 @@ async def _load_under_faults(
 ) -> None:
     running = asyncio.create_task(load.run())
     try:
-        await asyncio.sleep(1.0)  # orders in flight before the first fault
-        await asyncio.gather(_kill_lane(shop, kills), _proxy_lane(proxies, faults))
-        await asyncio.sleep(1.0)  # and after the last: the healed shop takes orders again
+        await answered_more(load, than=3)  # orders in flight before the first fault
+        await asyncio.gather(_kill_lane(shop, proxies, kills), _proxy_lane(proxies, faults))
+        await answered_more(load, than=load.answered)  # and after the last: the healed shop takes orders
     finally:
         load.stop()
         await running

@@ -19,26 +19,32 @@ from tests.chaos.load import (
     SETTINGS,
     Catalog,
     LoadGenerator,
+    answered_more,
     audit_books,
     chaos_seed,
     check_outcomes,
     never_twice_at_once,
     retry_unanswered,
     saga_documents,
+    sagas_in_flight,
     settle,
 )
 from tests.e2e.conftest import LiveApp, Shop, start_app
 
 
 async def _load_both_then_kill_a(
-    a: Shop, b: Shop, catalog: Catalog, chance: random.Random
+    a: Shop, b: Shop, catalog: Catalog, chance: random.Random, mongo_url: str
 ) -> list[LoadGenerator]:
     loads = [LoadGenerator(shop.async_client, catalog, concurrency=4) for shop in (a, b)]
     running = [asyncio.create_task(load.run()) for load in loads]
     try:
-        await asyncio.sleep(chance.uniform(1.0, 2.0))
+        await asyncio.sleep(chance.uniform(0.5, 1.5))
+        # a random moment, and then the condition that makes the kill a test: A holds sagas
+        await sagas_in_flight(mongo_url, a.apps["order"].db_name, owner="coordinator-a")
         a.apps["order"].process.send_signal(signal.SIGKILL)
-        await asyncio.sleep(2.0)  # B keeps taking orders while A's leases run out
+        answered = loads[1].answered
+        await asyncio.sleep(2.0)  # B keeps taking orders while A's leases run out ...
+        await answered_more(loads[1], than=answered)  # ... and answers some on a loaded machine too
     finally:
         for load in loads:
             load.stop()
@@ -65,7 +71,7 @@ def test_the_surviving_coordinator_finishes_the_sagas_of_the_killed_one(
         with b.client() as client:
             catalog = Catalog.create(client)
 
-        loads = asyncio.run(_load_both_then_kill_a(a, b, catalog, chance))
+        loads = asyncio.run(_load_both_then_kill_a(a, b, catalog, chance, mongo_url))
 
         sent = [request for load in loads for request in load.sent]
         with b.client() as client:  # A is gone: its customers retry against B, with the same keys

@@ -19,10 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
-from ecommerce_saga.operations.audit import SAGA_COLLECTION
-from ecommerce_saga.saga import SagaStatus
+from tests.chaos.load import sagas_in_flight
 from tests.e2e.conftest import ADMIN_TOKEN, Shop, start_app, start_split
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 
@@ -54,28 +52,13 @@ async def _send(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> st
     return order_id
 
 
-async def _sagas_in_flight(mongo_url: str, db_name: str, at_least: int, timeout: float = 60) -> int:
-    """Wait until the store shows `at_least` sagas running or compensating; return how many it shows."""
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    active = [str(status) for status in SagaStatus if status.is_active]
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            count = await mongo[db_name][SAGA_COLLECTION].count_documents({"status": {"$in": active}})
-            if count >= at_least or time.monotonic() > deadline:
-                return count
-            await asyncio.sleep(0.02)
-    finally:
-        await mongo.close()
-
-
 async def _burst_then_kill(
     shop: Shop, bodies: list[tuple[str, dict[str, Any]]], kill: Any, mongo_url: str
 ) -> dict[str, str]:
     async with shop.async_client() as client:
         sends = [asyncio.create_task(_send(client, key, body)) for key, body in bodies]
         # Kill on a condition, not a timer: a loaded machine may not have started any saga yet.
-        await _sagas_in_flight(mongo_url, shop.apps["order"].db_name, at_least=3)
+        await sagas_in_flight(mongo_url, shop.apps["order"].db_name, at_least=3)
         kill()
         answers = await asyncio.gather(*sends)
     return {key: order_id for (key, _), order_id in zip(bodies, answers, strict=True) if order_id}
