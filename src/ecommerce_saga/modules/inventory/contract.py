@@ -20,7 +20,8 @@ from ecommerce_saga.shared.contracts import (
 
 ProductId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["sku-keyboard"])]
 OrderId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, examples=["ord_3f2a9c"])]
-Quantity = Annotated[int, Field(ge=1, le=1000)]
+Quantity = Annotated[int, Field(ge=1, le=1000, strict=True)]
+"""Units of one product in an order line: a JSON integer (not `true`, `"3"` or `3.0`)."""
 CATEGORY_PATTERN = r"^[A-Za-z0-9 _-]+$"
 
 
@@ -108,9 +109,9 @@ class NewProduct(FrozenModel):
     product_id: ProductId
     name: str = Field(min_length=1, max_length=200)
     category: str = Field(min_length=1, max_length=100, pattern=CATEGORY_PATTERN)
-    price_cents: int = Field(ge=0, le=100_000_000)
+    price_cents: int = Field(ge=0, le=100_000_000, strict=True)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    quantity: int = Field(ge=0, le=1_000_000)
+    quantity: int = Field(ge=0, le=1_000_000, strict=True)
 
 
 class Restock(FrozenModel):
@@ -118,7 +119,7 @@ class Restock(FrozenModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"quantity": 25}]})
 
-    quantity: int = Field(ge=1, le=1_000_000)
+    quantity: int = Field(ge=1, le=1_000_000, strict=True)
 
 
 class ProductFilter(PageRequest):

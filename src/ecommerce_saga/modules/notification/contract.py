@@ -126,6 +126,7 @@ class SendNotification(FrozenModel):
         default=1,
         ge=1,
         le=1_000_000,
+        strict=True,
         description=(
             "The caller's attempt at this send under `idempotency_key`, 1 first. A later attempt "
             "takes over the send an earlier one left unfinished (its caller stopped or gave up), "
@@ -160,7 +161,7 @@ class CancelNotification(FrozenModel):
     order_id: OrderId
     customer_id: CustomerId
     idempotency_key: str = Field(min_length=1, max_length=200)
-    attempt: int = Field(default=1, ge=1, le=1_000_000, description="As in `SendNotification`.")
+    attempt: int = Field(default=1, ge=1, le=1_000_000, strict=True, description="As in `SendNotification`.")
     reason: str | None = Field(default=None, min_length=1, max_length=500)
     recipient: EmailAddress | None = None
     order: OrderFacts | None = None

@@ -113,7 +113,10 @@ class PlaceOrder(FrozenModel):
     shipping_address: Address
     shipping_method: ShippingMethod = ShippingMethod.STANDARD
     expected_total_cents: int | None = Field(
-        default=None, ge=0, description="If given and the catalog total differs, the order is refused (409)."
+        default=None,
+        ge=0,
+        strict=True,
+        description="If given and the catalog total differs, the order is refused (409).",
     )
     contact_email: ContactEmail | None = None
 

@@ -116,8 +116,8 @@ class PaymentDetails(FrozenModel):
         description="12-19 digits (spaces and dashes are ignored) passing the Luhn check.",
         examples=["4242 4242 4242 4242"],
     )
-    expiry_month: int | None = Field(default=None, ge=1, le=12)
-    expiry_year: int | None = Field(default=None, ge=2000, le=2099, description="Four digits.")
+    expiry_month: int | None = Field(default=None, ge=1, le=12, strict=True)
+    expiry_year: int | None = Field(default=None, ge=2000, le=2099, strict=True, description="Four digits.")
     cvv: SecretStr | None = Field(default=None, description="3 or 4 digits.")
     cardholder_name: str | None = Field(default=None, min_length=1, max_length=100)
     paypal_email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
@@ -215,7 +215,7 @@ class ChargePayment(FrozenModel):
 
     order_id: OrderId
     customer_id: CustomerId
-    amount_cents: int = Field(gt=0, le=100_000_000, description="Integer minor units.")
+    amount_cents: int = Field(gt=0, le=100_000_000, strict=True, description="Integer minor units.")
     currency: Currency = "USD"
     payment_token: PaymentToken
     idempotency_key: IdempotencyKey
