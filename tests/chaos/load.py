@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from ecommerce_saga.bootstrap import audit_sources
 from ecommerce_saga.operations.audit import AuditReport, audit
 from tests.e2e.conftest import ADMIN_TOKEN
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
@@ -258,10 +259,10 @@ async def settled_audit(mongo_url: str, db_name: str, timeout: float = 60) -> Au
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     deadline = time.monotonic() + timeout
     try:
-        report = await audit(client[db_name])
+        report = await audit(audit_sources(client[db_name]))
         while report.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            report = await audit(client[db_name])
+            report = await audit(audit_sources(client[db_name]))
     finally:
         await client.close()
     return report
