@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -35,7 +36,6 @@ from ecommerce_saga.modules.notification.contract import NotificationBooks
 from ecommerce_saga.modules.order.contract import OrderBooks, OrderEntry
 from ecommerce_saga.modules.payment.contract import GatewayEntry, PaymentBooks, PaymentEntry
 from ecommerce_saga.modules.shipping.contract import ShipmentEntry, ShippingBooks
-from ecommerce_saga.saga import SagaStore
 from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import responses
 
@@ -47,11 +47,19 @@ _NO_STOCK = {None, "REJECTED", "RELEASED"}
 _NO_COURIER = {None, "CANCELLED"}
 
 
+class SagaCensus(Protocol):
+    """What the audit reads of the sagas: every saga's stored status (`SagaStore.statuses`)."""
+
+    async def statuses(self) -> dict[str, str | None]:
+        """Every saga's id and status as stored."""
+        ...
+
+
 @dataclass(frozen=True)
 class AuditSources:
     """Where the audit reads: each module's read port, and the order module's saga store."""
 
-    sagas: SagaStore
+    sagas: SagaCensus
     orders: OrderBooks
     inventory: InventoryBooks
     payments: PaymentBooks
