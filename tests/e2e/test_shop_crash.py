@@ -21,8 +21,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from ecommerce_saga.operations.audit import SAGA_COLLECTION
 from ecommerce_saga.saga import SagaStatus
+from ecommerce_saga.saga.stores.mongo import DEFAULT_COLLECTION as SAGA_COLLECTION
 from tests.e2e.conftest import ADMIN_TOKEN, Shop, start_app, start_split
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 
