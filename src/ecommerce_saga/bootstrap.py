@@ -17,16 +17,19 @@ from typing import Any, TypeVar
 
 import httpx
 from beanie import Document, init_beanie
+from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.db.connection import Database, is_database_outage
 from ecommerce_saga.devtools.seed import load_demo_catalog
 from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims, TokenVerifier
 from ecommerce_saga.identity.verifier import JwksCache, remote_jwks
+from ecommerce_saga.modules.inventory.books import MongoInventoryBooks
 from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
 from ecommerce_saga.modules.inventory.repository import BeanieInventoryRepository
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
+from ecommerce_saga.modules.notification.books import MongoNotificationBooks
 from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import NotificationService, Outbox
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS as NOTIFICATION_DOCUMENTS
@@ -35,26 +38,29 @@ from ecommerce_saga.modules.notification.outbox import FileOutbox, OutboxSender
 from ecommerce_saga.modules.notification.sender import NotificationSender
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
+from ecommerce_saga.modules.order.books import MongoOrderBooks
 from ecommerce_saga.modules.order.contract import OrderService
 from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS as ORDER_DOCUMENTS
 from ecommerce_saga.modules.order.repository import OrderRepository
 from ecommerce_saga.modules.order.saga import OrderSagas, ParkedOrderMarker
 from ecommerce_saga.modules.order.service import LocalOrderService
+from ecommerce_saga.modules.payment.books import MongoPaymentBooks
 from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS as PAYMENT_DOCUMENTS
 from ecommerce_saga.modules.payment.gateway import SandboxGateway
 from ecommerce_saga.modules.payment.repository import BeaniePaymentRepository, BeanieSandboxLedger
 from ecommerce_saga.modules.payment.service import LocalPaymentService
+from ecommerce_saga.modules.shipping.books import MongoShippingBooks
 from ecommerce_saga.modules.shipping.client import HttpShippingService
 from ecommerce_saga.modules.shipping.contract import ShippingService
 from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS as SHIPPING_DOCUMENTS
 from ecommerce_saga.modules.shipping.repository import BeanieShipmentRepository
 from ecommerce_saga.modules.shipping.service import LocalShippingService
 from ecommerce_saga.observability.tracing import outgoing_trace_headers
-from ecommerce_saga.operations.audit import SAGA_COLLECTION
+from ecommerce_saga.operations.audit import AuditSources
 from ecommerce_saga.saga import RetryPolicy, Saga, SagaEngine, SagaObserver, SagaStore, StoreUnavailableError
-from ecommerce_saga.saga.stores.mongo import MongoSagaStore
+from ecommerce_saga.saga.stores.mongo import DEFAULT_COLLECTION, MongoSagaStore
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.web.auth import Authenticator, split_tokens
 from ecommerce_saga.web.service_client import ServiceClient, http_client
@@ -100,6 +106,10 @@ class Container:
     def hosts(self, module: str) -> bool:
         """True if this process serves `module`."""
         return module in self.settings.modules
+
+    def audit_sources(self) -> AuditSources:
+        """What the consistency audit reads here: every module's books, and this engine's sagas."""
+        return audit_sources(self.database.db, self.engine.store if self.engine is not None else None)
 
     async def start(self) -> None:
         """Open the database, create indexes, load demo data if asked, start saga recovery."""
@@ -147,6 +157,27 @@ class Container:
         if self.identity_http is not None:
             await self.identity_http.aclose()
         await self.database.close()
+
+
+def mongo_saga_store(db: AsyncDatabase[dict[str, Any]]) -> MongoSagaStore:
+    """The order module's saga store on the shop's database `db`."""
+    return MongoSagaStore(db[DEFAULT_COLLECTION])
+
+
+def audit_sources(db: AsyncDatabase[dict[str, Any]], sagas: SagaStore | None = None) -> AuditSources:
+    """What the consistency audit reads: each module's books on `db`, and `sagas` (default: on `db`).
+
+    Every module's read port is its own `books.py` on its own collections; the audit sees them
+    through their contracts only.
+    """
+    return AuditSources(
+        sagas=sagas if sagas is not None else mongo_saga_store(db),
+        orders=MongoOrderBooks(db),
+        inventory=MongoInventoryBooks(db),
+        payments=MongoPaymentBooks(db),
+        shipping=MongoShippingBooks(db),
+        notifications=MongoNotificationBooks(db),
+    )
 
 
 def _tokens(configured: str | None, name: str) -> tuple[str, ...]:
@@ -406,7 +437,7 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
         ),
     )
     engine = SagaEngine(
-        overrides.saga_store or MongoSagaStore(database.db[SAGA_COLLECTION]),
+        overrides.saga_store or mongo_saga_store(database.db),
         [overrides.adjust_saga(saga) for saga in sagas.definitions()],
         worker_id=settings.worker_id,
         lease_seconds=settings.saga_lease_seconds,

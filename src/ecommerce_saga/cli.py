@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
+from ecommerce_saga.bootstrap import audit_sources
 from ecommerce_saga.db.connection import connect
 from ecommerce_saga.db.embedded import DatabaseStartupError, EmbeddedMongo
 from ecommerce_saga.devtools.demo import DEMO_CUSTOMER, DEMO_EMAIL, run_demo
@@ -23,6 +24,7 @@ from ecommerce_saga.devtools.split import run_split
 from ecommerce_saga.identity import DevelopmentIssuer
 from ecommerce_saga.observability.logs import configure_logging
 from ecommerce_saga.operations.audit import audit
+from ecommerce_saga.saga import StoreUnavailableError
 from ecommerce_saga.settings import Settings
 from ecommerce_saga.shared.contracts import SAFE_ID_PATTERN
 
@@ -218,8 +220,8 @@ async def run_audit(url: str | None, db_name: str | None, *, as_json: bool = Fal
         return 2
     client, db = connect(url, db_name or settings.mongodb_db)
     try:
-        report = await audit(db)
-    except PyMongoError as exc:
+        report = await audit(audit_sources(db))
+    except (PyMongoError, StoreUnavailableError) as exc:
         sys.stderr.write(f"ecommerce-saga: the database could not be read: {exc}\n")
         return 2
     finally:

@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _include_routers(app, container)
     install_operations(app, container)
     if container.engine is not None:
-        app.include_router(audit_router(container.database.db, container.auth))
+        app.include_router(audit_router(container.audit_sources(), container.auth))
     install_observability(app, container)
     if container.dev_issuer is not None:
         _serve_development_issuer(app, container.dev_issuer)

@@ -25,8 +25,10 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from ecommerce_saga.operations.audit import SAGA_COLLECTION, AuditReport, audit
+from ecommerce_saga.bootstrap import audit_sources
+from ecommerce_saga.operations.audit import AuditReport, audit
 from ecommerce_saga.saga import SagaStatus
+from ecommerce_saga.saga.stores.mongo import DEFAULT_COLLECTION as SAGA_COLLECTION
 from tests.e2e.conftest import ADMIN_TOKEN
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, order_body, unique
 from tests.identity_provider import shared_provider
@@ -260,10 +262,10 @@ async def settled_audit(mongo_url: str, db_name: str, timeout: float = 60) -> Au
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     deadline = time.monotonic() + timeout
     try:
-        report = await audit(client[db_name])
+        report = await audit(audit_sources(client[db_name]))
         while report.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            report = await audit(client[db_name])
+            report = await audit(audit_sources(client[db_name]))
     finally:
         await client.close()
     return report

@@ -454,6 +454,15 @@ class SagaStoreSpec:
 
         assert [s.saga_id for s in found] == ["c", "b"]
 
+    async def test_tells_every_sagas_status_when_taking_a_census(self, store: SagaStore) -> None:
+        assert await store.statuses() == {}
+        for n, status in enumerate((SagaStatus.RUNNING, SagaStatus.COMPLETED, SagaStatus.REQUIRES_ATTENTION)):
+            await store.create(a_saga(f"s-{n}", status=status, created_at=AT + timedelta(minutes=n)))
+
+        statuses = await store.statuses()
+
+        assert statuses == {"s-0": "RUNNING", "s-1": "COMPLETED", "s-2": "REQUIRES_ATTENTION"}
+
     async def test_has_exactly_one_winner_when_twenty_workers_claim_the_same_saga(
         self, store: SagaStore
     ) -> None:
@@ -482,3 +491,14 @@ class TestMongoSagaStore(SagaStoreSpec):
         store = MongoSagaStore(mongo_db["sagas"])
         await store.create_indexes()
         return store
+
+    async def test_reports_a_status_it_does_not_know_as_stored_when_taking_a_census(
+        self, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        store = MongoSagaStore(mongo_db["sagas"])
+        await store.create(a_saga("s-known", status=SagaStatus.COMPENSATED))
+        await mongo_db["sagas"].insert_many([{"_id": "s-foreign", "status": "PAUSED"}, {"_id": "s-bare"}])
+
+        statuses = await store.statuses()
+
+        assert statuses == {"s-known": "COMPENSATED", "s-foreign": "PAUSED", "s-bare": None}

@@ -11,6 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.bootstrap import audit_sources
 from ecommerce_saga.cli import main as cli
 from ecommerce_saga.cli import run_audit
 from ecommerce_saga.main import create_app
@@ -69,7 +70,7 @@ async def test_passes_on_books_the_sagas_kept_and_serves_the_report(
 ) -> None:
     client, _ = shop
 
-    report = await audit(mongo_db)
+    report = await audit(audit_sources(mongo_db))
     served = await client.get("/api/audit", headers=ADMIN)
 
     assert report.ok, report.summary()
@@ -157,7 +158,7 @@ async def test_names_each_kind_of_corruption(
     _, orders = shop
     await tamper(mongo_db, orders)
 
-    report = await audit(mongo_db)
+    report = await audit(audit_sources(mongo_db))
 
     assert not report.ok
     assert code in {finding.code for finding in report.violations}, report.summary()
@@ -169,7 +170,7 @@ async def test_a_parked_saga_leaves_the_books_unsettled(
     _, orders = shop
     await _park_a_saga(mongo_db, orders)
 
-    report = await audit(mongo_db)
+    report = await audit(audit_sources(mongo_db))
 
     assert report.parked == [orders["completed"]]
     assert not report.settled

@@ -35,6 +35,16 @@ PLANTED = {
         "modules/payment/service.py",
         "ecommerce_saga.modules.shipping.service",
     ),
+    "the audit reads a module's documents": (
+        "operations/audit.py",
+        "ecommerce_saga.modules.payment.documents",
+    ),
+    "the audit reads a module's books past its contract": (
+        "operations/audit.py",
+        "ecommerce_saga.modules.inventory.books",
+    ),
+    "the audit reads the database": ("operations/audit.py", "pymongo"),
+    "a module's books see its service": ("modules/order/books.py", "ecommerce_saga.modules.order.service"),
 }
 
 

@@ -13,34 +13,31 @@ settled, the modules agree. This audit checks that promise on a database, read-o
   reservations held against it, with no hold or release left half-done;
 - no order received two notifications of the same kind.
 
-It reads the collections directly (one pass each), so it sees what the services would hide. Run
-it with ``ecommerce-saga audit`` (exit status 1 when it finds a violation), or call `audit`.
-Inventory, money and notifications are judged only when no saga is in flight: in-flight sagas
-legitimately hold partial effects.
+It reads each module through the read port the module owns (`InventoryBooks`, `PaymentBooks`,
+... in each `contract.py`, implemented by each module's `books.py` on its own collections), and
+the sagas through the store's census (`SagaStore.statuses`): one whole pass over each
+collection, as stored, so it sees what the services would hide. The composition root builds
+the `AuditSources` (`bootstrap.audit_sources`). Run it with ``ecommerce-saga audit`` (exit
+status 1 when it finds a violation), or call `audit`. Inventory, money and notifications are
+judged only when no saga is in flight: in-flight sagas legitimately hold partial effects.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, computed_field
-from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
-from ecommerce_saga.modules.notification.documents import NotificationDocument
-from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.payment.documents import GatewayTransactionDocument, PaymentDocument
-from ecommerce_saga.modules.shipping.documents import ShipmentDocument
+from ecommerce_saga.modules.inventory.contract import InventoryBooks, ReservationEntry, StockEntry
+from ecommerce_saga.modules.notification.contract import NotificationBooks
+from ecommerce_saga.modules.order.contract import OrderBooks, OrderEntry
+from ecommerce_saga.modules.payment.contract import GatewayEntry, PaymentBooks, PaymentEntry
+from ecommerce_saga.modules.shipping.contract import ShipmentEntry, ShippingBooks
 from ecommerce_saga.web.auth import Authenticator
 from ecommerce_saga.web.problems import responses
-
-SAGA_COLLECTION = "sagas"
-"""The collection the order module's saga engine keeps its sagas in."""
-
-Record = dict[str, Any]
 
 _FINAL_SAGA = {"COMPLETED", "COMPENSATED"}
 _ACTIVE_SAGA = {"RUNNING", "COMPENSATING"}
@@ -48,6 +45,26 @@ _SETTLED_ORDER = {"COMPLETED", "FAILED", "CANCELLED"}
 _NO_MONEY = {None, "DECLINED", "REFUNDED", "VOIDED"}
 _NO_STOCK = {None, "REJECTED", "RELEASED"}
 _NO_COURIER = {None, "CANCELLED"}
+
+
+class SagaCensus(Protocol):
+    """What the audit reads of the sagas: every saga's stored status (`SagaStore.statuses`)."""
+
+    async def statuses(self) -> dict[str, str | None]:
+        """Every saga's id and status as stored."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditSources:
+    """Where the audit reads: each module's read port, and the order module's saga store."""
+
+    sagas: SagaCensus
+    orders: OrderBooks
+    inventory: InventoryBooks
+    payments: PaymentBooks
+    shipping: ShippingBooks
+    notifications: NotificationBooks
 
 
 class Finding(BaseModel):
@@ -112,43 +129,39 @@ class AuditReport(BaseModel):
         return "\n".join(lines)
 
 
-async def _all(db: AsyncDatabase[Record], name: str) -> list[Record]:
-    return [doc async for doc in db[name].find({})]
-
-
 @dataclass
 class _Books:
     """Every record the audit reads, indexed the way the rules look them up."""
 
-    sagas: dict[str, Record]
-    orders: dict[str, Record]
-    reservations: dict[str, Record]
-    products: list[Record]
-    payments: dict[str, Record]
-    ledger: list[Record]
-    shipments: dict[str, Record]
+    sagas: dict[str, str | None]
+    orders: dict[str, OrderEntry]
+    reservations: dict[str, ReservationEntry]
+    products: list[StockEntry]
+    payments: dict[str, PaymentEntry]
+    ledger: list[GatewayEntry]
+    shipments: dict[str, ShipmentEntry]
     notifications: dict[str, Counter[str]]
 
     @classmethod
-    async def read(cls, db: AsyncDatabase[Record]) -> _Books:
+    async def read(cls, sources: AuditSources) -> _Books:
         notifications: dict[str, Counter[str]] = defaultdict(Counter)
-        for doc in await _all(db, NotificationDocument.Settings.name):
-            notifications[doc["order_id"]][doc["type"]] += 1
+        for notice in await sources.notifications.notifications():
+            notifications[notice.order_id][notice.type] += 1
         return cls(
-            sagas={doc["_id"]: doc for doc in await _all(db, SAGA_COLLECTION)},
-            orders={doc["_id"]: doc for doc in await _all(db, OrderDocument.Settings.name)},
-            reservations={doc["_id"]: doc for doc in await _all(db, ReservationDocument.Settings.name)},
-            products=await _all(db, ProductDocument.Settings.name),
-            payments={doc["_id"]: doc for doc in await _all(db, PaymentDocument.Settings.name)},
-            ledger=await _all(db, GatewayTransactionDocument.Settings.name),
-            shipments={doc["_id"]: doc for doc in await _all(db, ShipmentDocument.Settings.name)},
+            sagas=await sources.sagas.statuses(),
+            orders={order.order_id: order for order in await sources.orders.orders()},
+            reservations={held.order_id: held for held in await sources.inventory.reservations()},
+            products=await sources.inventory.stock(),
+            payments={payment.order_id: payment for payment in await sources.payments.payments()},
+            ledger=await sources.payments.gateway_ledger(),
+            shipments={shipment.order_id: shipment for shipment in await sources.shipping.shipments()},
             notifications=notifications,
         )
 
 
-async def audit(db: AsyncDatabase[Record]) -> AuditReport:
-    """Audit the shop's database `db` (see the module docstring for the rules)."""
-    books = await _Books.read(db)
+async def audit(sources: AuditSources) -> AuditReport:
+    """Audit the books `sources` reads (see the module docstring for the rules)."""
+    books = await _Books.read(sources)
     report = AuditReport()
     report.counts = {
         "sagas": len(books.sagas),
@@ -158,7 +171,7 @@ async def audit(db: AsyncDatabase[Record]) -> AuditReport:
         "shipments": len(books.shipments),
         "gateway transactions": len(books.ledger),
     }
-    for status, count in Counter(order.get("status") for order in books.orders.values()).items():
+    for status, count in Counter(order.status for order in books.orders.values()).items():
         report.counts[f"orders.{status}"] = count
     _check_sagas(books, report)
     for order in books.orders.values():
@@ -167,32 +180,31 @@ async def audit(db: AsyncDatabase[Record]) -> AuditReport:
         _check_money(books, report)
         _check_stock(books, report)
     report.stock = {
-        doc["_id"]: {"available": doc.get("available", 0), "reserved": doc.get("reserved", 0)}
-        for doc in books.products
+        product.product_id: {"available": product.available, "reserved": product.reserved}
+        for product in books.products
     }
     return report
 
 
 def _check_sagas(books: _Books, report: AuditReport) -> None:
-    for saga in books.sagas.values():
-        status = saga.get("status")
+    for saga_id, status in books.sagas.items():
         if status in _ACTIVE_SAGA:
-            report.in_flight.append(saga["_id"])
+            report.in_flight.append(saga_id)
         elif status == "REQUIRES_ATTENTION":
-            report.parked.append(saga["_id"])
+            report.parked.append(saga_id)
         elif status not in _FINAL_SAGA:
-            report.add("saga.unknown_status", saga["_id"], f"status {status!r}")
+            report.add("saga.unknown_status", saga_id, f"status {status!r}")
     for order in books.orders.values():
-        if order.get("saga_id") not in books.sagas:
-            report.add("order.no_saga", order["_id"], f"its saga {order.get('saga_id')!r} does not exist")
+        if order.saga_id not in books.sagas:
+            report.add("order.no_saga", order.order_id, f"its saga {order.saga_id!r} does not exist")
 
 
-def _check_order(books: _Books, order: Record, report: AuditReport) -> None:
+def _check_order(books: _Books, order: OrderEntry, report: AuditReport) -> None:
     """The order against its saga and what every module holds for it."""
-    order_id, status = order["_id"], order.get("status")
+    order_id, status = order.order_id, order.status
     saga_statuses = {
-        str(books.sagas[saga_id].get("status"))
-        for saga_id in (order.get("saga_id"), order.get("cancel_saga_id"))
+        str(books.sagas[saga_id])
+        for saga_id in (order.saga_id, order.cancel_saga_id)
         if saga_id in books.sagas
     }
     if saga_statuses & (_ACTIVE_SAGA | {"REQUIRES_ATTENTION"}):
@@ -209,28 +221,28 @@ def _check_order(books: _Books, order: Record, report: AuditReport) -> None:
         _check_undone(books, order, notices, report)
 
 
-def _check_completed(books: _Books, order: Record, notices: Counter[str], report: AuditReport) -> None:
+def _check_completed(books: _Books, order: OrderEntry, notices: Counter[str], report: AuditReport) -> None:
     """A COMPLETED order: stock held, paid once, shipped, confirmed."""
-    order_id = order["_id"]
+    order_id = order.order_id
     reservation = _status(books.reservations.get(order_id))
     payment, shipment = books.payments.get(order_id), books.shipments.get(order_id)
     if reservation != "RESERVED":
         report.add("order.stock_not_held", order_id, f"COMPLETED but its reservation is {reservation}")
-    if _status(payment) != "COMPLETED":
+    if payment is None or payment.status != "COMPLETED":
         report.add("order.not_paid", order_id, f"COMPLETED but its payment is {_status(payment)}")
-    elif _field(payment, "payment_id") != order.get("payment_id"):
-        report.add("order.wrong_payment", order_id, f"it names {order.get('payment_id')}")
-    if _status(shipment) != "SCHEDULED":
+    elif payment.payment_id != order.payment_id:
+        report.add("order.wrong_payment", order_id, f"it names {order.payment_id}")
+    if shipment is None or shipment.status != "SCHEDULED":
         report.add("order.not_shipped", order_id, f"COMPLETED but its shipment is {_status(shipment)}")
-    elif _field(shipment, "shipping_id") != order.get("shipping_id"):
-        report.add("order.wrong_shipment", order_id, f"it names {order.get('shipping_id')}")
+    elif shipment.shipping_id != order.shipping_id:
+        report.add("order.wrong_shipment", order_id, f"it names {order.shipping_id}")
     if notices["ORDER_CONFIRMED"] != 1 or notices["ORDER_FAILED"]:
         report.add("order.notices", order_id, f"COMPLETED with notifications {dict(notices)}")
 
 
-def _check_undone(books: _Books, order: Record, notices: Counter[str], report: AuditReport) -> None:
+def _check_undone(books: _Books, order: OrderEntry, notices: Counter[str], report: AuditReport) -> None:
     """A FAILED or CANCELLED order: nothing held, nothing kept, the customer told once."""
-    order_id, status = order["_id"], order["status"]
+    order_id, status = order.order_id, order.status
     reservation = _status(books.reservations.get(order_id))
     payment = _status(books.payments.get(order_id))
     shipment = _status(books.shipments.get(order_id))
@@ -245,13 +257,8 @@ def _check_undone(books: _Books, order: Record, notices: Counter[str], report: A
         report.add("order.notices", order_id, f"{status} with notifications {dict(notices)}")
 
 
-def _status(doc: Record | None) -> str | None:
-    status = _field(doc, "status")
-    return None if status is None else str(status)
-
-
-def _field(doc: Record | None, name: str) -> Any:
-    return None if doc is None else doc.get(name)
+def _status(entry: ReservationEntry | PaymentEntry | ShipmentEntry | None) -> str | None:
+    return None if entry is None else entry.status
 
 
 def _check_money(books: _Books, report: AuditReport) -> None:
@@ -262,54 +269,53 @@ def _check_money(books: _Books, report: AuditReport) -> None:
     record names: an orphan. That is how a double charge shows.
     """
     refunded = _refunds(books.ledger)
-    payments = {doc.get("charge_key"): doc for doc in books.payments.values() if doc.get("charge_key")}
+    payments = {doc.charge_key: doc for doc in books.payments.values() if doc.charge_key}
     for charge in books.ledger:
-        if charge.get("kind") != "charge":
+        if charge.kind != "charge":
             continue
-        payment = payments.get(charge["_id"].removeprefix("charge:"))
-        captured = charge.get("amount_cents", 0) if charge.get("approved") else 0
+        payment = payments.get(charge.idempotency_key)
+        captured = charge.amount_cents if charge.approved else 0
         if payment is None:
             if captured:
-                report.add("money.orphan_charge", charge["_id"], "an approved charge with no payment record")
+                report.add(
+                    "money.orphan_charge", charge.transaction_id, "an approved charge with no payment record"
+                )
             continue
-        back = refunded[charge.get("reference", "")]
+        back = refunded[charge.reference]
         if back > captured:
-            report.add("money.over_refunded", payment["_id"], f"refunded {back} of {captured}")
+            report.add("money.over_refunded", payment.order_id, f"refunded {back} of {captured}")
         elif captured > back:
-            _check_kept(books.orders.get(payment["_id"]), captured - back, report)
+            _check_kept(books.orders.get(payment.order_id), captured - back, report)
 
 
-def _refunds(ledger: list[Record]) -> Counter[str]:
+def _refunds(ledger: list[GatewayEntry]) -> Counter[str | None]:
     """Cents refunded, by the reference of the charge refunded."""
-    refunded: Counter[str] = Counter()
-    for doc in ledger:
-        if doc.get("kind") == "refund" and doc.get("approved"):
-            refunded[doc.get("charge_reference", "")] += doc.get("amount_cents", 0)
+    refunded: Counter[str | None] = Counter()
+    for entry in ledger:
+        if entry.kind == "refund" and entry.approved:
+            refunded[entry.charge_reference] += entry.amount_cents
     return refunded
 
 
-def _check_kept(order: Record | None, kept: int, report: AuditReport) -> None:
+def _check_kept(order: OrderEntry | None, kept: int, report: AuditReport) -> None:
     """Money still captured for `order`: its total if COMPLETED, nothing if it was undone."""
     if order is None:
         return  # reported as a payment without an order
-    if order.get("status") == "COMPLETED" and kept != order.get("total_cents"):
-        report.add(
-            "money.wrong_amount", order["_id"], f"kept {kept} for a total of {order.get('total_cents')}"
-        )
-    if order.get("status") in ("FAILED", "CANCELLED"):
-        report.add("money.kept", order["_id"], f"{order['status']} but {kept} cents are still captured")
+    if order.status == "COMPLETED" and kept != order.total_cents:
+        report.add("money.wrong_amount", order.order_id, f"kept {kept} for a total of {order.total_cents}")
+    if order.status in ("FAILED", "CANCELLED"):
+        report.add("money.kept", order.order_id, f"{order.status} but {kept} cents are still captured")
 
 
 def _check_stock(books: _Books, report: AuditReport) -> None:
     """Each product's counters against the reservations held on it."""
     held: Counter[str] = Counter()
     for reservation in books.reservations.values():
-        if reservation.get("status") == "RESERVED":
-            for item in reservation.get("items", []):
-                held[item["product_id"]] += item["quantity"]
+        if reservation.status == "RESERVED":
+            for item in reservation.items:
+                held[item.product_id] += item.quantity
     for product in books.products:
-        product_id = product["_id"]
-        available, reserved = product.get("available", 0), product.get("reserved", 0)
+        product_id, available, reserved = product.product_id, product.available, product.reserved
         if available < 0 or reserved < 0:
             report.add("stock.negative", product_id, f"available {available}, reserved {reserved}")
         if reserved != held[product_id]:
@@ -318,14 +324,13 @@ def _check_stock(books: _Books, report: AuditReport) -> None:
                 product_id,
                 f"reserved {reserved}, held by orders {held[product_id]}",
             )
-        for marker in ("holds", "releases"):
-            pending = product.get(marker) or {}
+        for marker, pending in (("holds", product.pending_holds), ("releases", product.pending_releases)):
             if pending:
-                report.add("stock.unfinished", product_id, f"{marker} left for {sorted(pending)[:5]}")
+                report.add("stock.unfinished", product_id, f"{marker} left for {pending[:5]}")
 
 
-def build_router(db: AsyncDatabase[Record], auth: Authenticator) -> APIRouter:
-    """`GET /api/audit`: run the audit on this process's database (operators)."""
+def build_router(sources: AuditSources, auth: Authenticator) -> APIRouter:
+    """`GET /api/audit`: run the audit on the books `sources` reads (operators)."""
     router = APIRouter(tags=["operations"], dependencies=[Depends(auth.operator)])
 
     @router.get("/api/audit", response_model=AuditReport, responses=responses(401, 403, 503))
@@ -335,6 +340,6 @@ def build_router(db: AsyncDatabase[Record], auth: Authenticator) -> APIRouter:
         `ok` is true when every saga has settled and no rule is broken. Sagas in flight are
         listed, not counted as violations; money, stock and notices are judged once none is.
         """
-        return await audit(db)
+        return await audit(sources)
 
     return router

@@ -112,3 +112,11 @@ class SagaStore(Protocol):
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """Sagas matching `query`, newest first, and how many match in all."""
         ...
+
+    async def statuses(self) -> dict[str, str | None]:
+        """Every saga's id and status as stored, in one read (an audit's census of the store).
+
+        The status is the stored string, not parsed: a saga whose status this engine does not
+        know (a corrupted or foreign record) is reported, not refused; None if it has none.
+        """
+        ...

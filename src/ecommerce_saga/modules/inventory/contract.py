@@ -263,3 +263,63 @@ class InventoryService(Protocol):
             ProductNotFoundError: If there is no such product.
         """
         ...
+
+
+# The read port the consistency audit uses (`operations/audit.py`): the module's records as
+# stored, read whole, for rules that span modules. `books.py` implements it on the collections.
+
+
+class HeldQuantity(FrozenModel):
+    """A product and how many of its units a reservation names."""
+
+    product_id: str
+    quantity: int
+
+
+class ReservationEntry(FrozenModel):
+    """One order's reservation, as stored.
+
+    Attributes:
+        order_id: The order it belongs to; there is one reservation per order.
+        status: The stored status, unparsed (None if missing), so that a value no
+            `ReservationStatus` names is reported rather than refused.
+        items: The units it names, by product.
+    """
+
+    order_id: str
+    status: str | None
+    items: list[HeldQuantity]
+
+
+class StockEntry(FrozenModel):
+    """One product's stock counters, as stored, and the markers of moves still in progress.
+
+    Attributes:
+        product_id: The product.
+        available: Units that can be reserved.
+        reserved: Units held by reservations.
+        pending_holds: Orders (sorted) whose reservation moved units that its status does not
+            record yet; none once every reservation has settled.
+        pending_releases: The same for releases.
+    """
+
+    product_id: str
+    available: int
+    reserved: int
+    pending_holds: list[str] = Field(default_factory=list)
+    pending_releases: list[str] = Field(default_factory=list)
+
+
+class InventoryBooks(Protocol):
+    """The inventory module's read port: its records as stored, for the consistency audit.
+
+    Read-only and unpaged: each call reads one collection whole, in one pass.
+    """
+
+    async def stock(self) -> list[StockEntry]:
+        """Every product's counters and pending markers."""
+        ...
+
+    async def reservations(self) -> list[ReservationEntry]:
+        """Every reservation, whatever its status."""
+        ...

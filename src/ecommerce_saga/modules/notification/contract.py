@@ -316,3 +316,32 @@ class NotificationService(Protocol):
     async def list_notifications(self, query: NotificationFilter) -> Page[Notification]:
         """Notifications by customer, type and read status, newest first."""
         ...
+
+
+# The read port the consistency audit uses (`operations/audit.py`): the module's records as
+# stored, read whole, for rules that span modules. `books.py` implements it on the collection.
+
+
+class NotificationEntry(FrozenModel):
+    """One notification recorded for an order, as stored.
+
+    Attributes:
+        notification_id: The notification.
+        order_id: The order it is about.
+        type: Its kind, unparsed (``ORDER_CONFIRMED``, ``ORDER_FAILED``, ...).
+    """
+
+    notification_id: str
+    order_id: str
+    type: str
+
+
+class NotificationBooks(Protocol):
+    """The notification module's read port: its records as stored, for the consistency audit.
+
+    Read-only and unpaged: each call reads the collection whole, in one pass.
+    """
+
+    async def notifications(self) -> list[NotificationEntry]:
+        """Every notification, whatever its status."""
+        ...

@@ -292,3 +292,41 @@ class OrderService(Protocol):
             OrderNotCancellableError: If the order is not COMPLETED.
         """
         ...
+
+
+# The read port the consistency audit uses (`operations/audit.py`): the module's records as
+# stored, read whole, for rules that span modules. `books.py` implements it on the collection.
+
+
+class OrderEntry(FrozenModel):
+    """One order, as stored: what the audit holds the other modules' records against.
+
+    Attributes:
+        order_id: The order.
+        status: The stored status, unparsed (None if missing), so that a value no
+            `OrderStatus` names is reported rather than refused.
+        saga_id: The saga that placed it.
+        cancel_saga_id: The saga that cancelled it, if any.
+        payment_id: The payment it names, once paid.
+        shipping_id: The shipment it names, once scheduled.
+        total_cents: What it costs, in minor units.
+    """
+
+    order_id: str
+    status: str | None
+    saga_id: str | None
+    cancel_saga_id: str | None = None
+    payment_id: str | None = None
+    shipping_id: str | None = None
+    total_cents: int | None = None
+
+
+class OrderBooks(Protocol):
+    """The order module's read port: its records as stored, for the consistency audit.
+
+    Read-only and unpaged: each call reads the collection whole, in one pass.
+    """
+
+    async def orders(self) -> list[OrderEntry]:
+        """Every order, whatever its status."""
+        ...

@@ -351,3 +351,63 @@ class PaymentService(Protocol):
     async def list_payments(self, query: PaymentFilter) -> Page[Payment]:
         """Payments by customer, status and creation time, newest first."""
         ...
+
+
+# The read port the consistency audit uses (`operations/audit.py`): the module's records as
+# stored, read whole, for rules that span modules. `books.py` implements it on the collections.
+
+
+class PaymentEntry(FrozenModel):
+    """One order's payment record, as stored.
+
+    Attributes:
+        order_id: The order it is for; there is one payment record per order.
+        payment_id: The payment's id.
+        status: The stored status, unparsed (None if missing), so that a value no
+            `PaymentStatus` names is reported rather than refused.
+        charge_key: The idempotency key every gateway call for its charge uses; None on a
+            VOIDED record, which never reached the gateway.
+    """
+
+    order_id: str
+    payment_id: str | None
+    status: str | None
+    charge_key: str | None
+
+
+class GatewayEntry(FrozenModel):
+    """One entry of the payment gateway's own ledger: a charge or a refund, approved or not.
+
+    Attributes:
+        transaction_id: The ledger's id for it, ``<kind>:<idempotency key>``: one per key.
+        kind: ``charge`` or ``refund``, unparsed.
+        idempotency_key: The key of the gateway call; a charge's is its payment record's
+            `charge_key`, so a charge no record names is money taken outside the books.
+        reference: The gateway's reference for it.
+        charge_reference: For a refund, the reference of the charge it gives money back on.
+        amount_cents: The amount, in minor units.
+        approved: Whether the gateway approved it (only approved entries moved money).
+    """
+
+    transaction_id: str
+    kind: str | None
+    idempotency_key: str
+    reference: str | None
+    charge_reference: str | None
+    amount_cents: int
+    approved: bool
+
+
+class PaymentBooks(Protocol):
+    """The payment module's read port: its records as stored, for the consistency audit.
+
+    Read-only and unpaged: each call reads one collection whole, in one pass.
+    """
+
+    async def payments(self) -> list[PaymentEntry]:
+        """Every payment record, whatever its status."""
+        ...
+
+    async def gateway_ledger(self) -> list[GatewayEntry]:
+        """Every charge and refund the gateway recorded."""
+        ...

@@ -181,3 +181,33 @@ class ShippingService(Protocol):
     async def list_shipments(self, query: ShipmentFilter) -> Page[Shipment]:
         """Shipments by customer, status and creation time, newest first."""
         ...
+
+
+# The read port the consistency audit uses (`operations/audit.py`): the module's records as
+# stored, read whole, for rules that span modules. `books.py` implements it on the collection.
+
+
+class ShipmentEntry(FrozenModel):
+    """One order's shipment, as stored.
+
+    Attributes:
+        order_id: The order it is for; there is one shipment per order.
+        shipping_id: The shipment's id.
+        status: The stored status, unparsed (None if missing), so that a value no
+            `ShipmentStatus` names is reported rather than refused.
+    """
+
+    order_id: str
+    shipping_id: str | None
+    status: str | None
+
+
+class ShippingBooks(Protocol):
+    """The shipping module's read port: its records as stored, for the consistency audit.
+
+    Read-only and unpaged: each call reads the collection whole, in one pass.
+    """
+
+    async def shipments(self) -> list[ShipmentEntry]:
+        """Every shipment, whatever its status."""
+        ...

@@ -139,3 +139,7 @@ class InMemorySagaStore:
         matches.sort(key=lambda s: (s.created_at, s.saga_id), reverse=True)
         page = matches[query.skip : query.skip + query.limit]
         return [s.model_copy(deep=True) for s in page], len(matches)
+
+    async def statuses(self) -> dict[str, str | None]:
+        """See `SagaStore.statuses`."""
+        return {saga_id: str(state.status) for saga_id, state in self._sagas.items()}

@@ -23,6 +23,9 @@ from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
 
+DEFAULT_COLLECTION = "sagas"
+"""The collection a store keeps its sagas in unless its user names another."""
+
 
 def _expired(now_ms: int) -> dict[str, Any]:
     """Active sagas whose lease has expired."""
@@ -67,7 +70,7 @@ def _outages_as_store_errors(
 
 
 class MongoSagaStore:
-    """Saga state in one MongoDB collection (default ``sagas``)."""
+    """Saga state in one MongoDB collection (`DEFAULT_COLLECTION`, ``sagas``, unless named otherwise)."""
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         # Read datetimes back timezone-aware whatever the client's options: the engine compares
@@ -217,3 +220,14 @@ class MongoSagaStore:
             .limit(query.limit)
         )
         return [self._from_doc(doc) async for doc in cursor], total
+
+    @_outages_as_store_errors
+    async def statuses(self) -> dict[str, str | None]:
+        """See `SagaStore.statuses`."""
+        cursor = self._collection.find({}, projection={"status": 1})
+        return {doc["_id"]: _stored_status(doc) async for doc in cursor}
+
+
+def _stored_status(doc: dict[str, Any]) -> str | None:
+    status = doc.get("status")
+    return None if status is None else str(status)
