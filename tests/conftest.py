@@ -16,18 +16,23 @@ from ecommerce_saga.db.embedded import EmbeddedMongo
 
 PROCESS_FOLDERS = frozenset({"e2e", "chaos"})
 """Test folders whose every test starts the app as a process."""
+CHAOS_TIMEOUT_SECONDS = 900
+"""The hang guard of a chaos test (pytest-timeout; the others have pyproject's 300 s). A chaos test
+restarts processes many times under load; on a busy machine that takes minutes, not a hang."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark `e2e` every test that starts a process: the app (e2e, chaos) or the database (`mongo_url`).
 
     Marked by rule rather than by hand, so that no new test can forget it; `make test-fast` runs
-    the rest (`-m "not e2e"`).
+    the rest (`-m "not e2e"`). Chaos tests get a longer hang guard (CHAOS_TIMEOUT_SECONDS).
     """
     for item in items:
-        starts_processes = Path(str(item.path)).parent.name in PROCESS_FOLDERS
-        if starts_processes or "mongo_url" in getattr(item, "fixturenames", ()):
+        folder = Path(str(item.path)).parent.name
+        if folder in PROCESS_FOLDERS or "mongo_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+        if folder == "chaos":
+            item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT_SECONDS))
 
 
 def process_is_alive(pid: int) -> bool:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ecommerce_saga.db.embedded import EmbeddedMongo, free_port
 from tests.chaos.load import (
@@ -83,7 +82,6 @@ async def _outage_under_load(
     return seen
 
 
-@pytest.mark.timeout(240)
 def test_answers_503_while_the_database_is_down_and_finishes_everything_after(tmp_path: Path) -> None:
     server = EmbeddedMongo(data_dir=tmp_path / "db", port=free_port())
     server.start()

@@ -140,7 +140,6 @@ def _first_order(client: httpx.Client, catalog: Catalog) -> str:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize("topology", ["monolith", "split"])
 def test_answers_every_request_within_the_bound_while_the_database_is_frozen(
     topology: str, tmp_path: Path

@@ -111,7 +111,6 @@ def _servers_on(data_dir: Path) -> list[int]:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)
 def test_every_restart_succeeds_when_the_shop_is_killed_and_started_at_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     stranger = subprocess.Popen(["sleep", "300"])

@@ -57,7 +57,6 @@ async def _relay_outage_under_load(smtp: TestSmtpServer, load: LoadGenerator) ->
     return {order_id for order_id in during if order_id}
 
 
-@pytest.mark.timeout(240)
 def test_keeps_completing_orders_and_mails_every_notice_once_when_the_relay_is_down(
     mongo_url: str, tmp_path: Path
 ) -> None:
