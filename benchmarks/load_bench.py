@@ -405,6 +405,7 @@ def draw_chart(rows: list[Row], baselines: dict[int, dict[str, float]], path: Pa
 
         matplotlib.use("Agg")
         from matplotlib import pyplot  # noqa: PLC0415
+        from matplotlib.ticker import NullLocator  # noqa: PLC0415
     except ImportError:
         return f"no chart: matplotlib is missing (.venv/bin/pip install -e '.[bench]'); {path} unchanged"
     figure, (throughput, latency) = pyplot.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
@@ -425,6 +426,7 @@ def draw_chart(rows: list[Row], baselines: dict[int, dict[str, float]], path: Pa
     latency.set(title="Latency: p50 solid, p99 dashed (log scale)", ylabel="ms", yscale="log")
     for axes in (throughput, latency):
         axes.set(xlabel="concurrency (wrk connections)", xscale="log")
+        axes.xaxis.set_minor_locator(NullLocator())  # a log axis labels 2x10^1...: only the levels run
         axes.set_xticks(xs, [str(x) for x in xs])
         axes.grid(alpha=0.3)
     throughput.legend(fontsize=8)

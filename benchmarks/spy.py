@@ -3,11 +3,13 @@
 `sampling(...)` starts one ``py-spy record`` per process for the length of a run and leaves each
 process's collapsed stacks in a file; `summarize(...)` sums the samples of such files by the part
 of the request they were spent in (`PARTS`): each sample is charged to the innermost frame that
-belongs to one of them, so "the HTTP client" is time spent inside httpx/httpcore, not the caller's.
+belongs to one of them, so "the HTTP client" is time spent inside aiohttp/httpx, not the caller's.
 
 py-spy (``pip install py-spy``) needs ptrace rights on the processes (root, or
-``kernel.yama.ptrace_scope=0``). It samples only threads that are running (idle is left out), so
-a part's samples are its CPU time, give or take the sampling.
+``kernel.yama.ptrace_scope=0``). It leaves out threads that sleep (an event loop waiting in
+epoll), but counts a thread that is runnable and waiting for a core: on a loaded machine the
+samples are more than the CPU time, most of the surplus in "event loop" (a process that has just
+woken up, still inside uvloop's C code). Read the parts as shares, not as CPU to the millisecond.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("FastAPI telemetry hooks", ("fastapi/telemetry/",)),
     ("JSON encode/decode (stdlib json, orjson)", ("/json/", "orjson")),
     ("pydantic (validation, serialization)", ("pydantic/", "pydantic_core/")),
-    ("HTTP client (httpx, httpcore)", ("httpx/", "httpcore/", "h11/")),
+    ("HTTP client (aiohttp, httpx)", ("aiohttp/", "yarl/", "multidict/", "httpx/", "httpcore/", "h11/")),
     ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools/")),
     ("FastAPI routing, dependencies", ("fastapi/",)),
     ("Starlette (routing, middleware, responses)", ("starlette/",)),
@@ -115,7 +117,7 @@ def summary_table(title: str, files: dict[str, Path], orders: int) -> str:
     names = [name for name, _ in PARTS] + [OTHER]
     per_order = 1000 / RATE / max(orders, 1)
     lines = [
-        f"{title}: py-spy, {RATE} samples/s per process; CPU ms per order ({orders} orders answered)\n",
+        f"{title}: py-spy, {RATE} samples/s per process; ms of samples per order answered ({orders})\n",
         "| part | " + " | ".join(by_process) + " | all |",
         "|---|" + "---:|" * (len(by_process) + 1),
     ]
