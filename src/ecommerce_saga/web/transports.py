@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Query = Sequence[tuple[str, str]]
 
@@ -96,18 +98,27 @@ class AiohttpTransport:
 
     def __init__(self, base_url: str, timeout: float, max_connections: int = 100) -> None:
         self._base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=min(timeout, 2.0), sock_read=timeout
-        )
+        self._timeout = timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._client_error: type[Exception] = Exception  # aiohttp.ClientError, once aiohttp is loaded
 
     def _open(self) -> aiohttp.ClientSession:
+        # imported here: a process that calls no other module (the monolith) never loads aiohttp
+        import aiohttp  # noqa: PLC0415
+
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=self._timeout,
+                sock_connect=min(self._timeout, 2.0),
+                sock_read=self._timeout,
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+            self._client_error = aiohttp.ClientError
         return self._session
 
     async def send(
@@ -120,7 +131,7 @@ class AiohttpTransport:
                 method, self._base_url + path, data=body, params=query or None, headers=headers
             ) as response:
                 return Answer(response.status, response.reason or "", await response.read())
-        except aiohttp.ClientError as exc:  # refused, dropped, timed out (ServerTimeoutError)
+        except self._client_error as exc:  # refused, dropped, timed out (ServerTimeoutError)
             raise TransportError(type(exc).__name__, str(exc)) from exc
 
     async def aclose(self) -> None:
