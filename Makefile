@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := src tests benchmarks examples
 
-.PHONY: run run-split demo check coverage lint fmt typecheck imports test test-fast bench install clean
+.PHONY: run run-split demo check coverage lint fmt typecheck imports test test-fast bench bench-load install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ coverage: $(STAMP)  ## the test suite under coverage (branches), with a report
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_bench.py
+
+bench-load: $(STAMP)  ## the load benchmark and its chart (docs/images/load-bench.png); installs wrk, matplotlib, py-spy
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/load_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

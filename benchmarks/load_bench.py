@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/load_bench.py [--seconds 10] [--concurrency 1 16 64]
         [--topologies monolith monolith-2w split] [--url mongodb://...] [--chart docs/images/load-bench.png]
+        [--profile DIR]
 
 Topologies, all on one database:
 
@@ -19,6 +20,11 @@ topology's processes' (all of them, worker children included) and the embedded d
 
 The machine, the numbers and the observed outcomes go to stdout as markdown; a chart (throughput
 and latency against concurrency) is saved when matplotlib is installed (``pip install -e '.[bench]'``).
+With ``--profile DIR`` every process of the topology is sampled by py-spy (``pip install py-spy``;
+it needs ptrace rights) during each measured run, and what each process spent its samples on is
+summed by part of the request (see ``summarize_profile``) into ``DIR/summary.md``; the raw
+collapsed stacks stay in DIR. Sampling costs CPU: compare profiled runs only with profiled runs.
+
 It measures; it asserts nothing.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -43,6 +50,7 @@ import httpx
 from pymongo import MongoClient
 from pymongo.database import Database
 
+import spy
 from ecommerce_saga.db.embedded import free_port
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
 from ecommerce_saga.saga import SagaStatus
@@ -169,6 +177,8 @@ class Deployment:
     order_url: str
     inventory_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    """Each process's name (its module in split mode), in the order of `processes`."""
 
     def cpu_seconds(self) -> float:
         """CPU time of every process of the topology (worker children included)."""
@@ -184,7 +194,7 @@ def start_topology(name: str, mongo_url: str, db: str, work: Path) -> Deployment
     """Start `name` on database `db` and wait until every process is ready."""
     if name != "split":
         process, url = start_app(mongo_url, db, work / f"{name}.log", workers=2 if name.endswith("2w") else 1)
-        return Deployment(url, url, [process])
+        return Deployment(url, url, [process], [name])
     urls = {module: f"http://127.0.0.1:{free_port()}" for module in MODULE_NAMES}
     deployment = Deployment(urls["order"], urls["inventory"])
     try:
@@ -195,6 +205,7 @@ def start_topology(name: str, mongo_url: str, db: str, work: Path) -> Deployment
                 env={"SHOP_MODULES": module, **others},
             )  # fmt: skip
             deployment.processes.append(process)
+            deployment.names.append(module)
         for module, process in zip(MODULE_NAMES, deployment.processes, strict=True):
             wait_ready(urls[module], process, work / f"split-{module}.log")
     except BaseException:
@@ -251,9 +262,13 @@ def outcomes(db: Database[dict[str, Any]], customer_id: str) -> Counter[str]:
 
 def measure(
     name: str, deployment: Deployment, db: Database[dict[str, Any]], *, db_pid: int | None, concurrency: int,
-    seconds: int, script: Path,
+    seconds: int, script: Path, profile: Path | None = None,
 ) -> Row:  # fmt: skip
-    """Warm up, then load the order service for `seconds` and settle; CPU spans the run and the settling."""
+    """Warm up, then load the order service for `seconds` and settle; CPU spans the run and the settling.
+
+    With `profile`, every process is sampled during the measured run (not the settling) and a
+    summary is appended to `profile`/summary.md.
+    """
     url = f"{deployment.order_url}/api/orders"
     run_wrk(
         url, concurrency, WARMUP_SECONDS, script, "load-bench-warm-up", customer_token("load-bench-warm-up")
@@ -265,7 +280,15 @@ def measure(
         return tree_cpu_seconds([db_pid]) if db_pid else 0.0
 
     app_before, db_before = deployment.cpu_seconds(), db_cpu()
-    result = run_wrk(url, concurrency, seconds, script, customer, customer_token(customer))
+    with contextlib.ExitStack() as stack:
+        if profile is not None:
+            pids = dict(zip(deployment.names, (p.pid for p in deployment.processes), strict=True))
+            files = stack.enter_context(spy.sampling(pids, seconds, profile / f"{name}-c{concurrency}"))
+        result = run_wrk(url, concurrency, seconds, script, customer, customer_token(customer))
+    if profile is not None:
+        answered = sum(result.counts.values())
+        with (profile / "summary.md").open("a") as out:
+            out.write(spy.summary_table(f"\n{TOPOLOGIES[name]}, c={concurrency}", files, answered) + "\n")
     unsettled = settle(db)
     app_ms, db_ms = (deployment.cpu_seconds() - app_before) * 1000, (db_cpu() - db_before) * 1000
     placed = outcomes(db, customer)
@@ -277,8 +300,9 @@ def measure(
 
 
 def run_topology(
-    name: str, mongo_url: str, *, db_pid: int | None, concurrencies: list[int], seconds: int, work: Path
-) -> list[Row]:
+    name: str, mongo_url: str, *, db_pid: int | None, concurrencies: list[int], seconds: int, work: Path,
+    profile: Path | None = None,
+) -> list[Row]:  # fmt: skip
     """Every concurrency level against one deployment of `name`, on a database of its own."""
     db_name = f"load_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     script = work / "mix.lua"
@@ -303,6 +327,7 @@ def run_topology(
                     concurrency=concurrency,
                     seconds=seconds,
                     script=script,
+                    profile=profile,
                 )
             )
         return rows
@@ -380,6 +405,7 @@ def draw_chart(rows: list[Row], baselines: dict[int, dict[str, float]], path: Pa
 
         matplotlib.use("Agg")
         from matplotlib import pyplot  # noqa: PLC0415
+        from matplotlib.ticker import NullLocator  # noqa: PLC0415
     except ImportError:
         return f"no chart: matplotlib is missing (.venv/bin/pip install -e '.[bench]'); {path} unchanged"
     figure, (throughput, latency) = pyplot.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
@@ -400,6 +426,7 @@ def draw_chart(rows: list[Row], baselines: dict[int, dict[str, float]], path: Pa
     latency.set(title="Latency: p50 solid, p99 dashed (log scale)", ylabel="ms", yscale="log")
     for axes in (throughput, latency):
         axes.set(xlabel="concurrency (wrk connections)", xscale="log")
+        axes.xaxis.set_minor_locator(NullLocator())  # a log axis labels 2x10^1...: only the levels run
         axes.set_xticks(xs, [str(x) for x in xs])
         axes.grid(alpha=0.3)
     throughput.legend(fontsize=8)
@@ -424,6 +451,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--topologies", nargs="+", choices=list(TOPOLOGIES), default=list(TOPOLOGIES))
     parser.add_argument("--url", help="a MongoDB URL (default: an embedded server in a temp folder)")
     parser.add_argument("--chart", type=Path, default=CHART, help=f"where the PNG goes (default {CHART})")
+    parser.add_argument(
+        "--profile", type=Path, help="sample every app process with py-spy during the runs; results in DIR"
+    )
     return parser.parse_args()
 
 
@@ -441,6 +471,7 @@ def measure_all(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[i
                 concurrencies=args.concurrency,
                 seconds=args.seconds,
                 work=work,
+                profile=args.profile,
             )
         for concurrency in args.concurrency:
             progress(f"baseline, concurrency {concurrency}")
@@ -467,6 +498,8 @@ def main() -> int:
     print("\nBaseline (PyMongo writes only: no API, saga or idempotency; every order succeeds):\n")
     print_baseline_table(baselines)
     print(f"\n{draw_chart(rows, baselines, args.chart)}")
+    if args.profile is not None:
+        print(f"profiles: {args.profile}/summary.md")
     progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
+import pydantic_core
 from pydantic import BaseModel
 
 from ecommerce_saga.saga import StoreUnavailableError, current_step
 from ecommerce_saga.shared.contracts import ContractError, ServiceUnavailableError
 from ecommerce_saga.web.problems import DATABASE_UNAVAILABLE
+from ecommerce_saga.web.transports import AiohttpTransport, Answer, HttpxTransport, Transport, TransportError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,16 +44,21 @@ class ServiceClient:
 
     Args:
         name: The module's name, for error messages.
-        http: An `httpx.AsyncClient` whose `base_url` is the module's URL (pooled, with timeouts).
+        http: How requests reach the module (`http_client`: pooled, with timeouts), or an
+            `httpx.AsyncClient` whose `base_url` is the module's URL (in-process apps, tests).
         token: The service token, sent as a bearer token.
         trace_headers: Returns headers that propagate the current trace (e.g. `traceparent`).
     """
 
     def __init__(
-        self, name: str, http: httpx.AsyncClient, token: str, trace_headers: TraceHeaders = _no_trace_headers
+        self,
+        name: str,
+        http: Transport | httpx.AsyncClient,
+        token: str,
+        trace_headers: TraceHeaders = _no_trace_headers,
     ) -> None:
         self.name = name
-        self._http = http
+        self._http = HttpxTransport(http) if isinstance(http, httpx.AsyncClient) else http
         self._auth = {"Authorization": f"Bearer {token}"}
         self._trace_headers = trace_headers
 
@@ -61,36 +68,50 @@ class ServiceClient:
         path: str,
         model: type[M],
         *,
-        json: Any = None,
+        json: BaseModel | Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> M:
-        """Send a request and parse the answer as `model`, raising the contract error it carries."""
+        """Send a request and parse the answer as `model`, raising the contract error it carries.
+
+        `json` is the body: a model is serialized by pydantic straight to JSON bytes, as the
+        router's response is (no dict, no `json.dumps`).
+        """
         headers = {**self._auth, **self._trace_headers()}
         step = current_step()
         if step is not None:
             headers[SAGA_ID_HEADER] = step.saga_id
-        query = {key: value for key, value in (params or {}).items() if value is not None}
+        body = None
+        if json is not None:
+            body = (
+                json.model_dump_json().encode()
+                if isinstance(json, BaseModel)
+                else pydantic_core.to_json(json)
+            )
+            headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, path, json=json, params=query, headers=headers)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"{self.name} service unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise self._error(response)
-        return model.model_validate_json(response.content)
+            answer = await self._http.send(method, path, body=body, query=_query(params), headers=headers)
+        except TransportError as exc:
+            # chained to the client library's own error, as it was raised
+            raise ServiceUnavailableError(f"{self.name} service unreachable: {exc.kind}") from (
+                exc.__cause__ or exc
+            )
+        if answer.status >= 400:
+            raise self._error(answer)
+        return model.model_validate_json(answer.body)
 
-    def _error(self, response: httpx.Response) -> ContractError | StoreUnavailableError:
+    def _error(self, answer: Answer) -> ContractError | StoreUnavailableError:
         try:
-            problem = response.json()
+            problem = pydantic_core.from_json(answer.body)
         except ValueError:
             problem = {}
         code = problem.get("code") if isinstance(problem, dict) else None
-        detail = str(problem.get("detail") or response.reason_phrase) if isinstance(problem, dict) else ""
-        if response.status_code == 503 and code == DATABASE_UNAVAILABLE:
+        detail = str(problem.get("detail") or answer.reason) if isinstance(problem, dict) else ""
+        if answer.status == 503 and code == DATABASE_UNAVAILABLE:
             return StoreUnavailableError(f"the {self.name} service's database is unavailable")
         error_class = ContractError.registry.get(code or "")
-        if response.status_code >= 500 and (error_class is None or not error_class.retryable):
+        if answer.status >= 500 and (error_class is None or not error_class.retryable):
             # a crash, a proxy's 502/504, or an overloaded service: worth trying again later
-            return ServiceUnavailableError(f"{self.name} service answered {response.status_code}: {detail}")
+            return ServiceUnavailableError(f"{self.name} service answered {answer.status}: {detail}")
         error_class = error_class or RemoteError
         extra = (
             {k: v for k, v in problem.items() if k not in _PROBLEM_FIELDS}
@@ -107,10 +128,16 @@ class ServiceClient:
 _PROBLEM_FIELDS = {"type", "title", "status", "code", "detail", "instance", "invalid_params"}
 
 
-def http_client(base_url: str, timeout: float, max_connections: int = 100) -> httpx.AsyncClient:
-    """A pooled async client with connect/read timeouts for service-to-service calls."""
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-    )
+def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Query parameters as strings (booleans as ``true``/``false``); None values left out."""
+    query = []
+    for key, value in (params or {}).items():
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if item is not None:
+                query.append((key, str(item).lower() if isinstance(item, bool) else str(item)))
+    return query
+
+
+def http_client(base_url: str, timeout: float, max_connections: int = 100) -> Transport:
+    """Pooled, kept-alive connections to a module, with connect/read timeouts: service-to-service calls."""
+    return AiohttpTransport(base_url, timeout, max_connections)

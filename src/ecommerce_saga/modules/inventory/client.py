@@ -26,20 +26,15 @@ class HttpInventoryService:
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
         """See `InventoryService.quote`."""
-        body = QuoteRequest(items=items).model_dump(mode="json")
-        return await self._client.call("POST", "/api/inventory/quote", Quote, json=body)
+        return await self._client.call("POST", "/api/inventory/quote", Quote, json=QuoteRequest(items=items))
 
     async def reserve(self, command: ReserveItems) -> Reservation:
         """See `InventoryService.reserve`."""
-        return await self._client.call(
-            "POST", "/api/inventory/reserve", Reservation, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/inventory/reserve", Reservation, json=command)
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
-        return await self._client.call(
-            "POST", "/api/inventory/release", Reservation, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/inventory/release", Reservation, json=command)
 
     async def get_product(self, product_id: str) -> Product:
         """See `InventoryService.get_product`."""
@@ -54,12 +49,8 @@ class HttpInventoryService:
 
     async def create_product(self, product: NewProduct) -> Product:
         """See `InventoryService.create_product` (needs the admin token on the remote side)."""
-        return await self._client.call(
-            "POST", "/api/inventory", Product, json=product.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/inventory", Product, json=product)
 
     async def restock(self, product_id: str, restock: Restock) -> Product:
         """See `InventoryService.restock` (needs the admin token on the remote side)."""
-        return await self._client.call(
-            "POST", f"/api/inventory/{product_id}/restock", Product, json=restock.model_dump(mode="json")
-        )
+        return await self._client.call("POST", f"/api/inventory/{product_id}/restock", Product, json=restock)

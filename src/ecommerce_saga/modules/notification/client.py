@@ -20,15 +20,11 @@ class HttpNotificationService:
 
     async def send(self, command: SendNotification) -> Notification:
         """See `NotificationService.send`."""
-        return await self._client.call(
-            "POST", "/api/notifications/send", Notification, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/notifications/send", Notification, json=command)
 
     async def cancel(self, command: CancelNotification) -> Notification:
         """See `NotificationService.cancel`."""
-        return await self._client.call(
-            "POST", "/api/notifications/cancel", Notification, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/notifications/cancel", Notification, json=command)
 
     async def mark_read(self, notification_id: str) -> Notification:
         """See `NotificationService.mark_read`."""

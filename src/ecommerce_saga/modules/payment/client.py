@@ -28,15 +28,11 @@ class HttpPaymentService:
 
     async def charge(self, command: ChargePayment) -> Payment:
         """See `PaymentService.charge`."""
-        return await self._client.call(
-            "POST", "/api/payments/process", Payment, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/payments/process", Payment, json=command)
 
     async def refund(self, command: RefundPayment) -> Payment:
         """See `PaymentService.refund`."""
-        return await self._client.call(
-            "POST", "/api/payments/refund", Payment, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/payments/refund", Payment, json=command)
 
     async def get_payment(self, payment_id: str) -> Payment:
         """See `PaymentService.get_payment`."""

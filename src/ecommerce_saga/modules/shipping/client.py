@@ -20,15 +20,11 @@ class HttpShippingService:
 
     async def schedule(self, command: ScheduleShipment) -> Shipment:
         """See `ShippingService.schedule`."""
-        return await self._client.call(
-            "POST", "/api/shipping/schedule", Shipment, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/shipping/schedule", Shipment, json=command)
 
     async def cancel(self, command: CancelShipment) -> Shipment:
         """See `ShippingService.cancel`."""
-        return await self._client.call(
-            "POST", "/api/shipping/cancel", Shipment, json=command.model_dump(mode="json")
-        )
+        return await self._client.call("POST", "/api/shipping/cancel", Shipment, json=command)
 
     async def get_shipment(self, shipping_id: str) -> Shipment:
         """See `ShippingService.get_shipment`."""
