@@ -32,6 +32,7 @@ from ecommerce_saga.modules.notification.contract import NotificationService, Ou
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS as NOTIFICATION_DOCUMENTS
 from ecommerce_saga.modules.notification.mail import MailRenderer, ShopMail
 from ecommerce_saga.modules.notification.outbox import FileOutbox, OutboxSender
+from ecommerce_saga.modules.notification.repository import BeanieNotificationRepository
 from ecommerce_saga.modules.notification.sender import NotificationSender
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
@@ -234,7 +235,9 @@ def build_notifications(settings: Settings) -> tuple[LocalNotificationService, O
         logger.info("no SHOP_SMTP_HOST: notifications go to the development outbox",
                     extra={"outbox": str(settings.outbox_dir)})  # fmt: skip
     timeout = settings.smtp_timeout_seconds * 4  # connect, greet, TLS, login, data: a few round trips
-    service = LocalNotificationService(sender, send_timeout_seconds=timeout, message_domain=shop.domain)
+    service = LocalNotificationService(
+        BeanieNotificationRepository(), sender, send_timeout_seconds=timeout, message_domain=shop.domain
+    )
     return service, outbox
 
 
