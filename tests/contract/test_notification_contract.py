@@ -53,8 +53,12 @@ class FakeSender:
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.refusal: str | None = None
+        self.screened_out: str | None = None
         self.calls: list[Notification] = []
         self.delivered: list[Notification] = []
+
+    def screen(self, notification: Notification) -> str | None:
+        return self.screened_out
 
     async def send(self, notification: Notification) -> str:
         self.calls.append(notification)
@@ -292,6 +296,22 @@ class NotificationServiceContract:
         )  # fmt: skip
         assert again == failed
         assert len(sender.calls) == 1
+
+    async def test_records_failed_and_never_tries_when_the_sender_screens_it_out(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        sender.screened_out = "no email address"
+
+        failed = await service.send(_send(order_id))
+        again = await service.send(_send(order_id, attempt=2))
+
+        assert (failed.status, failed.delivery_reply, failed.sent_at) == (
+            NotificationStatus.FAILED, "no email address", None,
+        )  # fmt: skip
+        assert again == failed
+        assert await service.get_notification(failed.notification_id) == failed
+        assert sender.calls == []
 
     async def test_pages_newest_first_when_listing(self, service: NotificationService) -> None:
         customer_id = _id("cus")

@@ -28,6 +28,9 @@ from tests.fakes.support import Journal, Outage
 class AcceptingSender:
     """A `NotificationSender` whose channel accepts everything."""
 
+    def screen(self, notification: Notification) -> None:
+        """Nothing is refused."""
+
     async def send(self, notification: Notification) -> str:
         """Accept `notification`."""
         return "250 accepted"

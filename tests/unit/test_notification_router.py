@@ -28,6 +28,9 @@ class FlakySender:
     def __init__(self) -> None:
         self.failures = 0
 
+    def screen(self, notification: Notification) -> None:
+        return None
+
     async def send(self, notification: Notification) -> None:
         if self.failures > 0:
             self.failures -= 1

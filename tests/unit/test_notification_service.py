@@ -28,6 +28,9 @@ class FakeSender:
         self.delivered: list[Notification] = []
         self.during_send: Callable[[str], Awaitable[object]] | None = None
 
+    def screen(self, notification: Notification) -> None:
+        return None
+
     async def send(self, notification: Notification) -> None:
         if self.during_send is not None:
             await self.during_send(notification.notification_id)
@@ -37,12 +40,18 @@ class FakeSender:
 class CrashingSender:
     """A sender whose worker dies mid-send: nothing after the send is written."""
 
+    def screen(self, notification: Notification) -> None:
+        return None
+
     async def send(self, notification: Notification) -> None:
         raise asyncio.CancelledError
 
 
 class HangingSender:
     """A sender that never answers."""
+
+    def screen(self, notification: Notification) -> None:
+        return None
 
     async def send(self, notification: Notification) -> None:
         await asyncio.Event().wait()

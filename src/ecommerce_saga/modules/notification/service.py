@@ -5,7 +5,9 @@ a short lease (so that concurrent calls send it once), handed to the sender, and
 the channel's reply only once the channel accepted it. If the sender fails in a way that may pass,
 the record stays PENDING (with `last_error`) and the call raises a retryable error; the saga engine
 retries, and the retry sends the same record again. If the channel refuses it for good, the record
-is FAILED with the reply and the call returns it: a refused email never fails an order.
+is FAILED with the reply and the call returns it: a refused email never fails an order. A
+notification the sender screens out before any attempt (an email without an address) is recorded
+FAILED with that reply in the one insert, and never claimed.
 
 A call that finds the record claimed by another raises the same retryable error, unless it is a
 later attempt under the claim's own idempotency key: a saga retries a step only once the earlier
@@ -119,6 +121,17 @@ def _notification(doc: NotificationRecord) -> Notification:
     )
 
 
+def _refused(doc: NotificationRecord) -> None:
+    logger.warning(
+        "notification refused for good",
+        extra={
+            "notification_id": doc.notification_id,
+            "order_id": doc.order_id,
+            "notification_type": doc.type,
+        },
+    )
+
+
 class LocalNotificationService:
     """`NotificationService` on a `NotificationRepository`, delivering through a `NotificationSender`."""
 
@@ -194,8 +207,14 @@ class LocalNotificationService:
             recipient=command.recipient, order=command.order, idempotency_key=command.idempotency_key,
             message_id=message_id(command.idempotency_key, self._message_domain),
         )  # fmt: skip
+        refusal = self._sender.screen(_notification(doc))
+        if refusal is not None:  # nothing the channel would take: recorded FAILED in one write, unclaimed
+            doc.status, doc.delivery_reply, doc.claimed_until_ms = NotificationStatus.FAILED, refusal, 0
         stored = await self._records.add(doc)  # add first: a repeated send finds the record in the way
-        return stored, stored.notification_id == doc.notification_id
+        inserted = stored.notification_id == doc.notification_id
+        if inserted and refusal is not None:
+            _refused(doc)
+        return stored, inserted
 
     async def _claim(self, notification_id: str, command: SendNotification) -> bool:
         """Take the unsent record for as long as a send may take; False if another call holds it.
@@ -216,14 +235,7 @@ class LocalNotificationService:
         try:
             reply = await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
         except DeliveryRefusedError as exc:  # for good: recorded, not raised (the order goes on)
-            logger.warning(
-                "notification refused for good",
-                extra={
-                    "notification_id": notification_id,
-                    "order_id": doc.order_id,
-                    "notification_type": doc.type,
-                },
-            )
+            _refused(doc)
             return await self._update(
                 notification_id, _outcome(NotificationStatus.FAILED, exc.reply), known=doc
             )
