@@ -35,15 +35,20 @@ from ecommerce_saga.modules.notification.contract import NotificationService, Ou
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS as NOTIFICATION_DOCUMENTS
 from ecommerce_saga.modules.notification.mail import MailRenderer, ShopMail
 from ecommerce_saga.modules.notification.outbox import FileOutbox, OutboxSender
+from ecommerce_saga.modules.notification.repository import (
+    BeanieNotificationRepository,
+    NotificationRepository,
+)
 from ecommerce_saga.modules.notification.sender import NotificationSender
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
 from ecommerce_saga.modules.order.books import MongoOrderBooks
 from ecommerce_saga.modules.order.contract import OrderService
 from ecommerce_saga.modules.order.documents import DOCUMENT_MODELS as ORDER_DOCUMENTS
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import BeanieOrderRepository, OrderRepository
 from ecommerce_saga.modules.order.saga import OrderSagas, ParkedOrderMarker
 from ecommerce_saga.modules.order.service import LocalOrderService
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.books import MongoPaymentBooks
 from ecommerce_saga.modules.payment.client import HttpPaymentService
 from ecommerce_saga.modules.payment.contract import PaymentService
@@ -90,7 +95,7 @@ class Container:
     shipping: ShippingService | None = None
     notifications: NotificationService | None = None
     orders: OrderService | None = None
-    order_repository: OrderRepository | None = None
+    order_tracker: OrderTracker | None = None
     engine: SagaEngine | None = None
     clients: list[ServiceClient] = field(default_factory=list)
     resume_orphans: Callable[[], Awaitable[int]] | None = None
@@ -101,6 +106,10 @@ class Container:
     """Fetches the identity provider's keys."""
     outbox: Outbox | None = None
     """The development outbox, when this process hosts the notification module and has no SMTP server."""
+    documents: list[type[Document]] = field(default_factory=list)
+    """The Beanie documents of the modules kept on MongoDB here (none if every repository is replaced)."""
+    uses_database: bool = True
+    """False when nothing here is kept on MongoDB (repositories and saga store all replaced)."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def hosts(self, module: str) -> bool:
@@ -113,10 +122,11 @@ class Container:
 
     async def start(self) -> None:
         """Open the database, create indexes, load demo data if asked, start saga recovery."""
-        await self.database.open()
+        if self.uses_database:
+            await self.database.open()
         try:
-            documents = [doc for name in self.settings.modules for doc in DOCUMENTS_BY_MODULE[name]]
-            await init_beanie(database=self.database.db, document_models=documents)
+            if self.documents:
+                await init_beanie(database=self.database.db, document_models=self.documents)
             if self.engine is not None and isinstance(self.engine.store, MongoSagaStore):
                 await self.engine.store.create_indexes()
             if self.hosts("inventory") and self.inventory is not None and self.settings.loads_demo_catalog:
@@ -251,8 +261,13 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )  # fmt: skip
 
 
-def build_notifications(settings: Settings) -> tuple[LocalNotificationService, Outbox | None]:
-    """The notification service on SMTP, or on the development outbox (returned too) without a server."""
+def build_notifications(
+    settings: Settings, repository: NotificationRepository | None = None
+) -> tuple[LocalNotificationService, Outbox | None]:
+    """The notification service on SMTP, or on the development outbox (returned too) without a server.
+
+    Its records are kept in `repository`, by default on MongoDB.
+    """
     shop = ShopMail(settings.shop_name, settings.smtp_from, settings.shop_support_email)
     renderer = MailRenderer(shop)
     sender: NotificationSender
@@ -265,7 +280,10 @@ def build_notifications(settings: Settings) -> tuple[LocalNotificationService, O
         logger.info("no SHOP_SMTP_HOST: notifications go to the development outbox",
                     extra={"outbox": str(settings.outbox_dir)})  # fmt: skip
     timeout = settings.smtp_timeout_seconds * 4  # connect, greet, TLS, login, data: a few round trips
-    service = LocalNotificationService(sender, send_timeout_seconds=timeout, message_domain=shop.domain)
+    records = repository or BeanieNotificationRepository()
+    service = LocalNotificationService(
+        records, sender, send_timeout_seconds=timeout, message_domain=shop.domain
+    )
     return service, outbox
 
 
@@ -304,12 +322,18 @@ class Overrides:
     """Replacements for what `build_container` would build from the settings (tests, benchmarks, tools).
 
     A participant given here is used as is: no local service and no HTTP client is built for it.
+    When nothing hosted here is left on MongoDB (every hosted module replaced or given an
+    in-memory repository, and the saga store replaced), the container opens no database.
     """
 
     inventory: InventoryService | None = None
     payment: PaymentService | None = None
     shipping: ShippingService | None = None
     notifications: NotificationService | None = None
+    order_repository: OrderRepository | None = None
+    """Where the order module keeps its orders; default: MongoDB (Beanie)."""
+    notification_repository: NotificationRepository | None = None
+    """Where a hosted notification module (not replaced above) keeps its records; default: MongoDB."""
     saga_store: SagaStore | None = None
     """Where sagas are kept; default: the MongoDB store on the shop's database."""
     adjust_saga: Callable[[Saga[Any]], Saga[Any]] = _unchanged
@@ -328,27 +352,34 @@ class _Participants:
     notifications: NotificationService | None
     clients: list[ServiceClient]
     outbox: Outbox | None
+    on_mongo: list[str]
+    """The modules whose local service keeps its records on MongoDB."""
 
 
 def _participants(settings: Settings, service_token: str, overrides: Overrides) -> _Participants:
     """Each participant: the override, the local service if hosted, the HTTP client if it has a URL."""
     adapters = _Adapters(settings, service_token)
     outbox: list[Outbox] = []
+    on_mongo: list[str] = []
 
     def local_notifications() -> NotificationService:
-        service, found = build_notifications(settings)
+        service, found = build_notifications(settings, overrides.notification_repository)
         outbox.extend([found] if found is not None else [])
+        on_mongo.extend([] if overrides.notification_repository else ["notification"])
         return service
 
-    local_inventory: Callable[[], InventoryService] = lambda: LocalInventoryService(  # noqa: E731
-        BeanieInventoryRepository()
-    )
-    local_payment: Callable[[], PaymentService] = lambda: LocalPaymentService(  # noqa: E731
-        BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger())
-    )
-    local_shipping: Callable[[], ShippingService] = lambda: LocalShippingService(  # noqa: E731
-        BeanieShipmentRepository(), settings.shipping_countries
-    )
+    def local_inventory() -> InventoryService:
+        on_mongo.append("inventory")
+        return LocalInventoryService(BeanieInventoryRepository())
+
+    def local_payment() -> PaymentService:
+        on_mongo.append("payment")
+        return LocalPaymentService(BeaniePaymentRepository(), SandboxGateway(BeanieSandboxLedger()))
+
+    def local_shipping() -> ShippingService:
+        on_mongo.append("shipping")
+        return LocalShippingService(BeanieShipmentRepository(), settings.shipping_countries)
+
     remote_inventory: Callable[[ServiceClient], InventoryService] = HttpInventoryService
     remote_payment: Callable[[ServiceClient], PaymentService] = HttpPaymentService
     remote_shipping: Callable[[ServiceClient], ShippingService] = HttpShippingService
@@ -360,7 +391,7 @@ def _participants(settings: Settings, service_token: str, overrides: Overrides) 
         "notification", local_notifications, remote_notifications
     )
     return _Participants(
-        inventory, payment, shipping, notifications, adapters.clients, outbox[0] if outbox else None
+        inventory, payment, shipping, notifications, adapters.clients, outbox[0] if outbox else None, on_mongo
     )
 
 
@@ -383,6 +414,8 @@ def build_container(settings: Settings, overrides: Overrides | None = None) -> C
     identity = build_identity(settings)
     parts = _participants(settings, identity.auth.first_service_token, overrides)
     orders = _orders(settings, database, parts, overrides) if "order" in settings.modules else None
+    on_mongo = [*parts.on_mongo, *(["order"] if orders and overrides.order_repository is None else [])]
+    documents = [doc for name in settings.modules if name in on_mongo for doc in DOCUMENTS_BY_MODULE[name]]
     return Container(
         settings=settings,
         database=database,
@@ -394,24 +427,26 @@ def build_container(settings: Settings, overrides: Overrides | None = None) -> C
         shipping=parts.shipping,
         notifications=parts.notifications,
         orders=orders.service if orders else None,
-        order_repository=orders.repository if orders else None,
+        order_tracker=orders.tracker if orders else None,
         engine=orders.engine if orders else None,
         resume_orphans=orders.resume_orphans if orders else None,
         clients=parts.clients,
         outbox=parts.outbox,
+        documents=documents,
+        uses_database=bool(documents) or (orders is not None and overrides.saga_store is None),
     )
 
 
 @dataclass(frozen=True)
 class _Orders:
-    repository: OrderRepository
+    tracker: OrderTracker
     engine: SagaEngine
     service: LocalOrderService
     resume_orphans: Callable[[], Awaitable[int]]
 
 
 def _orders(settings: Settings, database: Database, parts: _Participants, overrides: Overrides) -> _Orders:
-    """The order module: its repository, its sagas on the engine, its service."""
+    """The order module: its tracker of orders, its sagas on the engine, its service."""
     inventory, payment, shipping, notifications = (
         parts.inventory,
         parts.payment,
@@ -420,9 +455,9 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
     )
     if inventory is None or payment is None or shipping is None or notifications is None:
         raise RuntimeError("the order module needs every other module")  # settings prevent this
-    repository = OrderRepository()
+    tracker = OrderTracker(overrides.order_repository or BeanieOrderRepository())
     sagas = OrderSagas(
-        repository,
+        tracker,
         inventory,
         payment,
         shipping,
@@ -446,9 +481,7 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
         is_outage=is_database_outage,  # a participant's database timing out pauses the saga
         observers=overrides.observers,
     )
-    engine.add_observer(ParkedOrderMarker(repository))
-    service = LocalOrderService(
-        repository, engine, inventory, payment, wait_seconds=settings.order_wait_seconds
-    )
+    engine.add_observer(ParkedOrderMarker(tracker))
+    service = LocalOrderService(tracker, engine, inventory, payment, wait_seconds=settings.order_wait_seconds)
     orphan_age = timedelta(seconds=settings.order_orphan_seconds)
-    return _Orders(repository, engine, service, lambda: service.resume_orphans(orphan_age))
+    return _Orders(tracker, engine, service, lambda: service.resume_orphans(orphan_age))

@@ -1,9 +1,11 @@
 """The notification contract, run against every `NotificationService`.
 
 `NotificationServiceContract` holds the behaviour; `TestLocalNotificationService` runs it against
-the local service on the test database, and `TestHttpNotificationService` against
-`HttpNotificationService` talking to that service's router in-process (see
-`tests/contract/http_adapter.py`). Both record deliveries with the same `FakeSender`.
+the local service on the test database, `TestLocalNotificationServiceInMemory` against the local
+service on its in-memory repository, `TestHttpNotificationService` against
+`HttpNotificationService` talking to the local service's router in-process (see
+`tests/contract/http_adapter.py`), and `TestFakeNotificationService` against the fake the order
+module's unit tests use. All record deliveries with the same `FakeSender`.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ from ecommerce_saga.modules.notification.contract import (
     SendNotification,
 )
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.repository import (
+    BeanieNotificationRepository,
+    InMemoryNotificationRepository,
+)
 from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.sender import DeliveryRefusedError
 from ecommerce_saga.modules.notification.service import LocalNotificationService, default_text
 from tests.contract.http_adapter import TOKENS, served_over_http
+from tests.fakes.notification import FakeNotificationService
 
 
 class FakeSender:
@@ -46,8 +53,12 @@ class FakeSender:
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.refusal: str | None = None
+        self.screened_out: str | None = None
         self.calls: list[Notification] = []
         self.delivered: list[Notification] = []
+
+    def screen(self, notification: Notification) -> str | None:
+        return self.screened_out
 
     async def send(self, notification: Notification) -> str:
         self.calls.append(notification)
@@ -286,6 +297,22 @@ class NotificationServiceContract:
         assert again == failed
         assert len(sender.calls) == 1
 
+    async def test_records_failed_and_never_tries_when_the_sender_screens_it_out(
+        self, service: NotificationService, sender: FakeSender
+    ) -> None:
+        order_id = _id("ord")
+        sender.screened_out = "no email address"
+
+        failed = await service.send(_send(order_id))
+        again = await service.send(_send(order_id, attempt=2))
+
+        assert (failed.status, failed.delivery_reply, failed.sent_at) == (
+            NotificationStatus.FAILED, "no email address", None,
+        )  # fmt: skip
+        assert again == failed
+        assert await service.get_notification(failed.notification_id) == failed
+        assert sender.calls == []
+
     async def test_pages_newest_first_when_listing(self, service: NotificationService) -> None:
         customer_id = _id("cus")
         for _ in range(5):
@@ -313,7 +340,31 @@ class TestLocalNotificationService(NotificationServiceContract):
         self, mongo_db: AsyncDatabase[dict[str, Any]], sender: FakeSender
     ) -> NotificationService:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-        return LocalNotificationService(sender)
+        return LocalNotificationService(BeanieNotificationRepository(), sender)
+
+
+class TestLocalNotificationServiceInMemory(NotificationServiceContract):
+    """The contract against `LocalNotificationService` on its in-memory repository (no database)."""
+
+    @pytest.fixture
+    def sender(self) -> FakeSender:
+        return FakeSender()
+
+    @pytest.fixture
+    def service(self, sender: FakeSender) -> NotificationService:
+        return LocalNotificationService(InMemoryNotificationRepository(), sender)
+
+
+class TestFakeNotificationService(NotificationServiceContract):
+    """The contract against the fake that stands for the module in the order module's unit tests."""
+
+    @pytest.fixture
+    def sender(self) -> FakeSender:
+        return FakeSender()
+
+    @pytest.fixture
+    def service(self, sender: FakeSender) -> NotificationService:
+        return FakeNotificationService(sender=sender)
 
 
 class TestHttpNotificationService(NotificationServiceContract):
@@ -328,6 +379,6 @@ class TestHttpNotificationService(NotificationServiceContract):
         self, mongo_db: AsyncDatabase[dict[str, Any]], sender: FakeSender
     ) -> AsyncIterator[NotificationService]:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-        local = LocalNotificationService(sender)
+        local = LocalNotificationService(BeanieNotificationRepository(), sender)
         async with served_over_http("notification", build_router(local, TOKENS)) as client:
             yield HttpNotificationService(client)

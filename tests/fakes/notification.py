@@ -1,4 +1,10 @@
-"""An in-memory `NotificationService`: at most one notification per order and type."""
+"""An in-memory `NotificationService`: the module's own service on its in-memory repository.
+
+The notification module's behaviour (one record per order and type, claims, a sender's failures)
+lives in `LocalNotificationService`; a hand-written copy would drift from it. So the fake is that
+service on `InMemoryNotificationRepository`, with what a test of the order sagas needs around it:
+outages on demand, the journal of effects, and the notifications as last returned.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +14,42 @@ from ecommerce_saga.modules.notification.contract import (
     CancelNotification,
     Notification,
     NotificationFilter,
-    NotificationNotFoundError,
     NotificationStatus,
     NotificationType,
-    ReadStatus,
     SendNotification,
 )
-from ecommerce_saga.shared.clock import utcnow
+from ecommerce_saga.modules.notification.repository import InMemoryNotificationRepository
+from ecommerce_saga.modules.notification.sender import NotificationSender
+from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.shared.contracts import Page
-from ecommerce_saga.shared.ids import new_id
-from tests.fakes.support import Journal, Outage, page_of
+from tests.fakes.support import Journal, Outage
+
+
+class AcceptingSender:
+    """A `NotificationSender` whose channel accepts everything."""
+
+    def screen(self, notification: Notification) -> None:
+        """Nothing is refused."""
+
+    async def send(self, notification: Notification) -> str:
+        """Accept `notification`."""
+        return "250 accepted"
 
 
 class FakeNotificationService:
-    """`NotificationService` in memory: every notification it accepts counts as sent.
+    """`NotificationService` in memory: by default every notification counts as sent.
 
-    `send` and `cancel` are idempotent per order and type; `make_unavailable` makes them raise
-    `ServiceUnavailableError` (nothing is recorded then).
+    `make_unavailable` makes `send` and `cancel` raise `ServiceUnavailableError` before anything
+    is recorded. Each notification that becomes SENT is journalled once, as
+    `notification.<TYPE>`. `sender` replaces the channel (one that fails, say).
     """
 
-    def __init__(self, journal: Journal | None = None) -> None:
+    def __init__(self, journal: Journal | None = None, sender: NotificationSender | None = None) -> None:
         self.journal = journal if journal is not None else Journal()
+        self.repository = InMemoryNotificationRepository()
         self.notifications: dict[tuple[str, NotificationType], Notification] = {}
+        """Each order's notification of each type as last returned, in the order first recorded."""
+        self._service = LocalNotificationService(self.repository, sender or AcceptingSender())
         self._outage = Outage("notification")
 
     def make_unavailable(self, times: int | None = None) -> None:
@@ -41,65 +61,44 @@ class FakeNotificationService:
         self._outage.end()
 
     def sent_to(self, order_id: str) -> list[NotificationType]:
-        """The types of notification sent about `order_id`, in the order sent."""
-        return [n.type for (order, _), n in self.notifications.items() if order == order_id]
+        """The types of notification sent about `order_id`, in the order recorded."""
+        return [
+            n.type
+            for (order, _), n in self.notifications.items()
+            if order == order_id and n.status is NotificationStatus.SENT
+        ]
+
+    def _seen(self, notification: Notification) -> Notification:
+        key = (notification.order_id, notification.type)
+        before = self.notifications.get(key)
+        if notification.status is NotificationStatus.SENT and (
+            before is None or before.status is not NotificationStatus.SENT
+        ):
+            self.journal.record(notification.order_id, f"notification.{notification.type.value}")
+        self.notifications[key] = notification
+        return notification
 
     async def send(self, command: SendNotification) -> Notification:
         """See `NotificationService.send`."""
         self._outage.check()
-        key = (command.order_id, command.type)
-        if key not in self.notifications:
-            now = utcnow()
-            self.notifications[key] = Notification(
-                notification_id=new_id("ntf"), order_id=command.order_id,
-                customer_id=command.customer_id, type=command.type, channel="email",
-                status=NotificationStatus.SENT, read=False,
-                subject=command.subject or f"{command.type.value} {command.order_id}",
-                message=command.message or f"{command.type.value}: order {command.order_id}",
-                details=dict(command.details), created_at=now, sent_at=now,
-            )  # fmt: skip
-            self.journal.record(command.order_id, f"notification.{command.type.value}")
-        return self.notifications[key]
+        return self._seen(await self._service.send(command))
 
     async def cancel(self, command: CancelNotification) -> Notification:
         """See `NotificationService.cancel`."""
-        reason = command.reason
-        return await self.send(
-            SendNotification(
-                order_id=command.order_id,
-                customer_id=command.customer_id,
-                type=NotificationType.ORDER_CANCELLED,
-                idempotency_key=command.idempotency_key,
-                message=f"Order {command.order_id} was cancelled. Reason: {reason}" if reason else None,
-                details={"reason": reason} if reason else {},
-            )
-        )
+        self._outage.check()
+        return self._seen(await self._service.cancel(command))
 
     async def mark_read(self, notification_id: str) -> Notification:
         """See `NotificationService.mark_read`."""
-        for key, notification in self.notifications.items():
-            if notification.notification_id == notification_id:
-                self.notifications[key] = notification.model_copy(update={"read": True})
-                return self.notifications[key]
-        raise NotificationNotFoundError(f"no notification {notification_id!r}")
+        return self._seen(await self._service.mark_read(notification_id))
 
     async def get_notification(self, notification_id: str) -> Notification:
         """See `NotificationService.get_notification`."""
-        for notification in self.notifications.values():
-            if notification.notification_id == notification_id:
-                return notification
-        raise NotificationNotFoundError(f"no notification {notification_id!r}")
+        return await self._service.get_notification(notification_id)
 
     async def list_notifications(self, query: NotificationFilter) -> Page[Notification]:
         """See `NotificationService.list_notifications`."""
-        matching = [
-            n
-            for n in reversed(self.notifications.values())
-            if (query.customer_id is None or n.customer_id == query.customer_id)
-            and (query.type is None or n.type is query.type)
-            and (query.read_status is None or n.read == (query.read_status is ReadStatus.READ))
-        ]
-        return page_of(matching, query)
+        return await self._service.list_notifications(query)
 
 
 if TYPE_CHECKING:

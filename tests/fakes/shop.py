@@ -1,8 +1,8 @@
 """The real order module (repository, sagas, service) wired to fake participants, for unit tests.
 
 Built by the composition root (`build_container` with `Overrides`), so the wiring under test is
-the app's: orders live in the test database (the repository is Beanie's), sagas run on the
-in-memory store, and every participant is a fake sharing one journal.
+the app's: orders live in the in-memory order repository, sagas run on the in-memory store, and
+every participant is a fake sharing one journal. No database is opened.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from ecommerce_saga.bootstrap import Overrides, build_container
 from ecommerce_saga.modules.inventory.contract import ItemQuantity
 from ecommerce_saga.modules.order.contract import PlaceOrder
-from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import InMemoryOrderRepository, OrderRecord
 from ecommerce_saga.modules.order.service import LocalOrderService
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import PaymentDetails
 from ecommerce_saga.modules.shipping.contract import Address
 from ecommerce_saga.saga import RetryPolicy, Saga, SagaEngine
@@ -65,11 +63,13 @@ class Shop:
     """The order module under test and the fakes it calls."""
 
     fakes: FakeParticipants
-    orders: OrderRepository
+    orders: OrderTracker
+    repository: InMemoryOrderRepository
+    """Where the orders are kept: another `OrderTracker` on it acts as another process."""
     engine: SagaEngine
     service: LocalOrderService
 
-    async def order(self, order_id: str) -> OrderDocument:
+    async def order(self, order_id: str) -> OrderRecord:
         """The stored order."""
         doc = await self.orders.get(order_id)
         assert doc is not None, order_id
@@ -81,32 +81,31 @@ def _same(saga: Saga[Any]) -> Saga[Any]:
 
 
 @asynccontextmanager
-async def open_shop(
-    mongo_url: str, database: AsyncDatabase[dict[str, Any]], adjust: Callable[[Saga[Any]], Saga[Any]] = _same
-) -> AsyncIterator[Shop]:
-    """The order module on `database`, wired by the composition root with fresh fakes around it.
+async def open_shop(adjust: Callable[[Saga[Any]], Saga[Any]] = _same) -> AsyncIterator[Shop]:
+    """The order module in memory, wired by the composition root with fresh fakes around it.
 
-    `adjust` may change a saga definition (shorter retry budgets, say); sagas run on the in-memory
-    store; everything else is what `build_container` makes of the settings.
+    `adjust` may change a saga definition (shorter retry budgets, say); orders and sagas are kept
+    in memory; everything else is what `build_container` makes of the settings.
     """
     fakes = FakeParticipants.create()
     for product_id, price in CATALOG.items():
         fakes.inventory.add_product(product_id, price_cents=price, quantity=5)
+    repository = InMemoryOrderRepository()
     settings = Settings(
-        mongodb_url=mongo_url, mongodb_db=database.name, service_token="unit-service",
-        admin_token="unit-admin", data_dir=Path(tempfile.gettempdir()) / "ecommerce-saga-unit",
-        demo_catalog=False, metrics_port=0,
+        service_token="unit-service", admin_token="unit-admin",
+        data_dir=Path(tempfile.gettempdir()) / "ecommerce-saga-unit", demo_catalog=False, metrics_port=0,
     )  # fmt: skip
     overrides = Overrides(
         inventory=fakes.inventory, payment=fakes.payment, shipping=fakes.shipping,
-        notifications=fakes.notifications, saga_store=InMemorySagaStore(), adjust_saga=adjust,
-        step_retry=FAST_RETRY, observers=[],
+        notifications=fakes.notifications, order_repository=repository, saga_store=InMemorySagaStore(),
+        adjust_saga=adjust, step_retry=FAST_RETRY, observers=[],
     )  # fmt: skip
     container = build_container(settings, overrides)
-    assert container.engine is not None and container.order_repository is not None
+    assert container.engine is not None and container.order_tracker is not None
     assert isinstance(container.orders, LocalOrderService)
+    assert not container.uses_database
     await container.start()
     try:
-        yield Shop(fakes, container.order_repository, container.engine, container.orders)
+        yield Shop(fakes, container.order_tracker, repository, container.engine, container.orders)
     finally:
         await container.close()

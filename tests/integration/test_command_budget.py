@@ -24,9 +24,9 @@ from ecommerce_saga.saga import SagaEngine
 from ecommerce_saga.settings import Settings
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
-SUCCESS_BUDGET = 20
+SUCCESS_BUDGET = 19
 """Commands for an order that completes (its confirmation included)."""
-FAILURE_BUDGETS = {"out_of_stock": 13, "declined": 23, "unshippable": 31}
+FAILURE_BUDGETS = {"out_of_stock": 12, "declined": 22, "unshippable": 30}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}

@@ -33,6 +33,7 @@ from ecommerce_saga.modules.notification.contract import (
 from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
 from ecommerce_saga.modules.notification.mail import MailRenderer, ShopMail
 from ecommerce_saga.modules.notification.outbox import FileOutbox, OutboxSender
+from ecommerce_saga.modules.notification.repository import BeanieNotificationRepository
 from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
@@ -68,7 +69,9 @@ def _sender(port: int) -> SmtpSender:
 async def service(mongo_db: AsyncDatabase[dict[str, Any]], smtp: TestSmtpServer) -> LocalNotificationService:
     """The notification service sending to `smtp`."""
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    return LocalNotificationService(_sender(smtp.port), message_domain=SHOP.domain)
+    return LocalNotificationService(
+        BeanieNotificationRepository(), _sender(smtp.port), message_domain=SHOP.domain
+    )
 
 
 def _send(
@@ -152,7 +155,7 @@ async def test_keeps_pending_and_raises_retryable_when_no_server_listens(
     mongo_db: AsyncDatabase[dict[str, Any]],
 ) -> None:
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    service = LocalNotificationService(_sender(free_port()))
+    service = LocalNotificationService(BeanieNotificationRepository(), _sender(free_port()))
     command = _send(_address())
 
     with pytest.raises(NotificationDeliveryError) as raised:
@@ -184,7 +187,9 @@ async def outbox_client(
     """The service on the development outbox, and a client of its router (operator and customer)."""
     await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
     folder = tmp_path / "outbox"
-    service = LocalNotificationService(OutboxSender(folder, MailRenderer(SHOP)), message_domain=SHOP.domain)
+    service = LocalNotificationService(
+        BeanieNotificationRepository(), OutboxSender(folder, MailRenderer(SHOP)), message_domain=SHOP.domain
+    )
     app = FastAPI()
     install_problem_handlers(app)
     auth = Authenticator(service_tokens=["svc"], admin_tokens=["ops"])
@@ -241,9 +246,13 @@ async def test_sends_over_starttls_with_a_login_and_defers_when_the_login_is_wro
             return SmtpSender(config, MailRenderer(SHOP))
 
         address = _address()
-        wrong_login = LocalNotificationService(sender(SmtpSecurity.STARTTLS, "wrong"))
-        no_tls = LocalNotificationService(sender(SmtpSecurity.NONE, None))
-        right = LocalNotificationService(sender(SmtpSecurity.STARTTLS, "s3cret"))
+        wrong_login = LocalNotificationService(
+            BeanieNotificationRepository(), sender(SmtpSecurity.STARTTLS, "wrong")
+        )
+        no_tls = LocalNotificationService(BeanieNotificationRepository(), sender(SmtpSecurity.NONE, None))
+        right = LocalNotificationService(
+            BeanieNotificationRepository(), sender(SmtpSecurity.STARTTLS, "s3cret")
+        )
         command = _send(address)
         with pytest.raises(NotificationDeliveryError):
             await wrong_login.send(command)

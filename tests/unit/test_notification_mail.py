@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -17,7 +18,9 @@ from ecommerce_saga.modules.notification.contract import (
     OrderLineFacts,
 )
 from ecommerce_saga.modules.notification.mail import NO_RECIPIENT, MailRenderer, ShopMail, message_id
+from ecommerce_saga.modules.notification.outbox import OutboxSender
 from ecommerce_saga.modules.notification.sender import DeliveryRefusedError
+from ecommerce_saga.modules.notification.smtp import SmtpConfig, SmtpSecurity, SmtpSender
 
 SHOP = ShopMail("Widget & Co", "orders@widgets.example", "help@widgets.example")
 VOID = {"meta", "br", "hr", "img", "link", "input"}
@@ -145,6 +148,18 @@ def test_refuses_for_good_when_there_is_no_recipient() -> None:
         MailRenderer(SHOP).render(_notification(NotificationType.ORDER_CONFIRMED, recipient=None))
 
     assert refused.value.reply == NO_RECIPIENT
+
+
+def test_email_senders_screen_out_a_notification_without_a_recipient_before_trying(tmp_path: Path) -> None:
+    renderer = MailRenderer(SHOP)
+    config = SmtpConfig(host="127.0.0.1", port=1, security=SmtpSecurity.NONE)
+    senders = [OutboxSender(tmp_path, renderer), SmtpSender(config, renderer)]
+    unaddressed = _notification(NotificationType.ORDER_CONFIRMED, recipient=None)
+    addressed = _notification(NotificationType.ORDER_CONFIRMED, recipient="ada@example.com")
+
+    assert [sender.screen(unaddressed) for sender in senders] == [NO_RECIPIENT, NO_RECIPIENT]
+    assert [sender.screen(addressed) for sender in senders] == [None, None]
+    assert list(tmp_path.iterdir()) == []  # screening writes nothing
 
 
 def test_greets_without_a_name_and_lists_nothing_when_the_order_is_unknown() -> None:

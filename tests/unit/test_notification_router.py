@@ -8,12 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from beanie import init_beanie
 from fastapi import FastAPI
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.notification.contract import Notification
-from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.repository import InMemoryNotificationRepository
 from ecommerce_saga.modules.notification.router import build_router
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 from ecommerce_saga.web.auth import Authenticator
@@ -29,6 +27,9 @@ class FlakySender:
 
     def __init__(self) -> None:
         self.failures = 0
+
+    def screen(self, notification: Notification) -> None:
+        return None
 
     async def send(self, notification: Notification) -> None:
         if self.failures > 0:
@@ -47,14 +48,13 @@ def sender() -> FlakySender:
 
 
 @pytest.fixture
-async def client(
-    mongo_db: AsyncDatabase[dict[str, Any]], sender: FlakySender
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of a small app serving the notification router in-process."""
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def client(sender: FlakySender) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of a small app serving the notification router in-process (no database)."""
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(build_router(LocalNotificationService(sender), TOKENS))
+    app.include_router(
+        build_router(LocalNotificationService(InMemoryNotificationRepository(), sender), TOKENS)
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://shop.test", headers=ADMIN_AUTH

@@ -6,11 +6,8 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from beanie import init_beanie
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.notification.contract import (
     Notification,
@@ -20,7 +17,7 @@ from ecommerce_saga.modules.notification.contract import (
     NotificationType,
     SendNotification,
 )
-from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.repository import InMemoryNotificationRepository
 from ecommerce_saga.modules.notification.service import LocalNotificationService
 
 
@@ -31,6 +28,9 @@ class FakeSender:
         self.delivered: list[Notification] = []
         self.during_send: Callable[[str], Awaitable[object]] | None = None
 
+    def screen(self, notification: Notification) -> None:
+        return None
+
     async def send(self, notification: Notification) -> None:
         if self.during_send is not None:
             await self.during_send(notification.notification_id)
@@ -40,12 +40,18 @@ class FakeSender:
 class CrashingSender:
     """A sender whose worker dies mid-send: nothing after the send is written."""
 
+    def screen(self, notification: Notification) -> None:
+        return None
+
     async def send(self, notification: Notification) -> None:
         raise asyncio.CancelledError
 
 
 class HangingSender:
     """A sender that never answers."""
+
+    def screen(self, notification: Notification) -> None:
+        return None
 
     async def send(self, notification: Notification) -> None:
         await asyncio.Event().wait()
@@ -74,17 +80,17 @@ def _send(
     )  # fmt: skip
 
 
-async def test_sends_again_when_a_crashed_send_leaves_an_expired_claim(
-    mongo_db: AsyncDatabase[dict[str, Any]],
-) -> None:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def test_sends_again_when_a_crashed_send_leaves_an_expired_claim() -> None:
+    records = InMemoryNotificationRepository()
     clock = ManualClock(datetime(2030, 1, 4, 12, tzinfo=UTC))
     crashing, working = CrashingSender(), FakeSender()
     order_id = _id("ord")
 
     with pytest.raises(asyncio.CancelledError):
-        await LocalNotificationService(crashing, clock=clock, send_timeout_seconds=30).send(_send(order_id))
-    service = LocalNotificationService(working, clock=clock, send_timeout_seconds=30)
+        await LocalNotificationService(records, crashing, clock=clock, send_timeout_seconds=30).send(
+            _send(order_id)
+        )
+    service = LocalNotificationService(records, working, clock=clock, send_timeout_seconds=30)
     clock.now += timedelta(seconds=29)
     with pytest.raises(NotificationDeliveryError, match="being sent by another call"):
         await service.send(_send(order_id))
@@ -95,16 +101,16 @@ async def test_sends_again_when_a_crashed_send_leaves_an_expired_claim(
     assert [n.notification_id for n in working.delivered] == [sent.notification_id]
 
 
-async def test_a_later_attempt_takes_over_the_claim_a_crashed_attempt_left(
-    mongo_db: AsyncDatabase[dict[str, Any]],
-) -> None:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def test_a_later_attempt_takes_over_the_claim_a_crashed_attempt_left() -> None:
+    records = InMemoryNotificationRepository()
     clock = ManualClock(datetime(2030, 1, 4, 12, tzinfo=UTC))
     working = FakeSender()
-    service = LocalNotificationService(working, clock=clock, send_timeout_seconds=30)
+    service = LocalNotificationService(records, working, clock=clock, send_timeout_seconds=30)
     order_id = _id("ord")
     with pytest.raises(asyncio.CancelledError):
-        await LocalNotificationService(CrashingSender(), clock=clock).send(_send(order_id, attempt=1))
+        await LocalNotificationService(records, CrashingSender(), clock=clock).send(
+            _send(order_id, attempt=1)
+        )
 
     with pytest.raises(NotificationDeliveryError, match="being sent by another call"):
         await service.send(_send(order_id, attempt=1))  # the same attempt again: it may still be sending
@@ -118,10 +124,10 @@ async def test_a_later_attempt_takes_over_the_claim_a_crashed_attempt_left(
     assert [n.notification_id for n in working.delivered] == [sent.notification_id]
 
 
-async def test_keeps_read_flag_when_read_while_being_sent(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+async def test_keeps_read_flag_when_read_while_being_sent() -> None:
+    records = InMemoryNotificationRepository()
     sender = FakeSender()
-    service = LocalNotificationService(sender)
+    service = LocalNotificationService(records, sender)
     sender.during_send = service.mark_read
 
     sent = await service.send(_send(_id("ord")))
@@ -130,11 +136,9 @@ async def test_keeps_read_flag_when_read_while_being_sent(mongo_db: AsyncDatabas
     assert await service.get_notification(sent.notification_id) == sent
 
 
-async def test_keeps_pending_with_the_error_when_sender_times_out(
-    mongo_db: AsyncDatabase[dict[str, Any]],
-) -> None:
-    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
-    service = LocalNotificationService(HangingSender(), send_timeout_seconds=0.05)
+async def test_keeps_pending_with_the_error_when_sender_times_out() -> None:
+    records = InMemoryNotificationRepository()
+    service = LocalNotificationService(records, HangingSender(), send_timeout_seconds=0.05)
     customer_id = _id("cus")
 
     with pytest.raises(NotificationDeliveryError):

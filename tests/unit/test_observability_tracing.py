@@ -1,4 +1,7 @@
-"""Tracing with an in-memory exporter: saga and step spans, parentage, propagation, MongoDB, set-up."""
+"""Tracing with an in-memory exporter: saga and step spans, parentage, propagation, set-up.
+
+The MongoDB command spans need a database: tests/integration/test_observability_mongo.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,11 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from pymongo import AsyncMongoClient
-from pymongo.errors import OperationFailure
 
 from ecommerce_saga.observability import (
-    MongoCommandTracer,
     SagaTracer,
     build_tracer_provider,
     current_trace_ids,
@@ -240,40 +239,6 @@ async def test_ends_open_saga_spans_as_interrupted_when_the_app_stops(
     (charge,) = by_name(exporter)["step charge"]
     assert (saga.attributes or {})["saga.outcome"] == "interrupted"
     assert parent_id(charge) == span_id(saga)
-
-
-async def test_makes_client_spans_for_mongodb_commands_only_inside_a_trace(
-    mongo_url: str, db_name: str, provider: TracerProvider, exporter: InMemorySpanExporter
-) -> None:
-    tracer = provider.get_tracer("test")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, event_listeners=[MongoCommandTracer(tracer)]
-    )
-    try:
-        await client[db_name]["orders"].insert_one({"_id": "untraced"})
-        with tracer.start_as_current_span("step reserve") as step:
-            await client[db_name]["orders"].find_one({"_id": "untraced"})
-            with pytest.raises(OperationFailure):
-                await client[db_name]["orders"].aggregate([{"$noSuchStage": 1}])
-    finally:
-        await client.drop_database(db_name)
-        await client.close()
-
-    spans = by_name(exporter)
-    (find,) = spans["find orders"]
-    assert parent_id(find) == step.get_span_context().span_id
-    assert dict(find.attributes or {}) | {"server.port": 0} == {
-        "db.system.name": "mongodb",
-        "db.namespace": db_name,
-        "db.operation.name": "find",
-        "db.collection.name": "orders",
-        "server.address": "127.0.0.1",
-        "server.port": 0,
-    }
-    (failed,) = spans["aggregate orders"]
-    assert failed.status.status_code is StatusCode.ERROR
-    assert (failed.attributes or {})["error.type"]
-    assert set(spans) == {"find orders", "aggregate orders", "step reserve"}  # none for the untraced insert
 
 
 # ---------------------------------------------------------------- set-up from the environment

@@ -1,9 +1,9 @@
 """The place-order and cancel-order sagas on the in-memory store, with fake participants.
 
 Orders are placed through `LocalOrderService` (so the saga gets the input it gets in production)
-and stored by the real `OrderRepository` on the test database. Outcomes are read from the order,
-from each fake's state, and from the journal of effects the fakes share, which shows what was
-done and undone across participants, and in which order.
+and kept by the real `OrderTracker` on the in-memory order repository (no database). Outcomes are
+read from the order, from each fake's state, and from the journal of effects the fakes share,
+which shows what was done and undone across participants, and in which order.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import date
-from typing import Any
 
 import pytest
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.inventory.contract import ReservationStatus
 from ecommerce_saga.modules.notification.contract import NotificationType
@@ -25,8 +23,7 @@ from ecommerce_saga.modules.order.contract import (
     OrderStatus,
     PlaceOrder,
 )
-from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import InMemoryOrderRepository, OrderRecord
 from ecommerce_saga.modules.order.saga import (
     BEST_EFFORT_RETRY,
     CANCEL_ORDER,
@@ -42,6 +39,7 @@ from ecommerce_saga.modules.order.saga import (
     ShipmentScheduled,
 )
 from ecommerce_saga.modules.order.service import LocalOrderService
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import PaymentStatus
 from ecommerce_saga.modules.shipping.contract import ShipmentStatus
 from ecommerce_saga.saga import (
@@ -58,14 +56,19 @@ from ecommerce_saga.saga import (
 )
 from tests.fakes.shop import FAST_RETRY, LONDON, FakeParticipants, Shop, open_shop, place_order
 
-Database = AsyncDatabase[dict[str, Any]]
 PLACE_ORDER_STEPS = [RESERVE_INVENTORY, PROCESS_PAYMENT, SCHEDULE_SHIPPING, CONFIRM_ORDER, SEND_CONFIRMATION]
 PLACE_ORDER_V1_STEPS = [CREATE_ORDER, *PLACE_ORDER_STEPS]
 
 
 def place_order_definition(version: int = 2) -> Saga[PlaceOrderInput]:
     fakes = FakeParticipants.create()
-    sagas = OrderSagas(OrderRepository(), fakes.inventory, fakes.payment, fakes.shipping, fakes.notifications)
+    sagas = OrderSagas(
+        OrderTracker(InMemoryOrderRepository()),
+        fakes.inventory,
+        fakes.payment,
+        fakes.shipping,
+        fakes.notifications,
+    )
     return sagas.place_order() if version == 2 else sagas.place_order_v1()
 
 
@@ -73,12 +76,12 @@ PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
 
 
 @pytest.fixture
-async def shop(mongo_url: str, mongo_db: Database) -> AsyncIterator[Shop]:
-    async with open_shop(mongo_url, mongo_db) as shop:
+async def shop() -> AsyncIterator[Shop]:
+    async with open_shop() as shop:
         yield shop
 
 
-async def place(shop: Shop, command: PlaceOrder) -> tuple[OrderDocument, SagaState]:
+async def place(shop: Shop, command: PlaceOrder) -> tuple[OrderRecord, SagaState]:
     """Place the order and wait until its saga has ended (or parked)."""
     placed = await shop.service.place(command, wait_seconds=0)
     state = await shop.engine.wait(placed.order.saga_id, timeout=5)
@@ -121,8 +124,8 @@ def assert_undone_in_reverse(state: SagaState, shop: Shop) -> None:
 async def test_completes_order_with_payment_and_shipment_when_every_participant_succeeds(shop: Shop) -> None:
     doc, state = await place(shop, place_order(("sku-desk", 2), ("sku-lamp", 1)))
 
-    payment = shop.fakes.payment.payments[doc.id]
-    shipment = shop.fakes.shipping.shipments[doc.id]
+    payment = shop.fakes.payment.payments[doc.order_id]
+    shipment = shop.fakes.shipping.shipments[doc.order_id]
     assert state.status is SagaStatus.COMPLETED
     assert succeeded(state, Phase.COMPENSATION) == []
     assert doc.status is OrderStatus.COMPLETED
@@ -133,10 +136,10 @@ async def test_completes_order_with_payment_and_shipment_when_every_participant_
     )
     assert (payment.status, payment.amount_cents, payment.last4) == (PaymentStatus.COMPLETED, 54_500, "4242")
     assert (shipment.status, shipment.address) == (ShipmentStatus.SCHEDULED, LONDON)
-    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.RESERVED
+    assert shop.fakes.inventory.reservations[doc.order_id].status is ReservationStatus.RESERVED
     assert [shop.fakes.inventory.products[p].available for p in ("sku-desk", "sku-lamp")] == [3, 4]
-    assert shop.fakes.notifications.sent_to(doc.id) == [NotificationType.ORDER_CONFIRMED]
-    assert shop.fakes.journal.of(doc.id) == [*PLACED, "notification.ORDER_CONFIRMED"]
+    assert shop.fakes.notifications.sent_to(doc.order_id) == [NotificationType.ORDER_CONFIRMED]
+    assert shop.fakes.journal.of(doc.order_id) == [*PLACED, "notification.ORDER_CONFIRMED"]
 
 
 async def test_fails_order_without_undoing_anything_when_items_are_out_of_stock(shop: Shop) -> None:
@@ -145,12 +148,12 @@ async def test_fails_order_without_undoing_anything_when_items_are_out_of_stock(
     assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.INVENTORY_UNAVAILABLE)
     assert_undone_in_reverse(state, shop)
     assert succeeded(state, Phase.COMPENSATION) == ["on_compensated"]
-    assert shop.fakes.journal.of(doc.id) == ["notification.ORDER_FAILED"]
-    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.REJECTED
+    assert shop.fakes.journal.of(doc.order_id) == ["notification.ORDER_FAILED"]
+    assert shop.fakes.inventory.reservations[doc.order_id].status is ReservationStatus.REJECTED
     assert [shop.fakes.inventory.products[p].reserved for p in ("sku-desk", "sku-lamp")] == [0, 0]
-    assert doc.id not in shop.fakes.payment.payments
-    assert doc.id not in shop.fakes.shipping.shipments
-    failed = shop.fakes.notifications.notifications[(doc.id, NotificationType.ORDER_FAILED)]
+    assert doc.order_id not in shop.fakes.payment.payments
+    assert doc.order_id not in shop.fakes.shipping.shipments
+    failed = shop.fakes.notifications.notifications[(doc.order_id, NotificationType.ORDER_FAILED)]
     assert failed.details == {"reason": "INVENTORY_UNAVAILABLE"}
 
 
@@ -162,16 +165,16 @@ async def test_releases_items_and_fails_order_when_payment_is_declined(shop: Sho
     assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
     assert doc.failure_detail is not None and "insufficient_funds" in doc.failure_detail
     assert_undone_in_reverse(state, shop)
-    assert shop.fakes.journal.of(doc.id) == [
+    assert shop.fakes.journal.of(doc.order_id) == [
         "inventory.reserved",
         "inventory.released",
         "notification.ORDER_FAILED",
     ]
     assert shop.fakes.inventory.products["sku-desk"].available == 5
-    assert shop.fakes.inventory.reservations[doc.id].status is ReservationStatus.RELEASED
-    payment = shop.fakes.payment.payments[doc.id]
+    assert shop.fakes.inventory.reservations[doc.order_id].status is ReservationStatus.RELEASED
+    payment = shop.fakes.payment.payments[doc.order_id]
     assert (payment.status, payment.decline_code) == (PaymentStatus.DECLINED, "insufficient_funds")
-    assert doc.id not in shop.fakes.shipping.shipments
+    assert doc.order_id not in shop.fakes.shipping.shipments
 
 
 async def test_refunds_then_releases_when_shipping_is_unavailable(shop: Shop) -> None:
@@ -180,16 +183,16 @@ async def test_refunds_then_releases_when_shipping_is_unavailable(shop: Shop) ->
     assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.SHIPPING_UNAVAILABLE)
     assert_undone_in_reverse(state, shop)
     assert succeeded(state, Phase.COMPENSATION) == ["process_payment", "reserve_inventory", "on_compensated"]
-    assert shop.fakes.journal.of(doc.id) == [
+    assert shop.fakes.journal.of(doc.order_id) == [
         "inventory.reserved",
         "payment.charged",
         "payment.refunded",
         "inventory.released",
         "notification.ORDER_FAILED",
     ]
-    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.REFUNDED
+    assert shop.fakes.payment.payments[doc.order_id].status is PaymentStatus.REFUNDED
     assert shop.fakes.inventory.products["sku-desk"].available == 5
-    assert doc.id not in shop.fakes.shipping.shipments
+    assert doc.order_id not in shop.fakes.shipping.shipments
 
 
 @pytest.mark.parametrize(
@@ -209,13 +212,13 @@ async def test_completes_order_with_retries_in_history_when_participant_is_unava
         (AttemptStatus.FAILED, "service_unavailable"),
         (AttemptStatus.SUCCEEDED, None),
     ]
-    history = (await shop.service.get(doc.id)).history
+    history = (await shop.service.get(doc.order_id)).history
     assert [(h.attempt, h.status, h.error_code) for h in history if h.step == step] == [
         (1, "FAILED", "service_unavailable"),
         (2, "FAILED", "service_unavailable"),
         (3, "SUCCEEDED", None),
     ]
-    assert shop.fakes.journal.of(doc.id) == [*PLACED, "notification.ORDER_CONFIRMED"]
+    assert shop.fakes.journal.of(doc.order_id) == [*PLACED, "notification.ORDER_CONFIRMED"]
 
 
 async def test_completes_order_and_keeps_retrying_confirmation_when_notifications_are_down(
@@ -246,10 +249,7 @@ async def test_completes_order_and_keeps_retrying_confirmation_when_notification
     assert shop.fakes.journal.of(order_id) == [*PLACED, "notification.ORDER_CONFIRMED"]
 
 
-async def test_parks_saga_without_failing_order_when_confirmation_retries_run_out(
-    mongo_url: str,
-    mongo_db: Database,
-) -> None:
+async def test_parks_saga_without_failing_order_when_confirmation_retries_run_out() -> None:
     # The definition's own budget (BEST_EFFORT_RETRY) lasts minutes; the same saga with three
     # attempts shows what happens when it runs out.
     def three_attempts(saga: Saga) -> Saga:
@@ -259,7 +259,7 @@ async def test_parks_saga_without_failing_order_when_confirmation_retries_run_ou
         ]
         return dataclasses.replace(saga, steps=steps)
 
-    async with open_shop(mongo_url, mongo_db, adjust=three_attempts) as shop:
+    async with open_shop(adjust=three_attempts) as shop:
         shop.fakes.notifications.make_unavailable()
 
         doc, state = await place(shop, place_order(("sku-desk", 1)))
@@ -268,22 +268,22 @@ async def test_parks_saga_without_failing_order_when_confirmation_retries_run_ou
         assert [a for a, _ in attempts(state, "send_confirmation")] == [AttemptStatus.FAILED] * 4
         assert succeeded(state, Phase.COMPENSATION) == []
         assert doc.status is OrderStatus.COMPLETED
-        assert (await shop.service.get(doc.id)).status is OrderStatus.COMPLETED
-        assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.COMPLETED
-        assert shop.fakes.journal.of(doc.id) == PLACED
+        assert (await shop.service.get(doc.order_id)).status is OrderStatus.COMPLETED
+        assert shop.fakes.payment.payments[doc.order_id].status is PaymentStatus.COMPLETED
+        assert shop.fakes.journal.of(doc.order_id) == PLACED
 
 
 async def test_cancels_shipping_refunds_and_releases_when_completed_order_is_cancelled(shop: Shop) -> None:
     doc, _ = await place(shop, place_order(("sku-desk", 2)))
     assert doc.status is OrderStatus.COMPLETED
 
-    cancelled = await shop.service.cancel(doc.id, wait_seconds=5)
-    state = await shop.engine.wait(f"{doc.id}-cancel", timeout=5)
+    cancelled = await shop.service.cancel(doc.order_id, wait_seconds=5)
+    state = await shop.engine.wait(f"{doc.order_id}-cancel", timeout=5)
 
     assert (cancelled.settled, cancelled.order.status) == (True, OrderStatus.CANCELLED)
     assert state.status is SagaStatus.COMPLETED
-    assert (await shop.order(doc.id)).cancel_saga_id == state.saga_id
-    assert shop.fakes.journal.of(doc.id) == [
+    assert (await shop.order(doc.order_id)).cancel_saga_id == state.saga_id
+    assert shop.fakes.journal.of(doc.order_id) == [
         *PLACED,
         "notification.ORDER_CONFIRMED",
         "shipping.cancelled",
@@ -291,10 +291,10 @@ async def test_cancels_shipping_refunds_and_releases_when_completed_order_is_can
         "inventory.released",
         "notification.ORDER_CANCELLED",
     ]
-    assert shop.fakes.shipping.shipments[doc.id].status is ShipmentStatus.CANCELLED
-    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.REFUNDED
+    assert shop.fakes.shipping.shipments[doc.order_id].status is ShipmentStatus.CANCELLED
+    assert shop.fakes.payment.payments[doc.order_id].status is PaymentStatus.REFUNDED
     assert shop.fakes.inventory.products["sku-desk"].available == 5
-    assert shop.fakes.notifications.sent_to(doc.id) == [
+    assert shop.fakes.notifications.sent_to(doc.order_id) == [
         NotificationType.ORDER_CONFIRMED,
         NotificationType.ORDER_CANCELLED,
     ]
@@ -303,52 +303,51 @@ async def test_cancels_shipping_refunds_and_releases_when_completed_order_is_can
 async def test_refuses_cancellation_and_touches_nothing_when_order_failed(shop: Shop) -> None:
     shop.fakes.payment.decline_charges()
     doc, _ = await place(shop, place_order(("sku-desk", 1)))
-    before = shop.fakes.journal.of(doc.id)
+    before = shop.fakes.journal.of(doc.order_id)
 
     with pytest.raises(OrderNotCancellableError):
-        await shop.service.cancel(doc.id)
+        await shop.service.cancel(doc.order_id)
     with pytest.raises(SagaNotFoundError):
-        await shop.engine.get(f"{doc.id}-cancel")
+        await shop.engine.get(f"{doc.order_id}-cancel")
     # The saga guards itself too: started for an order that is not COMPLETED (a stale or forged
     # request), it stops at its pivot and does nothing.
-    await shop.engine.start(CANCEL_ORDER, {"order_id": doc.id, "customer_id": doc.customer_id}, saga_id="c-1")
+    await shop.engine.start(
+        CANCEL_ORDER, {"order_id": doc.order_id, "customer_id": doc.customer_id}, saga_id="c-1"
+    )
     state = await shop.engine.wait("c-1", timeout=5)
 
     assert state.status is SagaStatus.COMPENSATED
     assert attempts(state, "begin_cancellation") == [(AttemptStatus.FAILED, "order.not_cancellable")]
     assert [e.step for e in state.history] == ["begin_cancellation"]
-    assert (await shop.order(doc.id)).status is OrderStatus.FAILED
+    assert (await shop.order(doc.order_id)).status is OrderStatus.FAILED
     assert (
-        shop.fakes.journal.of(doc.id)
+        shop.fakes.journal.of(doc.order_id)
         == before
         == ["inventory.reserved", "inventory.released", "notification.ORDER_FAILED"]
     )
-    assert shop.fakes.payment.payments[doc.id].status is PaymentStatus.DECLINED
+    assert shop.fakes.payment.payments[doc.order_id].status is PaymentStatus.DECLINED
 
 
-async def test_marks_order_for_attention_then_fails_it_when_a_parked_compensation_is_resumed(
-    mongo_url: str,
-    mongo_db: Database,
-) -> None:
+async def test_marks_order_for_attention_then_fails_it_when_a_parked_compensation_is_resumed() -> None:
     def short_compensation_budget(saga: Saga) -> Saga:
         return dataclasses.replace(saga, compensation_retry=FAST_RETRY)
 
-    async with open_shop(mongo_url, mongo_db, adjust=short_compensation_budget) as shop:
+    async with open_shop(adjust=short_compensation_budget) as shop:
         shop.fakes.payment.make_unavailable()  # the charge, then its refund, keep failing
 
         doc, state = await place(shop, place_order(("sku-desk", 1)))
         assert (state.status, state.parked_from) == (SagaStatus.REQUIRES_ATTENTION, SagaStatus.COMPENSATING)
         async with asyncio.timeout(5):
-            while (doc := await shop.order(doc.id)).status is not OrderStatus.REQUIRES_ATTENTION:
+            while (doc := await shop.order(doc.order_id)).status is not OrderStatus.REQUIRES_ATTENTION:
                 await asyncio.sleep(0.01)
         assert shop.fakes.inventory.products["sku-desk"].reserved == 1
 
         shop.fakes.payment.make_available()
-        await shop.engine.resume(doc.id, actor="ops@example.com", reason="payment gateway is back")
-        state = await shop.engine.wait(doc.id, timeout=5)
+        await shop.engine.resume(doc.order_id, actor="ops@example.com", reason="payment gateway is back")
+        state = await shop.engine.wait(doc.order_id, timeout=5)
 
         assert state.status is SagaStatus.COMPENSATED
-        doc = await shop.order(doc.id)
+        doc = await shop.order(doc.order_id)
         assert (doc.status, doc.failure_reason) == (OrderStatus.FAILED, FailureReason.SERVICE_UNAVAILABLE)
         assert shop.fakes.inventory.products["sku-desk"].reserved == 0
         assert [(e.actor, e.reason) for e in state.history if e.phase is Phase.OPERATOR] == [

@@ -107,14 +107,20 @@ class MailRenderer:
         html = self._env.get_template(f"{name}.html").render(context)
         return text, html
 
+    @staticmethod
+    def screen(notification: Notification) -> str | None:
+        """Why `notification` cannot be an email (it has no address), or None if it can."""
+        return NO_RECIPIENT if notification.recipient is None else None
+
     def render(self, notification: Notification) -> EmailMessage:
         """The whole message: headers, then text and HTML as alternatives.
 
         Raises:
             DeliveryRefusedError: If the notification has no recipient.
         """
-        if notification.recipient is None:
-            raise DeliveryRefusedError(NO_RECIPIENT)
+        refusal = self.screen(notification)
+        if refusal is not None:
+            raise DeliveryRefusedError(refusal)
         text, html = self.bodies(notification)
         message = EmailMessage()
         message["From"] = Address(self.shop.shop_name, addr_spec=self.shop.from_address)

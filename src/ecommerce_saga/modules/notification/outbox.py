@@ -44,6 +44,10 @@ class OutboxSender:
         self.folder = folder
         self._renderer = renderer
 
+    def screen(self, notification: Notification) -> str | None:
+        """See `NotificationSender.screen`: an email needs an address."""
+        return self._renderer.screen(notification)
+
     async def send(self, notification: Notification) -> str:
         """Write the notification's email; return where it went."""
         message = self._renderer.render(notification)

@@ -1,9 +1,11 @@
 """How notifications leave the shop: the sender port, its two failure kinds, and a sender that logs.
 
-A sender says how a delivery ended. It returns what the channel answered when it accepted the
-message; it raises `DeliveryRefusedError` when the channel refused it for good (the notification
-becomes FAILED and is never sent again), and anything else for a failure that may pass (the
-notification stays PENDING, and the saga's retry sends it again).
+A sender first screens a notification: a channel that cannot take it at all (an email without an
+address) says so without trying, and the notification is recorded as FAILED at once. A sender then
+says how a delivery ended. It returns what the channel answered when it accepted the message; it
+raises `DeliveryRefusedError` when the channel refused it for good (the notification becomes
+FAILED and is never sent again), and anything else for a failure that may pass (the notification
+stays PENDING, and the saga's retry sends it again).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ logger = logging.getLogger(__name__)
 
 class NotificationSender(Protocol):
     """Delivers one notification on its channel (a mail server, say)."""
+
+    def screen(self, notification: Notification) -> str | None:
+        """The reply refusing `notification` for good before any attempt (it has no address, say),
+        or None if it is worth sending. Never does I/O."""
+        ...
 
     async def send(self, notification: Notification) -> str | None:
         """Deliver `notification`; return the channel's answer.
@@ -43,6 +50,9 @@ class DeliveryDeferredError(Exception):
 
 class LoggingSender:
     """Stands in for a mail gateway: logs who is told what, never the message's details."""
+
+    def screen(self, notification: Notification) -> None:
+        """Nothing is refused: a log needs no address."""
 
     async def send(self, notification: Notification) -> str:
         """Log a structured record of the notification."""

@@ -5,7 +5,9 @@ a short lease (so that concurrent calls send it once), handed to the sender, and
 the channel's reply only once the channel accepted it. If the sender fails in a way that may pass,
 the record stays PENDING (with `last_error`) and the call raises a retryable error; the saga engine
 retries, and the retry sends the same record again. If the channel refuses it for good, the record
-is FAILED with the reply and the call returns it: a refused email never fails an order.
+is FAILED with the reply and the call returns it: a refused email never fails an order. A
+notification the sender screens out before any attempt (an email without an address) is recorded
+FAILED with that reply in the one insert, and never claimed.
 
 A call that finds the record claimed by another raises the same retryable error, unless it is a
 later attempt under the claim's own idempotency key: a saga retries a step only once the earlier
@@ -24,10 +26,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
-
-from beanie.exceptions import DocumentNotFound
-from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.modules.notification.contract import (
     CancelNotification,
@@ -37,11 +35,10 @@ from ecommerce_saga.modules.notification.contract import (
     NotificationNotFoundError,
     NotificationStatus,
     NotificationType,
-    ReadStatus,
     SendNotification,
 )
-from ecommerce_saga.modules.notification.documents import NotificationDocument
 from ecommerce_saga.modules.notification.mail import message_id
+from ecommerce_saga.modules.notification.repository import Claim, NotificationRecord, NotificationRepository
 from ecommerce_saga.modules.notification.sender import DeliveryRefusedError, LoggingSender, NotificationSender
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
@@ -81,10 +78,10 @@ def _epoch_ms(instant: datetime) -> int:
 
 def _outcome(
     status: NotificationStatus, reply: str | None, sent_at: datetime | None = None
-) -> Callable[[NotificationDocument], bool]:
+) -> Callable[[NotificationRecord], bool]:
     """A change storing how an attempt ended, and dropping the claim."""
 
-    def change(doc: NotificationDocument) -> bool:
+    def change(doc: NotificationRecord) -> bool:
         doc.status, doc.claimed_until_ms = status, 0
         if status is NotificationStatus.PENDING:
             doc.last_error = reply
@@ -95,16 +92,16 @@ def _outcome(
     return change
 
 
-def _mark_read(doc: NotificationDocument) -> bool:
+def _mark_read(doc: NotificationRecord) -> bool:
     if doc.read:
         return False
     doc.read = True
     return True
 
 
-def _notification(doc: NotificationDocument) -> Notification:
+def _notification(doc: NotificationRecord) -> Notification:
     return Notification(
-        notification_id=doc.id,
+        notification_id=doc.notification_id,
         order_id=doc.order_id,
         customer_id=doc.customer_id,
         type=doc.type,
@@ -124,17 +121,31 @@ def _notification(doc: NotificationDocument) -> Notification:
     )
 
 
+def _refused(doc: NotificationRecord) -> None:
+    logger.warning(
+        "notification refused for good",
+        extra={
+            "notification_id": doc.notification_id,
+            "order_id": doc.order_id,
+            "notification_type": doc.type,
+        },
+    )
+
+
 class LocalNotificationService:
-    """`NotificationService` on MongoDB, delivering through a `NotificationSender`."""
+    """`NotificationService` on a `NotificationRepository`, delivering through a `NotificationSender`."""
 
     def __init__(
         self,
+        records: NotificationRepository,
         sender: NotificationSender | None = None,
+        *,
         channel: str = DEFAULT_CHANNEL,
         clock: Callable[[], datetime] = utcnow,
         send_timeout_seconds: float = 30.0,
         message_domain: str = "localhost",
     ) -> None:
+        self._records = records
         self._sender: NotificationSender = sender if sender is not None else LoggingSender()
         self._channel = channel
         self._clock = clock
@@ -152,15 +163,15 @@ class LocalNotificationService:
         if doc.status in _FINAL:
             return _notification(doc)
         if not claimed:
-            if not await self._claim(doc.id, command):
-                doc = await self._get(doc.id)
+            if not await self._claim(doc.notification_id, command):
+                doc = await self._get(doc.notification_id)
                 if doc.status in _FINAL:
                     return _notification(doc)
                 msg = (
                     f"the {doc.type.value} notification of order {doc.order_id} is being sent by another call"
                 )
                 raise NotificationDeliveryError(msg)
-            doc = await self._get(doc.id)
+            doc = await self._get(doc.notification_id)
         return _notification(await self._deliver(doc))
 
     async def cancel(self, command: CancelNotification) -> Notification:
@@ -183,11 +194,11 @@ class LocalNotificationService:
             )
         )
 
-    async def _record_for(self, command: SendNotification) -> tuple[NotificationDocument, bool]:
+    async def _record_for(self, command: SendNotification) -> tuple[NotificationRecord, bool]:
         """The (order, type) record, and whether this call inserted it (and so holds its claim)."""
         subject, message = default_text(command.type, command.order_id)
-        doc = NotificationDocument(
-            id=new_id("ntf"), order_id=command.order_id, customer_id=command.customer_id,
+        doc = NotificationRecord(
+            notification_id=new_id("ntf"), order_id=command.order_id, customer_id=command.customer_id,
             type=command.type, channel=self._channel, status=NotificationStatus.PENDING,
             subject=command.subject or subject, message=command.message or message,
             details=dict(command.details), created_at=self._now(),
@@ -196,17 +207,14 @@ class LocalNotificationService:
             recipient=command.recipient, order=command.order, idempotency_key=command.idempotency_key,
             message_id=message_id(command.idempotency_key, self._message_domain),
         )  # fmt: skip
-        try:
-            await doc.insert()  # insert first: a repeated send finds the record in the way
-        except DuplicateKeyError:
-            existing = await self._find(command.order_id, command.type)
-            assert existing is not None  # noqa: S101 - the duplicate exists
-            return existing, False
-        return doc, True
-
-    @staticmethod
-    async def _find(order_id: str, notification_type: NotificationType) -> NotificationDocument | None:
-        return await NotificationDocument.find_one({"order_id": order_id, "type": notification_type.value})
+        refusal = self._sender.screen(_notification(doc))
+        if refusal is not None:  # nothing the channel would take: recorded FAILED in one write, unclaimed
+            doc.status, doc.delivery_reply, doc.claimed_until_ms = NotificationStatus.FAILED, refusal, 0
+        stored = await self._records.add(doc)  # add first: a repeated send finds the record in the way
+        inserted = stored.notification_id == doc.notification_id
+        if inserted and refusal is not None:
+            _refused(doc)
+        return stored, inserted
 
     async def _claim(self, notification_id: str, command: SendNotification) -> bool:
         """Take the unsent record for as long as a send may take; False if another call holds it.
@@ -215,34 +223,19 @@ class LocalNotificationService:
         idempotency key (an attempt that is over, as its caller retried).
         """
         now_ms = _epoch_ms(self._clock())
-        superseded = {"claim_key": command.idempotency_key, "claim_attempt": {"$lt": command.attempt}}
-        result = await NotificationDocument.get_pymongo_collection().update_one(
-            {
-                "_id": notification_id,
-                "status": NotificationStatus.PENDING.value,
-                "$or": [{"claimed_until_ms": {"$lt": now_ms}}, superseded],
-            },
-            {
-                "$set": {
-                    "claimed_until_ms": now_ms + int(self._send_timeout * 1000),
-                    "claim_key": command.idempotency_key,
-                    "claim_attempt": command.attempt,
-                },
-                "$inc": {"version": 1},
-            },
-        )
-        return result.modified_count == 1
+        claim = Claim(
+            now_ms=now_ms, until_ms=now_ms + int(self._send_timeout * 1000),
+            key=command.idempotency_key, attempt=command.attempt,
+        )  # fmt: skip
+        return await self._records.claim(notification_id, claim)
 
-    async def _deliver(self, doc: NotificationDocument) -> NotificationDocument:
+    async def _deliver(self, doc: NotificationRecord) -> NotificationRecord:
         """Send the claimed record, then store the outcome and drop the claim."""
-        notification_id = doc.id
+        notification_id = doc.notification_id
         try:
             reply = await asyncio.wait_for(self._sender.send(_notification(doc)), self._send_timeout)
         except DeliveryRefusedError as exc:  # for good: recorded, not raised (the order goes on)
-            logger.warning(
-                "notification refused for good",
-                extra={"notification_id": doc.id, "order_id": doc.order_id, "notification_type": doc.type},
-            )
+            _refused(doc)
             return await self._update(
                 notification_id, _outcome(NotificationStatus.FAILED, exc.reply), known=doc
             )
@@ -251,7 +244,11 @@ class LocalNotificationService:
             await self._update(notification_id, _outcome(NotificationStatus.PENDING, error), known=doc)
             logger.warning(  # the error's text may name the recipient: only its type is logged
                 "notification not delivered",
-                extra={"notification_id": doc.id, "order_id": doc.order_id, "error": type(exc).__name__},
+                extra={
+                    "notification_id": notification_id,
+                    "order_id": doc.order_id,
+                    "error": type(exc).__name__,
+                },
             )
             msg = f"the {doc.type.value} notification of order {doc.order_id} was not delivered"
             raise NotificationDeliveryError(msg) from exc
@@ -261,9 +258,9 @@ class LocalNotificationService:
     async def _update(
         self,
         notification_id: str,
-        change: Callable[[NotificationDocument], bool],
-        known: NotificationDocument | None = None,
-    ) -> NotificationDocument:
+        change: Callable[[NotificationRecord], bool],
+        known: NotificationRecord | None = None,
+    ) -> NotificationRecord:
         """Apply `change` to the stored record and replace it whole, again if it changed meanwhile.
 
         `change` returns False when there is nothing to write. The replace is filtered on the
@@ -275,11 +272,8 @@ class LocalNotificationService:
             if not change(doc):
                 return doc
             expected, doc.version = doc.version, doc.version + 1
-            try:
-                await NotificationDocument.find_one({"_id": doc.id, "version": expected}).replace_one(doc)
-            except DocumentNotFound:
-                continue
-            return doc
+            if await self._records.replace(doc, expected):
+                return doc
         msg = f"notification {notification_id} kept changing while it was being written"
         raise RuntimeError(msg)
 
@@ -291,29 +285,14 @@ class LocalNotificationService:
         """See `NotificationService.get_notification`."""
         return _notification(await self._get(notification_id))
 
-    @staticmethod
-    async def _get(notification_id: str) -> NotificationDocument:
-        doc = await NotificationDocument.get(notification_id)
+    async def _get(self, notification_id: str) -> NotificationRecord:
+        doc = await self._records.get(notification_id)
         if doc is None:
             raise NotificationNotFoundError(f"no notification {notification_id!r}")
         return doc
 
     async def list_notifications(self, query: NotificationFilter) -> Page[Notification]:
         """See `NotificationService.list_notifications`."""
-        criteria: dict[str, Any] = {}
-        if query.customer_id is not None:
-            criteria["customer_id"] = query.customer_id
-        if query.type is not None:
-            criteria["type"] = query.type.value
-        if query.read_status is not None:
-            criteria["read"] = query.read_status is ReadStatus.READ
-        total = await NotificationDocument.find(criteria).count()
-        docs = (
-            await NotificationDocument.find(criteria)
-            .sort("-created_at", "-_id")
-            .skip(query.skip)
-            .limit(query.limit)
-            .to_list()
-        )
+        docs, total = await self._records.find(query)
         items = [_notification(d) for d in docs]
         return Page(items=items, total=total, limit=query.limit, skip=query.skip)

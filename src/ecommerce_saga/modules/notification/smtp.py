@@ -64,6 +64,10 @@ class SmtpSender:
         self._renderer = renderer
         self._tls_context = ssl.create_default_context(cafile=config.ca_file)
 
+    def screen(self, notification: Notification) -> str | None:
+        """See `NotificationSender.screen`: an email needs an address."""
+        return self._renderer.screen(notification)
+
     async def send(self, notification: Notification) -> str:
         """Send the notification's email; return the server's reply to it."""
         message = self._renderer.render(notification)

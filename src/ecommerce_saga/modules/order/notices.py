@@ -14,12 +14,12 @@ from ecommerce_saga.modules.notification.contract import (
     OrderLineFacts,
     SendNotification,
 )
-from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import OrderRecord
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import PaymentMethodKind
 
 
-def _payment(doc: OrderDocument) -> str | None:
+def _payment(doc: OrderRecord) -> str | None:
     summary = doc.payment
     if summary.method is PaymentMethodKind.PAYPAL:
         return "PayPal"
@@ -28,7 +28,7 @@ def _payment(doc: OrderDocument) -> str | None:
     return None
 
 
-def order_facts(doc: OrderDocument, kind: NotificationType, carrier: str | None = None) -> OrderFacts:
+def order_facts(doc: OrderRecord, kind: NotificationType, carrier: str | None = None) -> OrderFacts:
     """What a `kind` notice says about the order `doc`."""
     return OrderFacts(
         customer_name=doc.shipping_address.name[:200] or None,
@@ -50,7 +50,7 @@ def order_facts(doc: OrderDocument, kind: NotificationType, carrier: str | None 
 
 
 async def notice(
-    orders: OrderRepository,
+    orders: OrderTracker,
     kind: NotificationType,
     order_id: str,
     customer_id: str,

@@ -1,126 +1,133 @@
-"""Order records: optimistic-concurrency updates and in-process waiters for settled orders."""
+"""Order records: the `OrderRepository` port, on MongoDB (Beanie) and in memory.
+
+An order is written whole: inserted once (its id and its idempotency key, if any, are unique),
+then replaced only if its `version` is unchanged. Both implementations pass
+`tests/contract/test_order_repository_contract.py`. What this process remembers of the orders
+it works on, and who waits for them, is `OrderTracker`'s (tracker.py), above either implementation.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import OrderedDict
-from collections.abc import Callable, Collection
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from beanie import SortDirection
 from beanie.exceptions import DocumentNotFound
+from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
-from ecommerce_saga.modules.order.contract import OrderFilter, OrderStatus
+from ecommerce_saga.modules.order.contract import (
+    FailureReason,
+    OrderFilter,
+    OrderLine,
+    OrderStatus,
+    PaymentSummary,
+)
 from ecommerce_saga.modules.order.documents import OrderDocument
+from ecommerce_saga.modules.shipping.contract import Address, ShippingMethod
 from ecommerce_saga.shared.clock import utcnow
 
 
-class StaleOrderError(Exception):
-    """The order changed between read and write; read it again."""
+class OrderRecord(BaseModel):
+    """An order as stored; `version` counts the writes (optimistic concurrency)."""
+
+    order_id: str
+    saga_id: str
+    cancel_saga_id: str | None = None
+    customer_id: str
+    status: OrderStatus = OrderStatus.PENDING
+    failure_reason: FailureReason | None = None
+    failure_detail: str | None = None
+    items: list[OrderLine]
+    total_cents: int
+    currency: str
+    shipping_address: Address
+    shipping_method: ShippingMethod
+    payment: PaymentSummary
+    payment_token: str
+    payment_id: str | None = None
+    shipping_id: str | None = None
+    tracking_number: str | None = None
+    estimated_delivery: date | None = None
+    contact_email: str | None = None  # personal data: never logged
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
-class OrderRepository:
-    """Reads and writes order documents; wakes waiters when an order's status changes.
+class OrderRepository(Protocol):
+    """Where the order module keeps its orders."""
 
-    It remembers the orders it last inserted, stored or read (the newest `recent_size`), as it
-    wrote or read them, so that an update starts from the remembered version instead of reading
-    it again: the write is conditional on that version, and a stale one only costs the read it
-    would have cost anyway. Remembered documents are never changed in place.
-    """
+    async def add(self, order: OrderRecord) -> bool:
+        """Store a new order; False if its id or its idempotency key is taken (nothing written)."""
+        ...
 
-    def __init__(self, recent_size: int = 1024) -> None:
-        self._waiters: dict[str, _Waiter] = {}
-        self._recent: OrderedDict[str, OrderDocument] = OrderedDict()
-        self._recent_size = recent_size
+    async def get(self, order_id: str) -> OrderRecord | None:
+        """The order, or None."""
+        ...
 
-    def _remember(self, doc: OrderDocument) -> None:
-        self._recent[doc.id] = doc
-        self._recent.move_to_end(doc.id)
-        if len(self._recent) > self._recent_size:
-            self._recent.popitem(last=False)
+    async def by_idempotency_key(self, key: str) -> OrderRecord | None:
+        """The order placed with `key`, or None."""
+        ...
 
-    async def insert(self, doc: OrderDocument) -> bool:
-        """Insert a new order; False if its id or idempotency key exists."""
+    async def replace(self, order: OrderRecord, expected_version: int) -> bool:
+        """Write the order whole if the stored one still has `expected_version`; False if not."""
+        ...
+
+    async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
+        """PENDING orders created before `cutoff` (at most `limit`, oldest first)."""
+        ...
+
+    async def find(self, query: OrderFilter) -> tuple[list[OrderRecord], int]:
+        """A page of orders matching `query`, newest first (then by id, descending), and how many
+        match in all."""
+        ...
+
+
+class BeanieOrderRepository:
+    """`OrderRepository` on MongoDB (collection `orders`)."""
+
+    async def add(self, order: OrderRecord) -> bool:
+        """See `OrderRepository.add`."""
         try:
-            await doc.insert()
+            await _document(order).insert()
         except DuplicateKeyError:
             return False
-        self._remember(doc)
         return True
 
-    async def get(self, order_id: str) -> OrderDocument | None:
-        """The order, or None."""
+    async def get(self, order_id: str) -> OrderRecord | None:
+        """See `OrderRepository.get`."""
         doc = await OrderDocument.get(order_id)
-        if doc is not None:
-            self._remember(doc)
-        return doc
+        return None if doc is None else _record(doc)
 
-    async def recent(self, order_id: str) -> OrderDocument | None:
-        """The order as this process last inserted, stored or read it; else read now (None if absent).
+    async def by_idempotency_key(self, key: str) -> OrderRecord | None:
+        """See `OrderRepository.by_idempotency_key`."""
+        doc = await OrderDocument.find_one({"idempotency_key": key})
+        return None if doc is None else _record(doc)
 
-        No read for an order this process is working on. Another process's later change to the
-        order is not seen: use it where what was last stored here will do (the facts a notice
-        tells the customer), and `get` where the latest status matters.
-        """
-        doc = self._recent.get(order_id)
-        return doc if doc is not None else await self.get(order_id)
+    async def replace(self, order: OrderRecord, expected_version: int) -> bool:
+        """See `OrderRepository.replace`."""
+        current = {"_id": order.order_id, "version": expected_version}
+        try:
+            await OrderDocument.find_one(current).replace_one(_document(order))
+        except DocumentNotFound:
+            return False
+        return True
 
-    async def by_idempotency_key(self, key: str) -> OrderDocument | None:
-        """The order placed with `key`, or None."""
-        return await OrderDocument.find_one({"idempotency_key": key})
-
-    async def update(
-        self,
-        order_id: str,
-        change: Callable[[OrderDocument], None],
-        *,
-        allowed_from: Collection[OrderStatus] | None = None,
-        attempts: int = 5,
-    ) -> OrderDocument | None:
-        """Apply `change` and store the order, if its status is in `allowed_from`.
-
-        Returns the stored order, or None if it does not exist or its status is not allowed.
-        Retries on concurrent changes. `change` assigns fields; it must not change a value in
-        place (a list, a sub-document), which the remembered order shares with its copy.
-        """
-        remembered = self._recent.get(order_id)
-        for _ in range(attempts):
-            if remembered is not None and (allowed_from is None or remembered.status in allowed_from):
-                # a shallow copy will do: changes assign fields, never change what a field holds
-                doc: OrderDocument | None = remembered.model_copy()
-            else:  # not remembered, stale, or remembered in a status that may have moved on
-                doc = await self.get(order_id)
-            remembered = None  # a second pass reads what the concurrent writer stored
-            if doc is None or (allowed_from is not None and doc.status not in allowed_from):
-                return None
-            expected = doc.version
-            change(doc)
-            doc.version = expected + 1
-            doc.updated_at = utcnow()
-            try:
-                await OrderDocument.find_one({"_id": order_id, "version": expected}).replace_one(doc)
-            except DocumentNotFound:
-                self._recent.pop(order_id, None)
-                continue
-            self._remember(doc)
-            self._wake(doc)
-            return doc
-        raise StaleOrderError(order_id)
-
-    async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderDocument]:
-        """PENDING orders created before `cutoff` (at most `limit`, oldest first)."""
-        return (
+    async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
+        """See `OrderRepository.pending_since_before`."""
+        docs = (
             await OrderDocument.find({"status": str(OrderStatus.PENDING), "created_at": {"$lt": cutoff}})
             .sort([("created_at", SortDirection.ASCENDING)])
             .limit(limit)
             .to_list()
         )
+        return [_record(doc) for doc in docs]
 
-    async def find(self, query: OrderFilter) -> tuple[list[OrderDocument], int]:
-        """Orders matching `query`, newest first, and their total count."""
+    async def find(self, query: OrderFilter) -> tuple[list[OrderRecord], int]:
+        """See `OrderRepository.find`."""
         criteria: dict[str, Any] = {}
         if query.customer_id is not None:
             criteria["customer_id"] = query.customer_id
@@ -134,61 +141,72 @@ class OrderRepository:
             .limit(query.limit)
             .to_list()
         )
-        return docs, total
-
-    async def wait_settled(
-        self,
-        order_id: str,
-        timeout: float,
-        known: OrderDocument | None = None,
-        poll: Callable[[], bool] = lambda: True,
-    ) -> OrderDocument | None:
-        """Wait up to `timeout` seconds for the order to be settled; return it as it is then.
-
-        Changes made in this process wake the waiter with the changed order (no read). Changes
-        made elsewhere (a saga resumed by another replica) are seen by polling, done only while
-        `poll()` is true, so that waiting on sagas run here adds no load to the database.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        waiter = self._waiters.setdefault(order_id, _Waiter())
-        waiter.users += 1
-        try:
-            doc = known if known is not None else await self.get(order_id)
-            while doc is not None and not doc.status.is_settled:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                polling = poll()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        waiter.changed.wait(), min(remaining, _POLL_SECONDS) if polling else remaining
-                    )
-                waiter.changed.clear()
-                if waiter.latest is not None:
-                    doc, waiter.latest = waiter.latest, None
-                elif polling or loop.time() >= deadline:
-                    doc = await self.get(order_id)
-            return doc
-        finally:
-            waiter.users -= 1
-            if waiter.users == 0:
-                self._waiters.pop(order_id, None)
-
-    def _wake(self, doc: OrderDocument) -> None:
-        waiter = self._waiters.get(doc.id)
-        if waiter is not None:
-            waiter.latest = doc
-            waiter.changed.set()
+        return [_record(doc) for doc in docs], total
 
 
-_POLL_SECONDS = 0.25
+def _document(order: OrderRecord) -> OrderDocument:
+    return OrderDocument(id=order.order_id, **order.model_dump(exclude={"order_id"}))
 
 
-class _Waiter:
-    """Requests waiting for one order to change."""
+def _record(doc: OrderDocument) -> OrderRecord:
+    return OrderRecord(order_id=doc.id, **doc.model_dump(include=set(OrderRecord.model_fields)))
+
+
+class InMemoryOrderRepository:
+    """`OrderRepository` in a dict: for unit tests and a database-free shop. Each method runs
+    without awaiting, so it is atomic on the event loop, as the conditional writes are on MongoDB."""
 
     def __init__(self) -> None:
-        self.changed = asyncio.Event()
-        self.latest: OrderDocument | None = None
-        self.users = 0
+        self._orders: dict[str, OrderRecord] = {}
+
+    async def add(self, order: OrderRecord) -> bool:
+        """See `OrderRepository.add`."""
+        key = order.idempotency_key
+        if order.order_id in self._orders or (key is not None and self._by_key(key) is not None):
+            return False
+        self._orders[order.order_id] = order.model_copy(deep=True)
+        return True
+
+    async def get(self, order_id: str) -> OrderRecord | None:
+        """See `OrderRepository.get`."""
+        found = self._orders.get(order_id)
+        return None if found is None else found.model_copy(deep=True)
+
+    async def by_idempotency_key(self, key: str) -> OrderRecord | None:
+        """See `OrderRepository.by_idempotency_key`."""
+        found = self._by_key(key)
+        return None if found is None else found.model_copy(deep=True)
+
+    def _by_key(self, key: str) -> OrderRecord | None:
+        return next((o for o in self._orders.values() if o.idempotency_key == key), None)
+
+    async def replace(self, order: OrderRecord, expected_version: int) -> bool:
+        """See `OrderRepository.replace`."""
+        stored = self._orders.get(order.order_id)
+        if stored is None or stored.version != expected_version:
+            return False
+        self._orders[order.order_id] = order.model_copy(deep=True)
+        return True
+
+    async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
+        """See `OrderRepository.pending_since_before`."""
+        pending = sorted(
+            (o for o in self._orders.values() if o.status is OrderStatus.PENDING and o.created_at < cutoff),
+            key=lambda o: o.created_at,
+        )
+        return [o.model_copy(deep=True) for o in pending[:limit]]
+
+    async def find(self, query: OrderFilter) -> tuple[list[OrderRecord], int]:
+        """See `OrderRepository.find`."""
+        matching = sorted(
+            (
+                o
+                for o in self._orders.values()
+                if (query.customer_id is None or o.customer_id == query.customer_id)
+                and (query.status is None or o.status is query.status)
+            ),
+            key=lambda o: (o.created_at, o.order_id),
+            reverse=True,
+        )
+        page = matching[query.skip : query.skip + query.limit]
+        return [o.model_copy(deep=True) for o in page], len(matching)

@@ -40,9 +40,9 @@ from ecommerce_saga.modules.inventory.contract import (
 )
 from ecommerce_saga.modules.notification.contract import NotificationService, NotificationType
 from ecommerce_saga.modules.order.contract import FailureReason, OrderStatus
-from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.order.notices import notice
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import OrderRecord
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
     PaymentService,
@@ -224,7 +224,7 @@ def failure_reason(failure: ErrorInfo | None) -> FailureReason:
 class OrderSagas:
     """The two order sagas, bound to the participants they call."""
 
-    orders: OrderRepository
+    orders: OrderTracker
     inventory: InventoryService
     payment: PaymentService
     shipping: ShippingService
@@ -312,7 +312,7 @@ class OrderSagas:
         reason = failure_reason(ctx.failure)
         detail = ctx.failure.message if ctx.failure else "the order could not be completed"
 
-        def fail(doc: OrderDocument) -> None:
+        def fail(doc: OrderRecord) -> None:
             doc.status, doc.failure_reason, doc.failure_detail = OrderStatus.FAILED, reason, detail
 
         order_id = ctx.input.order_id
@@ -371,7 +371,7 @@ class OrderSagas:
         shipment = ctx.output_of(SCHEDULE_SHIPPING)
         payment = ctx.output_of(PROCESS_PAYMENT)
 
-        def complete(doc: OrderDocument) -> None:
+        def complete(doc: OrderRecord) -> None:
             doc.status = OrderStatus.COMPLETED
             doc.payment_id = payment.payment_id
             doc.shipping_id = shipment.shipping_id
@@ -394,7 +394,7 @@ class OrderSagas:
     # --- cancel-order actions
 
     async def _begin_cancellation(self, ctx: StepContext[CancelOrderInput]) -> OrderStatusChanged:
-        def cancelling(doc: OrderDocument) -> None:
+        def cancelling(doc: OrderRecord) -> None:
             doc.status = OrderStatus.CANCELLING
             doc.cancel_saga_id = ctx.saga_id
 
@@ -416,7 +416,7 @@ class OrderSagas:
         return await self._release(ctx.input.order_id, ctx.idempotency_key)
 
     async def _finish_cancellation(self, ctx: StepContext[CancelOrderInput]) -> OrderStatusChanged:
-        def cancelled(doc: OrderDocument) -> None:
+        def cancelled(doc: OrderRecord) -> None:
             doc.status = OrderStatus.CANCELLED
 
         await self.orders.update(ctx.input.order_id, cancelled, allowed_from=[OrderStatus.CANCELLING])
@@ -471,7 +471,7 @@ class ParkedOrderMarker:
     in a crash, the order view still derives the status from the parked saga.
     """
 
-    def __init__(self, orders: OrderRepository) -> None:
+    def __init__(self, orders: OrderTracker) -> None:
         self._orders = orders
         self._pending: set[asyncio.Task[object]] = set()
 
@@ -488,7 +488,7 @@ class ParkedOrderMarker:
         task.add_done_callback(self._pending.discard)
 
     async def _mark(self, order_id: str) -> object:
-        def attention(doc: OrderDocument) -> None:
+        def attention(doc: OrderRecord) -> None:
             doc.status = OrderStatus.REQUIRES_ATTENTION
 
         try:

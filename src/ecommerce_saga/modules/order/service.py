@@ -24,9 +24,9 @@ from ecommerce_saga.modules.order.contract import (
     PlaceOrder,
     PriceChangedError,
 )
-from ecommerce_saga.modules.order.documents import OrderDocument
-from ecommerce_saga.modules.order.repository import OrderRepository
+from ecommerce_saga.modules.order.repository import OrderRecord
 from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER, CancelOrderInput, PlaceOrderInput
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import PaymentService
 from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaStatus
 from ecommerce_saga.shared.clock import utcnow
@@ -71,9 +71,9 @@ def _history(state: SagaState) -> list[HistoryItem]:
     ]
 
 
-def _summary(doc: OrderDocument) -> OrderSummary:
+def _summary(doc: OrderRecord) -> OrderSummary:
     return OrderSummary(
-        order_id=doc.id,
+        order_id=doc.order_id,
         saga_id=doc.saga_id,
         customer_id=doc.customer_id,
         status=doc.status,
@@ -86,11 +86,11 @@ def _summary(doc: OrderDocument) -> OrderSummary:
 
 
 class LocalOrderService:
-    """`OrderService` on MongoDB and the saga engine."""
+    """`OrderService` on its `OrderTracker` and the saga engine."""
 
     def __init__(
         self,
-        orders: OrderRepository,
+        orders: OrderTracker,
         engine: SagaEngine,
         inventory: InventoryService,
         payment: PaymentService,
@@ -119,7 +119,7 @@ class LocalOrderService:
             assert replay is not None  # noqa: S101 - the winner's order exists
             return replay
         await self._start_saga(doc)
-        return await self._outcome(doc.id, wait_seconds, known=doc)
+        return await self._outcome(doc.order_id, wait_seconds, known=doc)
 
     async def resume_orphans(self, older_than: timedelta, limit: int = 100) -> int:
         """Start the saga of every order whose request stopped between storing it and starting it.
@@ -138,7 +138,7 @@ class LocalOrderService:
             except SagaNotFoundError:
                 pass
             logger.warning("resuming an order whose request stopped before its saga started",
-                           extra={"order_id": doc.id})  # fmt: skip
+                           extra={"order_id": doc.order_id})  # fmt: skip
             await self._start_saga(doc)
             resumed += 1
         return resumed
@@ -150,10 +150,10 @@ class LocalOrderService:
         if existing.request_hash != fingerprint:
             raise IdempotencyKeyReusedError("this Idempotency-Key was used with a different request body")
         await self._start_saga(existing)  # a no-op unless the first request died before starting it
-        placed = await self._outcome(existing.id, wait_seconds)
+        placed = await self._outcome(existing.order_id, wait_seconds)
         return placed.model_copy(update={"replayed": True})
 
-    async def _new_order(self, command: PlaceOrder, key: str | None, fingerprint: str) -> OrderDocument:
+    async def _new_order(self, command: PlaceOrder, key: str | None, fingerprint: str) -> OrderRecord:
         quote = await self._inventory.quote(command.items)
         if command.expected_total_cents is not None and command.expected_total_cents != quote.total_cents:
             raise PriceChangedError(
@@ -164,8 +164,8 @@ class LocalOrderService:
             )
         method = await self._payment.tokenize(command.payment)  # only once the price is agreed
         order_id = new_id("ord")
-        return OrderDocument(
-            id=order_id,
+        return OrderRecord(
+            order_id=order_id,
             saga_id=order_id,
             customer_id=command.customer_id,
             items=[OrderLine.model_validate(item.model_dump()) for item in quote.items],
@@ -180,9 +180,9 @@ class LocalOrderService:
             request_hash=fingerprint,
         )
 
-    async def _start_saga(self, doc: OrderDocument) -> None:
+    async def _start_saga(self, doc: OrderRecord) -> None:
         saga_input = PlaceOrderInput(
-            order_id=doc.id,
+            order_id=doc.order_id,
             customer_id=doc.customer_id,
             items=[ItemQuantity(product_id=i.product_id, quantity=i.quantity) for i in doc.items],
             total_cents=doc.total_cents,
@@ -191,10 +191,10 @@ class LocalOrderService:
             shipping_address=doc.shipping_address,
             shipping_method=doc.shipping_method,
         )
-        await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.id)
+        await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.order_id)
 
     async def _outcome(
-        self, order_id: str, wait_seconds: float | None, known: OrderDocument | None = None
+        self, order_id: str, wait_seconds: float | None, known: OrderRecord | None = None
     ) -> PlacedOrder:
         timeout = self._wait_seconds if wait_seconds is None else wait_seconds
         if timeout > 0:
@@ -231,9 +231,9 @@ class LocalOrderService:
             raise OrderNotCancellableError(
                 f"order {order_id} is {doc.status}; only COMPLETED orders can be cancelled"
             )
-        saga_input = CancelOrderInput(order_id=doc.id, customer_id=doc.customer_id)
-        cancel_id = f"{doc.id}-cancel"
-        await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.id)
+        saga_input = CancelOrderInput(order_id=doc.order_id, customer_id=doc.customer_id)
+        cancel_id = f"{doc.order_id}-cancel"
+        await self._engine.start(CANCEL_ORDER, saga_input, saga_id=cancel_id, correlation_id=doc.order_id)
         timeout = self._wait_seconds if wait_seconds is None else wait_seconds
         known: dict[str, SagaState] = {}
         if timeout > 0:  # a COMPLETED order counts as settled: wait for the cancellation itself
@@ -242,7 +242,7 @@ class LocalOrderService:
         order = await self._view(doc, known)
         return PlacedOrder(order=order, settled=order.status is OrderStatus.CANCELLED)
 
-    async def _view(self, doc: OrderDocument, known: dict[str, SagaState] | None = None) -> Order:
+    async def _view(self, doc: OrderRecord, known: dict[str, SagaState] | None = None) -> Order:
         history: list[HistoryItem] = []
         stage = None
         status = doc.status
@@ -263,7 +263,7 @@ class LocalOrderService:
             elif seen.status is SagaStatus.REQUIRES_ATTENTION and not status.is_settled:
                 status = OrderStatus.REQUIRES_ATTENTION
         return Order(
-            order_id=doc.id,
+            order_id=doc.order_id,
             saga_id=doc.saga_id,
             customer_id=doc.customer_id,
             status=status,
