@@ -20,6 +20,7 @@ from ecommerce_saga.saga import (
     Saga,
     SagaEngine,
     SagaQuery,
+    SagaState,
     SagaStatus,
     StepContext,
 )
@@ -204,6 +205,21 @@ async def test_reports_an_unreachable_database_as_a_store_outage() -> None:
             await store.get("s-1")
         with pytest.raises(StoreUnavailableError):
             await store.renew("s-1", "worker", 1, 0)
+    finally:
+        await client.close()
+
+
+async def test_reports_the_outage_to_every_save_when_sagas_are_saved_at_once() -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=200
+    )
+    store = MongoSagaStore(client["nowhere"]["sagas"])
+    try:
+        outcomes = await asyncio.gather(
+            *(store.save(SagaState(saga_id=f"s-{n}", saga_type="order")) for n in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, StoreUnavailableError) for outcome in outcomes), outcomes
     finally:
         await client.close()
 
