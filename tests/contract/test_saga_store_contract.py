@@ -178,6 +178,28 @@ class SagaStoreSpec:
         with pytest.raises(ConcurrencyError):
             await store.save(a_saga("missing"))
 
+    async def test_keeps_the_existing_ones_when_many_sagas_are_created_at_once(
+        self, store: SagaStore
+    ) -> None:
+        for n in range(0, 12, 4):
+            await store.create(a_saga(f"s-{n}", input={"first": True}))
+
+        created = await asyncio.gather(*(store.create(a_saga(f"s-{n}", input={"n": n})) for n in range(12)))
+
+        assert [n for n, fresh in enumerate(created) if not fresh] == [0, 4, 8]
+        for n in range(12):
+            stored = await store.get(f"s-{n}")
+            assert stored is not None
+            assert stored.input == ({"first": True} if n % 4 == 0 else {"n": n})
+
+    async def test_creates_one_when_the_same_saga_is_created_twice_at_once(self, store: SagaStore) -> None:
+        created = await asyncio.gather(*(store.create(a_saga("s-1", input={"n": n})) for n in range(2)))
+
+        stored = await store.get("s-1")
+        assert sorted(created) == [False, True]
+        assert stored is not None
+        assert stored.input == {"n": created.index(True)}
+
     async def test_stores_every_one_when_many_sagas_are_saved_at_once(self, store: SagaStore) -> None:
         for n in range(30):
             await store.create(a_saga(f"s-{n}", fencing_token=1))

@@ -2,7 +2,7 @@
 
 One document per saga, `_id` = saga id. Writes are whole-document inserts and replaces filtered
 on `version` and `fencing_token` (optimistic concurrency); the replaces of sagas written at the
-same moment go out together, as one command (`write_group`). Leases are claimed with one
+same moment go out together, as do the inserts (`write_group`). Leases are claimed with one
 `find_one_and_update`. Instants that are compared in queries (lease expiry) are integers
 (epoch milliseconds), which behave the same on MongoDB and on MongoDB-compatible servers.
 """
@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
@@ -104,11 +104,7 @@ class MongoSagaStore:
     @_outages_as_store_errors
     async def create(self, state: SagaState) -> bool:
         """See `SagaStore.create`."""
-        try:
-            await self._collection.insert_one(self._to_doc(state))
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self._writes.insert(self._to_doc(state))
 
     @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:
@@ -121,7 +117,7 @@ class MongoSagaStore:
         """See `SagaStore.save`."""
         new = state.model_copy(update={"version": state.version + 1})
         doc = self._to_doc(new)
-        if not await self._writes.replace(state.saga_id, state.version, state.fencing_token, doc):
+        if not await self._writes.replace(doc, state.version, state.fencing_token):
             raise ConcurrencyError(f"saga {state.saga_id} changed since it was read")
         return new
 
