@@ -11,7 +11,9 @@ collection). Three ways to run it, at each concurrency level:
 
 A saga's latency runs from `engine.start` to the return of `engine.wait` (which reads the saga
 only if its run has already ended); the baseline's from its first write to its last. CPU time
-per saga: this process's (engine, driver, event loop) and the embedded database's. Observers
+per saga: this process's (engine, driver, event loop) and the embedded database's; and the
+commands the saga store sent per saga (``saga commands``: 5 when each write is its own command,
+fewer when the writes of sagas running at once share one). Observers
 are off (``observers=[]``) so that logging is not measured. Without ``--url`` an embedded
 nx-27017 server is started in a temporary folder; it runs as a separate process on the same
 machine.
@@ -41,7 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.db.embedded import EmbeddedMongo
@@ -63,6 +65,7 @@ class Result:
     latencies_ms: list[float]
     app_cpu_s: float = 0.0
     db_cpu_s: float = 0.0
+    saga_commands: int = 0
 
     @property
     def throughput(self) -> float:
@@ -77,6 +80,11 @@ class Result:
     def db_cpu_ms(self) -> float:
         """The embedded database's CPU time per saga (0 with --url)."""
         return self.db_cpu_s * 1000 / self.sagas
+
+    @property
+    def saga_commands_per_saga(self) -> float:
+        """Commands the saga store sent per saga (several sagas' writes may share one)."""
+        return self.saga_commands / self.sagas
 
     def percentile(self, p: int) -> float:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
@@ -96,6 +104,27 @@ def cpu_seconds(pid: int) -> float:
 
 def db_cpu_seconds() -> float:
     return 0.0 if DB_PID is None else cpu_seconds(DB_PID)
+
+
+class SagaCommands(monitoring.CommandListener):
+    """Counts the commands sent to saga collections (``*_sagas``): the saga store's writes and reads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        if isinstance(target, str) and target.endswith("_sagas"):
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Not counted."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Not counted."""
+
+
+SAGA_COMMANDS = SagaCommands()
 
 
 def business_saga(db: Db, collection: str) -> Saga[Input]:
@@ -122,12 +151,12 @@ async def drive(run_one: RunOne, mode: str, count: int, concurrency: int, prefix
             await run_one(f"{prefix}-{n:06d}")
             latencies.append((time.perf_counter() - began) * 1000)
 
-    app, db = time.process_time(), db_cpu_seconds()
+    app, db, commands = time.process_time(), db_cpu_seconds(), SAGA_COMMANDS.count
     began = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     seconds = time.perf_counter() - began
-    app, db = time.process_time() - app, db_cpu_seconds() - db
-    return Result(mode, concurrency, count, seconds, latencies, app, db)
+    app, db, commands = time.process_time() - app, db_cpu_seconds() - db, SAGA_COMMANDS.count - commands
+    return Result(mode, concurrency, count, seconds, latencies, app, db, commands)
 
 
 def baseline(db: Db, tag: str) -> RunOne:
@@ -181,7 +210,8 @@ def merge(runs: list[Result]) -> Result:
     latencies = [ms for run in runs for ms in run.latencies_ms]
     seconds = sum(run.seconds for run in runs)
     app, db = sum(run.app_cpu_s for run in runs), sum(run.db_cpu_s for run in runs)
-    return Result(first.mode, first.concurrency, len(latencies), seconds, latencies, app, db)
+    commands = sum(run.saga_commands for run in runs)
+    return Result(first.mode, first.concurrency, len(latencies), seconds, latencies, app, db, commands)
 
 
 async def benchmark(db: Db, count: int, levels: list[int], modes: list[str], rounds: int) -> list[Result]:
@@ -261,14 +291,14 @@ async def profile(db: Db, count: int, concurrency: int) -> None:
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| run | concurrency | sagas | sagas/s | p50 ms | p95 ms | p99 ms | app CPU ms | db CPU ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | c | sagas | sagas/s | p50 ms | p95 ms | p99 ms | app CPU ms | db CPU ms | saga commands |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.mode} | {r.concurrency} | {r.sagas} | {r.throughput:.1f} | "
             f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} | "
-            f"{r.app_cpu_ms:.2f} | {r.db_cpu_ms:.2f} |"
+            f"{r.app_cpu_ms:.2f} | {r.db_cpu_ms:.2f} | {r.saga_commands_per_saga:.2f} |"
         )
     lines += ["", "| concurrency | engine/mongo ÷ baseline | engine/memory ÷ baseline |", "|---:|---:|---:|"]
     by = {(r.mode, r.concurrency): r for r in results}
@@ -308,7 +338,9 @@ async def database(url: str | None) -> AsyncIterator[Db]:
             server.start()
             url = server.url
             DB_PID = server.process.pid if server.process else None
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, event_listeners=[SAGA_COMMANDS]
+        )
         name = f"saga_bench_{os.getpid()}"
         try:
             yield client[name]
