@@ -120,10 +120,11 @@ class WriteGroup:
                 if group:
                     await self._send(group)
         finally:
-            self._sender = None
-            for write in self._queue:  # only left behind if this task was cancelled
-                write.done.cancel()
-            self._queue = []
+            if self._sender is asyncio.current_task():  # not replaced by a new event loop's sender
+                self._sender = None
+                for write in self._queue:  # only left behind if this task was cancelled
+                    write.done.cancel()
+                self._queue = []
 
     def _next_group(self) -> list[_Write]:
         """Up to `MAX_GROUP` queued writes, one per saga; a cancelled caller's write is dropped."""
