@@ -9,19 +9,30 @@ collection). Three ways to run it, at each concurrency level:
 - ``engine/memory``: the engine on `InMemorySagaStore` (its state is not durable).
 - ``engine/mongo``: the engine on `MongoSagaStore` (the create plus one save per step, N + 1 = 5).
 
-A saga's latency runs from `engine.start` to the return of `engine.wait` (which adds one read of
-the saga); the baseline's from its first write to its last. Observers are off (``observers=[]``)
-so that logging is not measured. Without ``--url`` an embedded nx-27017 server is started in a
-temporary folder; it runs as a separate process on the same machine.
+A saga's latency runs from `engine.start` to the return of `engine.wait` (which reads the saga
+only if its run has already ended); the baseline's from its first write to its last. CPU time
+per saga: this process's (engine, driver, event loop) and the embedded database's; and the
+commands the saga store sent per saga (``saga commands``: 5 when each write is its own command,
+fewer when the writes of sagas running at once share one). Observers
+are off (``observers=[]``) so that logging is not measured. Without ``--url`` an embedded
+nx-27017 server is started in a temporary folder; it runs as a separate process on the same
+machine.
+
+``--profile`` runs ``engine/mongo`` once at the first level under cProfile instead, and prints
+where this process's CPU time goes, by part, per saga (the profiler slows everything down, so
+read the shares, not the milliseconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import cProfile
 import os
 import platform
+import pstats
 import statistics
 import tempfile
 import time
@@ -32,7 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.db.embedded import EmbeddedMongo
@@ -52,16 +63,68 @@ class Result:
     sagas: int
     seconds: float
     latencies_ms: list[float]
+    app_cpu_s: float = 0.0
+    db_cpu_s: float = 0.0
+    saga_commands: int = 0
 
     @property
     def throughput(self) -> float:
         return self.sagas / self.seconds
+
+    @property
+    def app_cpu_ms(self) -> float:
+        """This process's CPU time per saga (the engine, the driver, the event loop)."""
+        return self.app_cpu_s * 1000 / self.sagas
+
+    @property
+    def db_cpu_ms(self) -> float:
+        """The embedded database's CPU time per saga (0 with --url)."""
+        return self.db_cpu_s * 1000 / self.sagas
+
+    @property
+    def saga_commands_per_saga(self) -> float:
+        """Commands the saga store sent per saga (several sagas' writes may share one)."""
+        return self.saga_commands / self.sagas
 
     def percentile(self, p: int) -> float:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
 
 
 Input = Mapping[str, Any]  # the benchmark's sagas are untyped: their input is a mapping
+
+DB_PID: int | None = None
+"""The embedded database's process, whose CPU time the runs count (None with --url)."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_cpu_seconds() -> float:
+    return 0.0 if DB_PID is None else cpu_seconds(DB_PID)
+
+
+class SagaCommands(monitoring.CommandListener):
+    """Counts the commands sent to saga collections (``*_sagas``): the saga store's writes and reads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        if isinstance(target, str) and target.endswith("_sagas"):
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Not counted."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Not counted."""
+
+
+SAGA_COMMANDS = SagaCommands()
 
 
 def business_saga(db: Db, collection: str) -> Saga[Input]:
@@ -88,9 +151,12 @@ async def drive(run_one: RunOne, mode: str, count: int, concurrency: int, prefix
             await run_one(f"{prefix}-{n:06d}")
             latencies.append((time.perf_counter() - began) * 1000)
 
+    app, db, commands = time.process_time(), db_cpu_seconds(), SAGA_COMMANDS.count
     began = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return Result(mode, concurrency, count, time.perf_counter() - began, latencies)
+    seconds = time.perf_counter() - began
+    app, db, commands = time.process_time() - app, db_cpu_seconds() - db, SAGA_COMMANDS.count - commands
+    return Result(mode, concurrency, count, seconds, latencies, app, db, commands)
 
 
 def baseline(db: Db, tag: str) -> RunOne:
@@ -143,7 +209,9 @@ def merge(runs: list[Result]) -> Result:
     first = runs[0]
     latencies = [ms for run in runs for ms in run.latencies_ms]
     seconds = sum(run.seconds for run in runs)
-    return Result(first.mode, first.concurrency, len(latencies), seconds, latencies)
+    app, db = sum(run.app_cpu_s for run in runs), sum(run.db_cpu_s for run in runs)
+    commands = sum(run.saga_commands for run in runs)
+    return Result(first.mode, first.concurrency, len(latencies), seconds, latencies, app, db, commands)
 
 
 async def benchmark(db: Db, count: int, levels: list[int], modes: list[str], rounds: int) -> list[Result]:
@@ -162,21 +230,75 @@ async def benchmark(db: Db, count: int, levels: list[int], modes: list[str], rou
             results.append(result)
             print(
                 f"  {mode:<14} c={concurrency:<3} {result.throughput:8.1f} sagas/s "
-                f"p50 {result.percentile(50):7.1f} ms",
+                f"p50 {result.percentile(50):7.1f} ms  CPU/saga app {result.app_cpu_ms:5.2f} ms "
+                f"db {result.db_cpu_ms:5.2f} ms",
                 flush=True,
             )
     return results
 
 
+PARTS = [  # (part, where its functions live); the first that matches wins
+    ("saga engine: runner, transitions, state", "ecommerce_saga/saga/"),
+    ("PyMongo and BSON", "pymongo/"),
+    ("PyMongo and BSON", "bson/"),
+    ("pydantic (model_dump, validation, copies)", "pydantic"),
+    ("asyncio event loop and tasks", "asyncio/"),
+    ("asyncio event loop and tasks", "selectors.py"),
+    ("asyncio event loop and tasks", "_weakrefset.py"),
+    ("deep copies (copy.py)", "copy.py"),
+    ("the benchmark's own steps", "engine_bench.py"),
+]
+BUILTIN_PARTS = [  # C functions, by name
+    ("socket I/O", ("socket", "epoll")),
+    ("PyMongo and BSON", ("pymongo", "bson")),
+    ("pydantic (model_dump, validation, copies)", ("pydantic",)),
+    ("asyncio event loop and tasks", ("_asyncio", "_contextvars", "heapq", "deque")),
+]
+
+
+def part_of(file: str, function: str) -> str:
+    if file == "~":
+        for part, words in BUILTIN_PARTS:
+            if any(word in function for word in words):
+                return part
+        return "other built-ins"
+    for part, where in PARTS:
+        if where in file:
+            return part
+    return "other Python"
+
+
+async def profile(db: Db, count: int, concurrency: int) -> None:
+    """Run engine/mongo under cProfile; print this process's CPU time by part, per saga."""
+    await run_clean(db, "engine/mongo", 50, 8, "warm_profile")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = await run_clean(db, "engine/mongo", count, concurrency, "profile")
+    profiler.disable()
+    parts: collections.Counter[str] = collections.Counter()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for (file, _, function), (_, _, own_seconds, *_) in stats.items():
+        parts[part_of(file, function)] += own_seconds
+    total = sum(parts.values())
+    print(
+        f"engine/mongo c={concurrency}: {result.sagas} sagas, "
+        f"{result.throughput:.1f} sagas/s under the profiler"
+    )
+    print("\n| part | CPU ms/saga (profiled) | share |\n|---|---:|---:|")
+    for part, seconds in parts.most_common():
+        print(f"| {part} | {seconds * 1000 / result.sagas:.2f} | {seconds / total:.0%} |")
+
+
 def table(results: list[Result]) -> str:
     lines = [
-        "| run | concurrency | sagas | sagas/s | p50 ms | p95 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | c | sagas | sagas/s | p50 ms | p95 ms | p99 ms | app CPU ms | db CPU ms | saga commands |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.mode} | {r.concurrency} | {r.sagas} | {r.throughput:.1f} | "
-            f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} |"
+            f"{r.percentile(50):.1f} | {r.percentile(95):.1f} | {r.percentile(99):.1f} | "
+            f"{r.app_cpu_ms:.2f} | {r.db_cpu_ms:.2f} | {r.saga_commands_per_saga:.2f} |"
         )
     lines += ["", "| concurrency | engine/mongo ÷ baseline | engine/memory ÷ baseline |", "|---:|---:|---:|"]
     by = {(r.mode, r.concurrency): r for r in results}
@@ -208,13 +330,17 @@ def machine(url: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def database(url: str | None) -> AsyncIterator[Db]:
+    global DB_PID  # noqa: PLW0603 - one database per run of the script
     with tempfile.TemporaryDirectory(prefix="saga-bench-") as folder:
         server = None
         if url is None:
             server = EmbeddedMongo(data_dir=Path(folder))
             server.start()
             url = server.url
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+            DB_PID = server.process.pid if server.process else None
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, event_listeners=[SAGA_COMMANDS]
+        )
         name = f"saga_bench_{os.getpid()}"
         try:
             yield client[name]
@@ -234,11 +360,15 @@ async def main() -> None:
     parser.add_argument("--url", help="a MongoDB URL; default: start an embedded nx-27017")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level (default 3)")
     parser.add_argument("--modes", default="baseline,engine/mongo,engine/memory")
+    parser.add_argument("--profile", action="store_true", help="profile engine/mongo at the first level")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     print(machine(args.url), flush=True)
     began = time.perf_counter()
     async with database(args.url) as db:
+        if args.profile:
+            await profile(db, args.sagas, levels[0])
+            return
         results = await benchmark(db, args.sagas, levels, args.modes.split(","), args.rounds)
     print(f"\n{table(results)}\n\n(total {time.perf_counter() - began:.0f} s)")
 

@@ -178,6 +178,87 @@ class SagaStoreSpec:
         with pytest.raises(ConcurrencyError):
             await store.save(a_saga("missing"))
 
+    async def test_keeps_the_existing_ones_when_many_sagas_are_created_at_once(
+        self, store: SagaStore
+    ) -> None:
+        for n in range(0, 12, 4):
+            await store.create(a_saga(f"s-{n}", input={"first": True}))
+
+        created = await asyncio.gather(*(store.create(a_saga(f"s-{n}", input={"n": n})) for n in range(12)))
+
+        assert [n for n, fresh in enumerate(created) if not fresh] == [0, 4, 8]
+        for n in range(12):
+            stored = await store.get(f"s-{n}")
+            assert stored is not None
+            assert stored.input == ({"first": True} if n % 4 == 0 else {"n": n})
+
+    async def test_creates_one_when_the_same_saga_is_created_twice_at_once(self, store: SagaStore) -> None:
+        created = await asyncio.gather(*(store.create(a_saga("s-1", input={"n": n})) for n in range(2)))
+
+        stored = await store.get("s-1")
+        assert sorted(created) == [False, True]
+        assert stored is not None
+        assert stored.input == {"n": created.index(True)}
+
+    async def test_stores_every_one_when_many_sagas_are_saved_at_once(self, store: SagaStore) -> None:
+        for n in range(30):
+            await store.create(a_saga(f"s-{n}", fencing_token=1))
+        read = [await store.get(f"s-{n}") for n in range(30)]
+
+        saved = await asyncio.gather(
+            *(
+                store.save(state.model_copy(update={"current_step": n}))
+                for n, state in enumerate(read)
+                if state
+            )
+        )
+
+        assert [(s.saga_id, s.version, s.current_step) for s in saved] == [
+            (f"s-{n}", 1, n) for n in range(30)
+        ]
+        for n in range(30):
+            stored = await store.get(f"s-{n}")
+            assert stored is not None
+            assert (stored.version, stored.current_step) == (1, n)
+
+    async def test_rejects_only_the_stale_saves_when_many_sagas_are_saved_at_once(
+        self, store: SagaStore
+    ) -> None:
+        for n in range(12):
+            await store.create(a_saga(f"s-{n}", fencing_token=1))
+        read = [state for n in range(12) if (state := await store.get(f"s-{n}")) is not None]
+        for state in read[::3]:  # another writer got there first: a new version
+            await store.save(state.model_copy(update={"current_step": 7}))
+        for state in read[1::3]:  # another worker claimed it: a new fencing token
+            await store.take_over(
+                state.saga_id, "w-2", NOW_MS, LEASE_MS, expect=SagaExpectation(state.status)
+            )
+
+        outcomes = await asyncio.gather(
+            *(store.save(state.model_copy(update={"current_step": 1})) for state in read),
+            return_exceptions=True,
+        )
+
+        fresh = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, SagaState)]
+        stale = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, ConcurrencyError)]
+        assert (fresh, stale) == (list(range(2, 12, 3)), [n for n in range(12) if n % 3 != 2])
+        for n, state in enumerate(read):
+            stored = await store.get(state.saga_id)
+            assert stored is not None
+            expected = {0: (1, 7, 1), 1: (1, 0, 2), 2: (1, 1, 1)}[n % 3]
+            assert (stored.version, stored.current_step, stored.fencing_token) == expected
+
+    async def test_round_trips_every_field_when_many_sagas_are_saved_at_once(self, store: SagaStore) -> None:
+        ids = [f"s-full-{n}" for n in range(5)]
+        for saga_id in ids:
+            await store.create(a_saga(saga_id, fencing_token=3))
+        states = [every_field_set().model_copy(update={"saga_id": saga_id}) for saga_id in ids]
+
+        saved = await asyncio.gather(*(store.save(state) for state in states))
+
+        for state, one in zip(states, saved, strict=True):
+            assert await store.get(state.saga_id) == one == state.model_copy(update={"version": 1})
+
     async def test_claims_only_active_expired_sagas_of_registered_types(self, store: SagaStore) -> None:
         for saga in [
             a_saga("running-expired", lease_expires_at_ms=NOW_MS - 500),

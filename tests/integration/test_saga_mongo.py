@@ -20,6 +20,7 @@ from ecommerce_saga.saga import (
     Saga,
     SagaEngine,
     SagaQuery,
+    SagaState,
     SagaStatus,
     StepContext,
 )
@@ -204,6 +205,41 @@ async def test_reports_an_unreachable_database_as_a_store_outage() -> None:
             await store.get("s-1")
         with pytest.raises(StoreUnavailableError):
             await store.renew("s-1", "worker", 1, 0)
+    finally:
+        await client.close()
+
+
+async def test_sends_nothing_for_a_save_whose_caller_was_cancelled_while_it_waited(
+    store: MongoSagaStore,
+) -> None:
+    for saga_id in ("s-1", "s-2"):
+        await store.create(SagaState(saga_id=saga_id, saga_type="order"))
+    kept = asyncio.create_task(store.save(SagaState(saga_id="s-1", saga_type="order", current_step=1)))
+    dropped = asyncio.create_task(store.save(SagaState(saga_id="s-2", saga_type="order", current_step=1)))
+    await asyncio.sleep(0)  # both saves are queued; the group has not gone out yet
+
+    dropped.cancel()
+
+    saved = await kept
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    untouched = await store.get("s-2")
+    assert (saved.version, saved.current_step) == (1, 1)
+    assert untouched is not None
+    assert (untouched.version, untouched.current_step) == (0, 0)
+
+
+async def test_reports_the_outage_to_every_save_when_sagas_are_saved_at_once() -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=200
+    )
+    store = MongoSagaStore(client["nowhere"]["sagas"])
+    try:
+        outcomes = await asyncio.gather(
+            *(store.save(SagaState(saga_id=f"s-{n}", saga_type="order")) for n in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, StoreUnavailableError) for outcome in outcomes), outcomes
     finally:
         await client.close()
 

@@ -1,7 +1,8 @@
 """A MongoDB `SagaStore` on PyMongo's async API.
 
 One document per saga, `_id` = saga id. Writes are whole-document inserts and replaces filtered
-on `version` and `fencing_token` (optimistic concurrency); leases are claimed with one
+on `version` and `fencing_token` (optimistic concurrency); the replaces of sagas written at the
+same moment go out together, as do the inserts (`write_group`). Leases are claimed with one
 `find_one_and_update`. Instants that are compared in queries (lease expiry) are integers
 (epoch milliseconds), which behave the same on MongoDB and on MongoDB-compatible servers.
 """
@@ -15,11 +16,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
+from ecommerce_saga.saga.stores.write_group import WRITE_ID, WriteGroup
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
 
@@ -77,6 +79,7 @@ class MongoSagaStore:
         # them with aware ones, and PyMongo's default (tz_aware=False) would break recovery.
         codec_options = collection.codec_options.with_options(tz_aware=True, tzinfo=UTC)
         self._collection = collection.with_options(codec_options=codec_options)
+        self._writes = WriteGroup(self._collection)
 
     async def create_indexes(self) -> None:
         """Create the indexes recovery, listing and look-ups rely on (idempotent)."""
@@ -98,16 +101,13 @@ class MongoSagaStore:
     def _from_doc(doc: dict[str, Any]) -> SagaState:
         doc = dict(doc)
         doc["saga_id"] = doc.pop("_id")
+        doc.pop(WRITE_ID, None)
         return SagaState.model_validate(doc)
 
     @_outages_as_store_errors
     async def create(self, state: SagaState) -> bool:
         """See `SagaStore.create`."""
-        try:
-            await self._collection.insert_one(self._to_doc(state))
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self._writes.insert(self._to_doc(state))
 
     @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:
@@ -119,11 +119,8 @@ class MongoSagaStore:
     async def save(self, state: SagaState) -> SagaState:
         """See `SagaStore.save`."""
         new = state.model_copy(update={"version": state.version + 1})
-        result = await self._collection.replace_one(
-            {"_id": state.saga_id, "version": state.version, "fencing_token": state.fencing_token},
-            self._to_doc(new),
-        )
-        if result.matched_count != 1:
+        doc = self._to_doc(new)
+        if not await self._writes.replace(doc, state.version, state.fencing_token):
             raise ConcurrencyError(f"saga {state.saga_id} changed since it was read")
         return new
 
