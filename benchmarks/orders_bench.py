@@ -438,9 +438,12 @@ def _measure(
         app_cpu, db_cpu = cpu_seconds(app.pid), cpu_seconds(embedded_pid) if embedded_pid else 0.0
         api = run_wrk(f"{url}/api/orders", concurrency, seconds, script)
         placed = api.rps * seconds
-        cpu = {"app": (cpu_seconds(app.pid) - app_cpu) * 1000 / placed}
-        if embedded_pid:
-            cpu["db"] = (cpu_seconds(embedded_pid) - db_cpu) * 1000 / placed
+        if placed == 0:  # no order answered within the run (a machine too busy): no CPU per order
+            cpu = {"app": float("nan"), "db": float("nan")}
+        else:
+            cpu = {"app": (cpu_seconds(app.pid) - app_cpu) * 1000 / placed}
+            if embedded_pid:
+                cpu["db"] = (cpu_seconds(embedded_pid) - db_cpu) * 1000 / placed
     finally:
         stop_app(app)
     return api, cpu
