@@ -67,10 +67,11 @@ class VaultEntry(BaseModel):
 
 
 class GatewayTransaction(BaseModel):
-    """One sandbox charge or refund, keyed by `<kind>:<idempotency key>`."""
+    """One sandbox charge or refund, keyed by `<kind>:<idempotency key>`; a void is keyed as the
+    charge it stands in for (`charge:<key>`), so that key can no longer charge."""
 
     key: str
-    kind: Literal["charge", "refund"]
+    kind: Literal["charge", "refund", "void"]
     reference: str
     token: str | None = None
     charge_reference: str | None = None
