@@ -177,6 +177,19 @@ class InventoryRepositorySpec:
         assert not await repository.replace_reservation(released, expected_version=0)
         assert await repository.reservation(stored.order_id) == reserved
 
+    async def test_claims_a_release_only_from_reserved(self, repository: InventoryRepository) -> None:
+        stored = await repository.add_reservation(a_reservation(None, ("p-a", 1)))
+        reserved = stored.model_copy(update={"status": ReservationStatus.RESERVED, "version": 1})
+        assert await repository.claim_release(stored.order_id) is None  # PENDING: not claimed
+        assert await repository.replace_reservation(reserved, expected_version=0)
+
+        claimed = await repository.claim_release(stored.order_id)
+
+        assert claimed == reserved.model_copy(update={"status": ReservationStatus.RELEASING, "version": 2})
+        assert await repository.reservation(stored.order_id) == claimed
+        assert await repository.claim_release(stored.order_id) is None  # RELEASING: claimed already
+        assert await repository.claim_release("o-missing") is None
+
     async def test_lists_the_newest_active_reservations_of_a_product(
         self, repository: InventoryRepository
     ) -> None:

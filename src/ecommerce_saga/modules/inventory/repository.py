@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from beanie import UpdateResponse
 from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel, ConfigDict
 from pymongo import ReturnDocument
@@ -123,6 +124,11 @@ class InventoryRepository(Protocol):
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """Write the reservation whole if the stored one still has `expected_version`; False if not."""
+        ...
+
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """Move the order's reservation from RESERVED to RELEASING (its version up by one) in one
+        conditional write; the reservation as stored then, or None if it was not RESERVED."""
         ...
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
@@ -254,6 +260,17 @@ class BeanieInventoryRepository:
             return False
         return True
 
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.claim_release`: a string `$set` and an `$inc`, which the embedded
+        server applies as MongoDB does; `updated_at` changes with the RELEASED write that follows."""
+        claimed = await ReservationDocument.find_one(
+            {"_id": order_id, "status": ReservationStatus.RESERVED.value}
+        ).update(
+            {"$set": {"status": ReservationStatus.RELEASING.value}, "$inc": {"version": 1}},
+            response_type=UpdateResponse.NEW_DOCUMENT,
+        )
+        return _reservation(claimed) if isinstance(claimed, ReservationDocument) else None
+
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """See `InventoryRepository.active_reservations`."""
         active = [status.value for status in ACTIVE]
@@ -377,6 +394,14 @@ class InMemoryInventoryRepository:
             return False
         self._reservations[reservation.order_id] = reservation.model_copy(deep=True)
         return True
+
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.claim_release`."""
+        current = self._reservations.get(order_id)
+        if current is None or current.status is not ReservationStatus.RESERVED:
+            return None
+        current.status, current.version = ReservationStatus.RELEASING, current.version + 1
+        return current.model_copy(deep=True)
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """See `InventoryRepository.active_reservations`."""

@@ -109,7 +109,10 @@ class LocalInventoryService:
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
-        doc = await self._stock.reservation(command.order_id)
+        # The usual case, a RESERVED reservation, is claimed and read in one conditional write.
+        doc = await self._stock.claim_release(command.order_id) or await self._stock.reservation(
+            command.order_id
+        )
         if doc is None:  # a tombstone: a late reserve for the order holds nothing
             doc = await self._stock.add_reservation(
                 self._new_reservation(command.order_id, [], released=True)
