@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from beanie import init_beanie
+from beanie.odm.utils.dump import get_dict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
-from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ReservationDocument
 from ecommerce_saga.modules.inventory.repository import (
     BeanieInventoryRepository,
     CatalogPrice,
@@ -225,3 +226,14 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
     async def repository(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> InventoryRepository:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
         return BeanieInventoryRepository()
+
+    async def test_stores_a_reservation_as_its_beanie_document_would(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        reservation = a_reservation(None, ("p-a", 2), status=ReservationStatus.RESERVED, version=3)
+
+        await repository.add_reservation(reservation)
+
+        stored = await mongo_db[ReservationDocument.Settings.name].find_one({"_id": reservation.order_id})
+        fields = reservation.model_dump(exclude={"order_id"})
+        assert stored == get_dict(ReservationDocument(id=reservation.order_id, **fields), to_db=True)

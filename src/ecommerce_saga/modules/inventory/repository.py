@@ -13,8 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from beanie import UpdateResponse
-from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel, ConfigDict
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -239,7 +237,7 @@ class BeanieInventoryRepository:
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
         try:
-            await _reservation_document(reservation).insert()
+            await ReservationDocument.get_pymongo_collection().insert_one(_reservation_fields(reservation))
         except DuplicateKeyError:
             first = await self.reservation(reservation.order_id)
             assert first is not None  # noqa: S101 - reservations are never deleted
@@ -248,28 +246,26 @@ class BeanieInventoryRepository:
 
     async def reservation(self, order_id: str) -> ReservationRecord | None:
         """See `InventoryRepository.reservation`."""
-        doc = await ReservationDocument.get(order_id)
-        return None if doc is None else _reservation(doc)
+        return _stored_reservation(
+            await ReservationDocument.get_pymongo_collection().find_one({"_id": order_id})
+        )
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """See `InventoryRepository.replace_reservation`."""
-        current = {"_id": reservation.order_id, "version": expected_version}
-        try:
-            await ReservationDocument.find_one(current).replace_one(_reservation_document(reservation))
-        except DocumentNotFound:
-            return False
-        return True
+        result = await ReservationDocument.get_pymongo_collection().replace_one(
+            {"_id": reservation.order_id, "version": expected_version}, _reservation_fields(reservation)
+        )
+        return result.matched_count == 1
 
     async def claim_release(self, order_id: str) -> ReservationRecord | None:
         """See `InventoryRepository.claim_release`: a string `$set` and an `$inc`, which the embedded
         server applies as MongoDB does; `updated_at` changes with the RELEASED write that follows."""
-        claimed = await ReservationDocument.find_one(
-            {"_id": order_id, "status": ReservationStatus.RESERVED.value}
-        ).update(
+        claimed = await ReservationDocument.get_pymongo_collection().find_one_and_update(
+            {"_id": order_id, "status": ReservationStatus.RESERVED.value},
             {"$set": {"status": ReservationStatus.RELEASING.value}, "$inc": {"version": 1}},
-            response_type=UpdateResponse.NEW_DOCUMENT,
+            return_document=ReturnDocument.AFTER,
         )
-        return _reservation(claimed) if isinstance(claimed, ReservationDocument) else None
+        return _stored_reservation(claimed)
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """See `InventoryRepository.active_reservations`."""
@@ -287,8 +283,17 @@ def _product(doc: ProductDocument) -> ProductRecord:
     return ProductRecord(product_id=doc.id, **doc.model_dump(include=set(ProductRecord.model_fields)))
 
 
-def _reservation_document(reservation: ReservationRecord) -> ReservationDocument:
-    return ReservationDocument(id=reservation.order_id, **reservation.model_dump(exclude={"order_id"}))
+def _reservation_fields(reservation: ReservationRecord) -> dict[str, Any]:
+    """The reservation as a `ReservationDocument` stores it, built without Beanie's encoder (the
+    hot path writes reservations with PyMongo; the fields are plain strings, numbers and UTC
+    datetimes, which PyMongo stores as Beanie would)."""
+    fields = reservation.model_dump(exclude={"order_id"})
+    fields["status"] = reservation.status.value
+    return {"_id": reservation.order_id, **fields}
+
+
+def _stored_reservation(raw: dict[str, Any] | None) -> ReservationRecord | None:
+    return None if raw is None else ReservationRecord.model_validate({**raw, "order_id": raw["_id"]})
 
 
 def _reservation(doc: ReservationDocument) -> ReservationRecord:
