@@ -142,19 +142,31 @@ class InventoryRepositorySpec:
     async def test_gives_back_once_until_forgotten(self, repository: InventoryRepository) -> None:
         product = await a_product(repository, available=5)
         await repository.hold("o1", product.product_id, 2)
-        await repository.forget("holds", "o1", product.product_id)
+        await repository.forget("holds", "o1", [product.product_id])
 
         await repository.give_back("o1", product.product_id, 2)
         await repository.give_back("o1", product.product_id, 2)
 
         assert await stock(repository, product.product_id) == (5, 0)
 
+    async def test_forgets_the_marks_of_every_product_named(self, repository: InventoryRepository) -> None:
+        a, b, c = [await a_product(repository, available=5) for _ in range(3)]
+        for product in (a, b, c):
+            await repository.hold("o1", product.product_id, 1)
+
+        await repository.forget("holds", "o1", [a.product_id, b.product_id])
+
+        assert isinstance(await repository.hold("o1", a.product_id, 1), CatalogPrice)  # held again
+        assert isinstance(await repository.hold("o1", b.product_id, 1), CatalogPrice)
+        await repository.hold("o1", c.product_id, 1)  # still marked: not held twice
+        assert [await stock(repository, p.product_id) for p in (a, b, c)] == [(3, 2), (3, 2), (4, 1)]
+
     async def test_holds_again_once_a_hold_is_forgotten(self, repository: InventoryRepository) -> None:
         product = await a_product(repository, available=5)
         await repository.hold("o1", product.product_id, 2)
 
-        await repository.forget("holds", "o1", product.product_id)
-        await repository.forget("releases", "o1", product.product_id)  # none: a no-op
+        await repository.forget("holds", "o1", [product.product_id])
+        await repository.forget("releases", "o1", [product.product_id])  # none: a no-op
 
         await repository.hold("o1", product.product_id, 2)
         assert await stock(repository, product.product_id) == (1, 4)

@@ -108,8 +108,8 @@ class InventoryRepository(Protocol):
         """Move `quantity` reserved units back to available for the order, once (marked as released)."""
         ...
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
-        """Drop the product's mark for the order, once the reservation's status records the move."""
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
+        """Drop the products' marks for the order, once the reservation's status records the move."""
         ...
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
@@ -227,11 +227,11 @@ class BeanieInventoryRepository:
             {"$inc": {"available": quantity, "reserved": -quantity}, "$set": {mark: quantity}},
         )
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
-        """See `InventoryRepository.forget`."""
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
+        """See `InventoryRepository.forget`: one command for all of the order's products."""
         field = f"{mark}.{order_id}"
-        await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id, field: {"$exists": True}}, {"$unset": {field: ""}}
+        await ProductDocument.get_pymongo_collection().update_many(
+            {"_id": {"$in": product_ids}, field: {"$exists": True}}, {"$unset": {field: ""}}
         )
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
@@ -375,9 +375,10 @@ class InMemoryInventoryRepository:
             product.available, product.reserved = product.available + quantity, product.reserved - quantity
             releases[order_id] = quantity
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
         """See `InventoryRepository.forget`."""
-        self.marks(mark, product_id).pop(order_id, None)
+        for product_id in product_ids:
+            self.marks(mark, product_id).pop(order_id, None)
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""

@@ -179,8 +179,7 @@ class LocalInventoryService:
 
     async def _forget(self, doc: ReservationRecord, mark: Mark) -> None:
         """Drop this order's marks once the reservation's status records the outcome."""
-        for product_id, _ in _merged(doc.items):
-            await self._stock.forget(mark, doc.order_id, product_id)
+        await self._stock.forget(mark, doc.order_id, [product_id for product_id, _ in _merged(doc.items)])
 
     async def _transition(self, doc: ReservationRecord, status: ReservationStatus) -> bool:
         """Store `doc` with `status` unless it changed since it was read; False if it did."""
