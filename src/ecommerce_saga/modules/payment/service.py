@@ -56,6 +56,19 @@ def _payment(record: PaymentRecord) -> Payment:
     return Payment.model_validate(record.model_dump(exclude={"payment_token", "charge_key", "version"}))
 
 
+def _charged(command: ChargePayment, method: PaymentMethod, key: str, result: GatewayResult) -> PaymentRecord:
+    """The payment record of a charge the gateway answered."""
+    now = utcnow()
+    return PaymentRecord(
+        order_id=command.order_id, payment_id=new_id("pay"), customer_id=command.customer_id,
+        amount_cents=command.amount_cents, currency=command.currency, method=method.method,
+        brand=method.brand, last4=method.last4, payment_token=command.payment_token, charge_key=key,
+        status=PaymentStatus.COMPLETED if result.approved else PaymentStatus.DECLINED,
+        decline_code=result.decline_code, gateway_reference=result.reference,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
 def _outcome(doc: PaymentRecord) -> Payment:
     """The charge's outcome: the payment, or the error a declined or voided one is."""
     if doc.status is PaymentStatus.DECLINED:
@@ -96,15 +109,7 @@ class LocalPaymentService:
         result = await self._gateway.charge(request)
         if result.decline_code == VOIDED:  # refunded before it was charged: the refund writes the record
             raise PaymentVoidedError(f"order {command.order_id} was refunded before it was charged")
-        now = utcnow()
-        new = PaymentRecord(
-            order_id=command.order_id, payment_id=new_id("pay"), customer_id=command.customer_id,
-            amount_cents=command.amount_cents, currency=command.currency, method=method.method,
-            brand=method.brand, last4=method.last4, payment_token=command.payment_token, charge_key=key,
-            status=PaymentStatus.COMPLETED if result.approved else PaymentStatus.DECLINED,
-            decline_code=result.decline_code, gateway_reference=result.reference,
-            created_at=now, updated_at=now,
-        )  # fmt: skip
+        new = _charged(command, method, key, result)
         doc = await self._payments.add(new)  # someone else's, if they recorded this order first
         if doc is new:
             logger.info(
