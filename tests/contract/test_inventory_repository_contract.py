@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from beanie import init_beanie
+from beanie.odm.utils.dump import get_dict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
-from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ReservationDocument
 from ecommerce_saga.modules.inventory.repository import (
     BeanieInventoryRepository,
     CatalogPrice,
@@ -141,19 +142,31 @@ class InventoryRepositorySpec:
     async def test_gives_back_once_until_forgotten(self, repository: InventoryRepository) -> None:
         product = await a_product(repository, available=5)
         await repository.hold("o1", product.product_id, 2)
-        await repository.forget("holds", "o1", product.product_id)
+        await repository.forget("holds", "o1", [product.product_id])
 
         await repository.give_back("o1", product.product_id, 2)
         await repository.give_back("o1", product.product_id, 2)
 
         assert await stock(repository, product.product_id) == (5, 0)
 
+    async def test_forgets_the_marks_of_every_product_named(self, repository: InventoryRepository) -> None:
+        a, b, c = [await a_product(repository, available=5) for _ in range(3)]
+        for product in (a, b, c):
+            await repository.hold("o1", product.product_id, 1)
+
+        await repository.forget("holds", "o1", [a.product_id, b.product_id])
+
+        assert isinstance(await repository.hold("o1", a.product_id, 1), CatalogPrice)  # held again
+        assert isinstance(await repository.hold("o1", b.product_id, 1), CatalogPrice)
+        await repository.hold("o1", c.product_id, 1)  # still marked: not held twice
+        assert [await stock(repository, p.product_id) for p in (a, b, c)] == [(3, 2), (3, 2), (4, 1)]
+
     async def test_holds_again_once_a_hold_is_forgotten(self, repository: InventoryRepository) -> None:
         product = await a_product(repository, available=5)
         await repository.hold("o1", product.product_id, 2)
 
-        await repository.forget("holds", "o1", product.product_id)
-        await repository.forget("releases", "o1", product.product_id)  # none: a no-op
+        await repository.forget("holds", "o1", [product.product_id])
+        await repository.forget("releases", "o1", [product.product_id])  # none: a no-op
 
         await repository.hold("o1", product.product_id, 2)
         assert await stock(repository, product.product_id) == (1, 4)
@@ -176,6 +189,19 @@ class InventoryRepositorySpec:
         assert await repository.replace_reservation(reserved, expected_version=0)
         assert not await repository.replace_reservation(released, expected_version=0)
         assert await repository.reservation(stored.order_id) == reserved
+
+    async def test_claims_a_release_only_from_reserved(self, repository: InventoryRepository) -> None:
+        stored = await repository.add_reservation(a_reservation(None, ("p-a", 1)))
+        reserved = stored.model_copy(update={"status": ReservationStatus.RESERVED, "version": 1})
+        assert await repository.claim_release(stored.order_id) is None  # PENDING: not claimed
+        assert await repository.replace_reservation(reserved, expected_version=0)
+
+        claimed = await repository.claim_release(stored.order_id)
+
+        assert claimed == reserved.model_copy(update={"status": ReservationStatus.RELEASING, "version": 2})
+        assert await repository.reservation(stored.order_id) == claimed
+        assert await repository.claim_release(stored.order_id) is None  # RELEASING: claimed already
+        assert await repository.claim_release("o-missing") is None
 
     async def test_lists_the_newest_active_reservations_of_a_product(
         self, repository: InventoryRepository
@@ -212,3 +238,14 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
     async def repository(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> InventoryRepository:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
         return BeanieInventoryRepository()
+
+    async def test_stores_a_reservation_as_its_beanie_document_would(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        reservation = a_reservation(None, ("p-a", 2), status=ReservationStatus.RESERVED, version=3)
+
+        await repository.add_reservation(reservation)
+
+        stored = await mongo_db[ReservationDocument.Settings.name].find_one({"_id": reservation.order_id})
+        fields = reservation.model_dump(exclude={"order_id"})
+        assert stored == get_dict(ReservationDocument(id=reservation.order_id, **fields), to_db=True)

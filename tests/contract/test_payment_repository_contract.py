@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from beanie import init_beanie
+from beanie.odm.utils.dump import get_dict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.payment.contract import (
@@ -18,7 +19,12 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentMethodKind,
     PaymentStatus,
 )
-from ecommerce_saga.modules.payment.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.payment.documents import (
+    DOCUMENT_MODELS,
+    GatewayTransactionDocument,
+    PaymentDocument,
+    PaymentMethodDocument,
+)
 from ecommerce_saga.modules.payment.repository import (
     BeaniePaymentRepository,
     BeanieSandboxLedger,
@@ -30,6 +36,7 @@ from ecommerce_saga.modules.payment.repository import (
     SandboxLedger,
     VaultEntry,
 )
+from ecommerce_saga.shared.clock import epoch_ms
 
 AT = datetime(2030, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
 
@@ -223,6 +230,18 @@ class TestBeaniePaymentRepository(PaymentRepositorySpec):
     def repository(self, payment_db: AsyncDatabase[dict[str, Any]]) -> PaymentRepository:
         return BeaniePaymentRepository()
 
+    async def test_stores_a_payment_as_its_beanie_document_would(
+        self, repository: PaymentRepository, payment_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        payment = a_payment(status=PaymentStatus.COMPLETED, gateway_reference="sbx_ch_1", version=2)
+
+        await repository.add(payment)
+
+        stored = await payment_db[PaymentDocument.Settings.name].find_one({"_id": payment.order_id})
+        fields = payment.model_dump(exclude={"order_id"})
+        expected = PaymentDocument(id=payment.order_id, created_ms=epoch_ms(AT), **fields)
+        assert stored == get_dict(expected, to_db=True)
+
 
 class TestInMemorySandboxLedger(SandboxLedgerSpec):
     @pytest.fixture
@@ -234,3 +253,23 @@ class TestBeanieSandboxLedger(SandboxLedgerSpec):
     @pytest.fixture
     def ledger(self, payment_db: AsyncDatabase[dict[str, Any]]) -> SandboxLedger:
         return BeanieSandboxLedger()
+
+    async def test_stores_methods_and_transactions_as_their_beanie_documents_would(
+        self, ledger: SandboxLedger, payment_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        entry = VaultEntry(
+            token=_id("pm"), method=PaymentMethodKind.CREDIT_CARD, brand=CardBrand.AMEX, last4="0005",
+            expiry_month=4, expiry_year=2032, created_at=AT,
+        )  # fmt: skip
+        transaction = a_transaction(approved=False, decline_code="card_declined")
+
+        await ledger.add_method(entry)
+        await ledger.record(transaction)
+
+        method_doc = PaymentMethodDocument(id=entry.token, **entry.model_dump(exclude={"token"}))
+        transaction_doc = GatewayTransactionDocument(
+            id=transaction.key, **transaction.model_dump(exclude={"key"})
+        )
+        for doc in (method_doc, transaction_doc):
+            stored = await payment_db[doc.get_collection_name()].find_one({"_id": doc.id})
+            assert stored == get_dict(doc, to_db=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from beanie import init_beanie
+from beanie.odm.utils.dump import get_dict
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.shipping.contract import (
@@ -17,7 +18,7 @@ from ecommerce_saga.modules.shipping.contract import (
     ShipmentStatus,
     ShippingMethod,
 )
-from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.shipping.documents import DOCUMENT_MODELS, ShipmentDocument
 from ecommerce_saga.modules.shipping.repository import (
     BeanieShipmentRepository,
     InMemoryShipmentRepository,
@@ -25,6 +26,7 @@ from ecommerce_saga.modules.shipping.repository import (
     ShipmentRepository,
     TrackingNumberTakenError,
 )
+from ecommerce_saga.shared.clock import epoch_ms
 
 AT = datetime(2030, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
 LONDON = Address(name="Ada", street="1 Square", city="London", postal_code="SW1", country="GB")
@@ -158,3 +160,19 @@ class TestBeanieShipmentRepository(ShipmentRepositorySpec):
     async def repository(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> ShipmentRepository:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
         return BeanieShipmentRepository()
+
+    async def test_stores_a_shipment_as_its_beanie_document_would(
+        self, repository: ShipmentRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        shipment = a_shipment()
+        assert shipment.estimated_delivery is not None and shipment.address is not None
+
+        await repository.add(shipment)
+
+        stored = await mongo_db[ShipmentDocument.Settings.name].find_one({"_id": shipment.order_id})
+        fields = shipment.model_dump(exclude={"order_id"})
+        expected = get_dict(
+            ShipmentDocument(id=shipment.order_id, created_ms=epoch_ms(AT), **fields), to_db=True
+        )
+        # Beanie stores the date as a naive midnight, which MongoDB keeps (and reads back) as UTC.
+        assert stored == {**expected, "estimated_delivery": datetime(2030, 3, 5, tzinfo=UTC)}

@@ -1,4 +1,4 @@
-"""`LocalPaymentService` internals the spec cannot reach: crash recovery and lost races.
+"""`LocalPaymentService` internals the spec cannot reach: crash recovery, lost races, older records.
 
 On the in-memory repository and ledger: no database.
 """
@@ -11,15 +11,16 @@ from ecommerce_saga.modules.payment.contract import (
     ChargePayment,
     PaymentDetails,
     PaymentStatus,
+    PaymentVoidedError,
     RefundPayment,
 )
-from ecommerce_saga.modules.payment.gateway import GatewayCharge, GatewayResult, SandboxGateway
+from ecommerce_saga.modules.payment.gateway import VOIDED, GatewayCharge, GatewayResult, SandboxGateway
 from ecommerce_saga.modules.payment.repository import (
     InMemoryPaymentRepository,
     InMemorySandboxLedger,
     PaymentRecord,
 )
-from ecommerce_saga.modules.payment.service import LocalPaymentService
+from ecommerce_saga.modules.payment.service import LocalPaymentService, charge_key
 from ecommerce_saga.shared.clock import utcnow
 
 CARD_NUMBER = "5555555555554444"
@@ -75,34 +76,94 @@ def charge_of(doc: PaymentRecord, key: str = "retry") -> ChargePayment:
     )  # fmt: skip
 
 
-async def test_charges_once_when_attempt_died_before_calling_gateway(
+async def test_records_first_charge_when_attempt_died_between_gateway_and_record(
     gateway: SandboxGateway, payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger,
     service: LocalPaymentService,
 ) -> None:  # fmt: skip
-    doc = await pending_payment(gateway, payments, "ord_died_early")
+    method = await gateway.tokenize(card())
+    charged = await gateway.charge(
+        GatewayCharge(token=method.token, amount_cents=700, currency="USD",
+                      idempotency_key=charge_key("ord_died_late"), description="the attempt that died")
+    )  # fmt: skip
+    command = ChargePayment(
+        order_id="ord_died_late", customer_id="cus_1", amount_cents=700,
+        payment_token=method.token, idempotency_key="retry",
+    )  # fmt: skip
+
+    payment = await service.charge(command)
+
+    assert (payment.status, payment.gateway_reference) == (PaymentStatus.COMPLETED, charged.reference)
+    assert await ledger.count("charge") == 1
+
+
+async def test_records_and_refunds_charge_when_refund_finds_only_the_gateway_charge(
+    gateway: SandboxGateway, payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger,
+    service: LocalPaymentService,
+) -> None:  # fmt: skip
+    method = await gateway.tokenize(card())
+    charged = await gateway.charge(
+        GatewayCharge(token=method.token, amount_cents=700, currency="USD",
+                      idempotency_key=charge_key("ord_unrecorded"), description="the attempt that died")
+    )  # fmt: skip
+
+    refunded = await service.refund(RefundPayment(order_id="ord_unrecorded", idempotency_key="r"))
+
+    assert (refunded.status, refunded.gateway_reference) == (PaymentStatus.REFUNDED, charged.reference)
+    assert (refunded.amount_cents, refunded.last4) == (700, "4444")
+    assert (await ledger.count("charge"), await ledger.count("refund")) == (1, 1)
+
+
+async def test_moves_no_money_when_charge_arrives_after_refund_voided_the_order(
+    gateway: SandboxGateway, ledger: InMemorySandboxLedger, service: LocalPaymentService
+) -> None:
+    method = await gateway.tokenize(card())
+    voided = await service.refund(RefundPayment(order_id="ord_voided", idempotency_key="r"))
+    command = ChargePayment(
+        order_id="ord_voided", customer_id="cus_1", amount_cents=700,
+        payment_token=method.token, idempotency_key="late",
+    )  # fmt: skip
+
+    with pytest.raises(PaymentVoidedError):
+        await service.charge(command)
+
+    assert voided.status is PaymentStatus.VOIDED
+    charges = [await ledger.transaction(f"charge:{charge_key('ord_voided')}")]
+    assert [(c.approved, c.decline_code) for c in charges if c] == [(False, VOIDED)]
+
+
+async def test_refuses_charge_when_voided_key_is_charged_before_the_tombstone_is_written(
+    gateway: SandboxGateway, payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger,
+    service: LocalPaymentService,
+) -> None:  # fmt: skip
+    method = await gateway.tokenize(card())
+    assert await gateway.void(charge_key("ord_half_voided")) is None  # the refund died after the void
+    command = ChargePayment(
+        order_id="ord_half_voided", customer_id="cus_1", amount_cents=700,
+        payment_token=method.token, idempotency_key="late",
+    )  # fmt: skip
+
+    with pytest.raises(PaymentVoidedError):
+        await service.charge(command)
+    refunded = await service.refund(RefundPayment(order_id="ord_half_voided", idempotency_key="r"))
+
+    assert refunded.status is PaymentStatus.VOIDED
+    assert await payments.get("ord_half_voided") is not None
+    assert await ledger.count("refund") == 0
+
+
+async def test_finishes_pending_payment_with_its_own_key_and_gives_back_this_calls_charge(
+    gateway: SandboxGateway, payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger,
+    service: LocalPaymentService,
+) -> None:  # fmt: skip
+    doc = await pending_payment(gateway, payments, "ord_pending")  # as an earlier release left it
 
     payment = await service.charge(charge_of(doc))
 
     assert (payment.payment_id, payment.status) == (doc.payment_id, PaymentStatus.COMPLETED)
-    assert await ledger.count("charge") == 1
-
-
-async def test_keeps_gateway_result_when_attempt_died_after_calling_gateway(
-    gateway: SandboxGateway, payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger,
-    service: LocalPaymentService,
-) -> None:  # fmt: skip
-    doc = await pending_payment(gateway, payments, "ord_died_late")
-    assert doc.payment_token is not None and doc.charge_key is not None
-    charged = await gateway.charge(
-        GatewayCharge(token=doc.payment_token, amount_cents=700, currency="USD",
-                      idempotency_key=doc.charge_key, description="the attempt that died")
-    )  # fmt: skip
-
-    payment = await service.charge(charge_of(doc, key="another-key"))
-
-    assert payment.status is PaymentStatus.COMPLETED
-    assert payment.gateway_reference == charged.reference
-    assert await ledger.count("charge") == 1
+    assert (await ledger.count("charge"), await ledger.count("refund")) == (2, 1)
+    extra = await ledger.transaction(f"charge:{charge_key('ord_pending')}")
+    assert extra is not None
+    assert (await ledger.transaction(f"refund:{charge_key('ord_pending')}:superseded")) is not None
 
 
 async def test_finishes_then_refunds_charge_when_refund_finds_it_pending(
@@ -118,20 +179,21 @@ async def test_finishes_then_refunds_charge_when_refund_finds_it_pending(
 
 
 class RefundDuringChargeGateway(SandboxGateway):
-    """A sandbox gateway that, in the middle of the first charge, lets the order be refunded."""
+    """A sandbox gateway that, right after the first charge, lets the order be refunded."""
 
     service: LocalPaymentService
     interrupted = False
 
     async def charge(self, request: GatewayCharge) -> GatewayResult:
+        result = await super().charge(request)
         if not self.interrupted:
             self.interrupted = True
             order_id = request.description.removeprefix("order ")
             await self.service.refund(RefundPayment(order_id=order_id, idempotency_key="r"))
-        return await super().charge(request)
+        return result
 
 
-async def test_keeps_refund_when_charge_saves_its_outcome_after_refund(
+async def test_keeps_refund_when_refund_runs_between_charge_and_its_record(
     payments: InMemoryPaymentRepository, ledger: InMemorySandboxLedger
 ) -> None:
     gateway = RefundDuringChargeGateway(ledger)
@@ -142,10 +204,10 @@ async def test_keeps_refund_when_charge_saves_its_outcome_after_refund(
         payment_token=method.token, idempotency_key="k",
     )  # fmt: skip
 
-    payment = await service.charge(command)  # its stale COMPLETED must not overwrite REFUNDED
+    payment = await service.charge(command)  # its COMPLETED record must not replace REFUNDED
 
     assert payment.status is PaymentStatus.REFUNDED
     stored = await payments.get("ord_interleaved")
     assert stored is not None
-    assert (stored.status, stored.version) == (PaymentStatus.REFUNDED, 2)
+    assert (stored.status, stored.amount_cents) == (PaymentStatus.REFUNDED, 900)
     assert (await ledger.count("charge"), await ledger.count("refund")) == (1, 1)

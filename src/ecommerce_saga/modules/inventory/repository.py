@@ -13,7 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel, ConfigDict
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -109,8 +108,8 @@ class InventoryRepository(Protocol):
         """Move `quantity` reserved units back to available for the order, once (marked as released)."""
         ...
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
-        """Drop the product's mark for the order, once the reservation's status records the move."""
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
+        """Drop the products' marks for the order, once the reservation's status records the move."""
         ...
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
@@ -123,6 +122,11 @@ class InventoryRepository(Protocol):
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """Write the reservation whole if the stored one still has `expected_version`; False if not."""
+        ...
+
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """Move the order's reservation from RESERVED to RELEASING (its version up by one) in one
+        conditional write; the reservation as stored then, or None if it was not RESERVED."""
         ...
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
@@ -223,17 +227,17 @@ class BeanieInventoryRepository:
             {"$inc": {"available": quantity, "reserved": -quantity}, "$set": {mark: quantity}},
         )
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
-        """See `InventoryRepository.forget`."""
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
+        """See `InventoryRepository.forget`: one command for all of the order's products."""
         field = f"{mark}.{order_id}"
-        await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id, field: {"$exists": True}}, {"$unset": {field: ""}}
+        await ProductDocument.get_pymongo_collection().update_many(
+            {"_id": {"$in": product_ids}, field: {"$exists": True}}, {"$unset": {field: ""}}
         )
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
         try:
-            await _reservation_document(reservation).insert()
+            await ReservationDocument.get_pymongo_collection().insert_one(_reservation_fields(reservation))
         except DuplicateKeyError:
             first = await self.reservation(reservation.order_id)
             assert first is not None  # noqa: S101 - reservations are never deleted
@@ -242,17 +246,26 @@ class BeanieInventoryRepository:
 
     async def reservation(self, order_id: str) -> ReservationRecord | None:
         """See `InventoryRepository.reservation`."""
-        doc = await ReservationDocument.get(order_id)
-        return None if doc is None else _reservation(doc)
+        return _stored_reservation(
+            await ReservationDocument.get_pymongo_collection().find_one({"_id": order_id})
+        )
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """See `InventoryRepository.replace_reservation`."""
-        current = {"_id": reservation.order_id, "version": expected_version}
-        try:
-            await ReservationDocument.find_one(current).replace_one(_reservation_document(reservation))
-        except DocumentNotFound:
-            return False
-        return True
+        result = await ReservationDocument.get_pymongo_collection().replace_one(
+            {"_id": reservation.order_id, "version": expected_version}, _reservation_fields(reservation)
+        )
+        return result.matched_count == 1
+
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.claim_release`: a string `$set` and an `$inc`, which the embedded
+        server applies as MongoDB does; `updated_at` changes with the RELEASED write that follows."""
+        claimed = await ReservationDocument.get_pymongo_collection().find_one_and_update(
+            {"_id": order_id, "status": ReservationStatus.RESERVED.value},
+            {"$set": {"status": ReservationStatus.RELEASING.value}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _stored_reservation(claimed)
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """See `InventoryRepository.active_reservations`."""
@@ -270,8 +283,17 @@ def _product(doc: ProductDocument) -> ProductRecord:
     return ProductRecord(product_id=doc.id, **doc.model_dump(include=set(ProductRecord.model_fields)))
 
 
-def _reservation_document(reservation: ReservationRecord) -> ReservationDocument:
-    return ReservationDocument(id=reservation.order_id, **reservation.model_dump(exclude={"order_id"}))
+def _reservation_fields(reservation: ReservationRecord) -> dict[str, Any]:
+    """The reservation as a `ReservationDocument` stores it, built without Beanie's encoder (the
+    hot path writes reservations with PyMongo; the fields are plain strings, numbers and UTC
+    datetimes, which PyMongo stores as Beanie would)."""
+    fields = reservation.model_dump(exclude={"order_id"})
+    fields["status"] = reservation.status.value
+    return {"_id": reservation.order_id, **fields}
+
+
+def _stored_reservation(raw: dict[str, Any] | None) -> ReservationRecord | None:
+    return None if raw is None else ReservationRecord.model_validate({**raw, "order_id": raw["_id"]})
 
 
 def _reservation(doc: ReservationDocument) -> ReservationRecord:
@@ -353,9 +375,10 @@ class InMemoryInventoryRepository:
             product.available, product.reserved = product.available + quantity, product.reserved - quantity
             releases[order_id] = quantity
 
-    async def forget(self, mark: Mark, order_id: str, product_id: str) -> None:
+    async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
         """See `InventoryRepository.forget`."""
-        self.marks(mark, product_id).pop(order_id, None)
+        for product_id in product_ids:
+            self.marks(mark, product_id).pop(order_id, None)
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
@@ -377,6 +400,14 @@ class InMemoryInventoryRepository:
             return False
         self._reservations[reservation.order_id] = reservation.model_copy(deep=True)
         return True
+
+    async def claim_release(self, order_id: str) -> ReservationRecord | None:
+        """See `InventoryRepository.claim_release`."""
+        current = self._reservations.get(order_id)
+        if current is None or current.status is not ReservationStatus.RESERVED:
+            return None
+        current.status, current.version = ReservationStatus.RELEASING, current.version + 1
+        return current.model_copy(deep=True)
 
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """See `InventoryRepository.active_reservations`."""

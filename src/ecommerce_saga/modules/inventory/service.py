@@ -109,7 +109,10 @@ class LocalInventoryService:
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
-        doc = await self._stock.reservation(command.order_id)
+        # The usual case, a RESERVED reservation, is claimed and read in one conditional write.
+        doc = await self._stock.claim_release(command.order_id) or await self._stock.reservation(
+            command.order_id
+        )
         if doc is None:  # a tombstone: a late reserve for the order holds nothing
             doc = await self._stock.add_reservation(
                 self._new_reservation(command.order_id, [], released=True)
@@ -176,8 +179,7 @@ class LocalInventoryService:
 
     async def _forget(self, doc: ReservationRecord, mark: Mark) -> None:
         """Drop this order's marks once the reservation's status records the outcome."""
-        for product_id, _ in _merged(doc.items):
-            await self._stock.forget(mark, doc.order_id, product_id)
+        await self._stock.forget(mark, doc.order_id, [product_id for product_id, _ in _merged(doc.items)])
 
     async def _transition(self, doc: ReservationRecord, status: ReservationStatus) -> bool:
         """Store `doc` with `status` unless it changed since it was read; False if it did."""

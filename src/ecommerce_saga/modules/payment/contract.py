@@ -72,9 +72,10 @@ class CardBrand(StrEnum):
 class PaymentStatus(StrEnum):
     """Where a payment is.
 
-    `PENDING` is seen only while a charge is in flight, or after an attempt died mid-way (the
-    next `charge` for the order finishes it). `VOIDED` is a tombstone: the order was refunded
-    before it was ever charged, and it can no longer be charged.
+    A payment is recorded with its outcome, once the provider has answered. `PENDING` is only
+    found on payments an earlier release recorded before charging (the next `charge` or
+    `refund` for the order finishes it). `VOIDED` is a tombstone: the order was refunded before
+    it was ever charged, and it can no longer be charged.
     """
 
     PENDING = "PENDING"

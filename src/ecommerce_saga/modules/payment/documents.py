@@ -72,10 +72,11 @@ class PaymentMethodDocument(Document):
 
 
 class GatewayTransactionDocument(Document):
-    """The sandbox gateway's ledger: one charge or refund, keyed by `<kind>:<idempotency key>`."""
+    """The sandbox gateway's ledger: one charge or refund, keyed by `<kind>:<idempotency key>`; a
+    void takes a charge's place (`charge:<key>`), so the key can no longer charge."""
 
     id: str  # type: ignore[assignment]  # "<kind>:<idempotency key>", so a key is used once
-    kind: Literal["charge", "refund"]
+    kind: Literal["charge", "refund", "void"]
     reference: str
     token: str | None = None
     charge_reference: str | None = None

@@ -23,6 +23,8 @@ CARD_DECLINED = "card_declined"
 INSUFFICIENT_FUNDS = "insufficient_funds"
 EXPIRED_CARD = "expired_card"
 PAYPAL_DECLINED = "paypal_declined"
+VOIDED = "voided"
+"""The decline code of a charge whose idempotency key was voided before it was made."""
 
 SANDBOX_DECLINING_CARDS = {
     "4000000000000002": CARD_DECLINED,
@@ -61,6 +63,16 @@ class GatewayResult:
     decline_code: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovedCharge:
+    """An approved charge the gateway holds under an idempotency key (what a void found instead)."""
+
+    token: str
+    amount_cents: int
+    currency: str
+    reference: str
+
+
 class PaymentGateway(Protocol):
     """A payment provider. Every call with the same idempotency key has the effect of one.
 
@@ -83,6 +95,15 @@ class PaymentGateway(Protocol):
         """Refund an approved charge in full."""
         ...
 
+    async def void(self, idempotency_key: str) -> ApprovedCharge | None:
+        """Make sure no money moves under a charge's idempotency key, unless it has already.
+
+        None: nothing is or will be captured under the key (a later charge with it is declined
+        with `VOIDED`, as is a repeat of a declined one). Otherwise the approved charge made
+        under it first, which the caller must refund.
+        """
+        ...
+
 
 class SandboxGateway:
     """A deterministic `PaymentGateway` following the card networks' test conventions.
@@ -100,7 +121,8 @@ class SandboxGateway:
     Tokenizing stores a vault entry (`payment_methods`) with the brand, last four digits and
     expiry, and the outcome decided from the test number; never the number or the CVV. Each
     charge and refund is recorded once per idempotency key (`payment_gateway_transactions`), so
-    a repeated call, even a concurrent one, returns the first call's result and charges once.
+    a repeated call, even a concurrent one, returns the first call's result and charges once;
+    a void takes a charge key's place in the same way.
 
     Args:
         ledger: Where the vault and the transactions are kept.
@@ -167,9 +189,7 @@ class SandboxGateway:
     async def refund(self, request: GatewayRefund) -> GatewayResult:
         """See `PaymentGateway.refund`. Raises `LookupError` if no such approved charge exists."""
         key = f"refund:{request.idempotency_key}"
-        done = await self._ledger.transaction(key)
-        if done is not None:
-            return _result(done)
+        # No read of the key first: a repeated refund finds its first record in the way.
         charge = await self._ledger.charge(request.charge_reference)
         if charge is None or not charge.approved:
             raise LookupError(f"no approved charge {request.charge_reference!r} to refund")
@@ -179,6 +199,20 @@ class SandboxGateway:
             currency=request.currency, approved=True, created_at=utcnow(),
         )  # fmt: skip
         return _result(await self._ledger.record(refund))
+
+    async def void(self, idempotency_key: str) -> ApprovedCharge | None:
+        """See `PaymentGateway.void`: a declined charge recorded under the key, unless one is there."""
+        void = GatewayTransaction(
+            key=f"charge:{idempotency_key}", kind="void", reference=new_id("sbx_vd"),
+            amount_cents=0, currency="USD", approved=False, decline_code=VOIDED, created_at=utcnow(),
+        )  # fmt: skip
+        first = await self._ledger.record(void)
+        if first.kind != "charge" or not first.approved or first.token is None:
+            return None
+        return ApprovedCharge(
+            token=first.token, amount_cents=first.amount_cents, currency=first.currency,
+            reference=first.reference,
+        )  # fmt: skip
 
     def _decline_code(self, vault: VaultEntry) -> str | None:
         month, year = vault.expiry_month, vault.expiry_year

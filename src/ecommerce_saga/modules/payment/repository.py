@@ -9,9 +9,9 @@ each pass `tests/contract/test_payment_repository_contract.py`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from enum import Enum
+from typing import Any, Literal, Protocol, TypeVar
 
-from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
@@ -67,10 +67,11 @@ class VaultEntry(BaseModel):
 
 
 class GatewayTransaction(BaseModel):
-    """One sandbox charge or refund, keyed by `<kind>:<idempotency key>`."""
+    """One sandbox charge or refund, keyed by `<kind>:<idempotency key>`; a void is keyed as the
+    charge it stands in for (`charge:<key>`), so that key can no longer charge."""
 
     key: str
-    kind: Literal["charge", "refund"]
+    kind: Literal["charge", "refund", "void"]
     reference: str
     token: str | None = None
     charge_reference: str | None = None
@@ -137,22 +138,25 @@ class SandboxLedger(Protocol):
 class BeaniePaymentRepository:
     """`PaymentRepository` on MongoDB (collection `payments`): written whole, never with `$set`;
     times filtered and sorted on `created_ms` (the embedded database compares datetimes to the
-    whole second only)."""
+    whole second only). The order path's reads and writes go through PyMongo, with the documents
+    built as `PaymentDocument` stores them, without Beanie's encoder; the listing uses Beanie."""
 
     async def add(self, payment: PaymentRecord) -> PaymentRecord:
         """See `PaymentRepository.add`."""
         try:
-            await _payment_document(payment).insert()
+            await PaymentDocument.get_pymongo_collection().insert_one(_payment_fields(payment))
         except DuplicateKeyError:
             first = await self.get(payment.order_id)
-            assert first is not None  # noqa: S101 - payments are never deleted
+            if first is None:  # the payment id was taken, not the order: a new id is another call's job
+                raise
             return first
         return payment
 
     async def get(self, order_id: str) -> PaymentRecord | None:
         """See `PaymentRepository.get`."""
-        doc = await PaymentDocument.get(order_id)
-        return None if doc is None else _payment_record(doc)
+        return _stored(
+            PaymentRecord, await PaymentDocument.get_pymongo_collection().find_one({"_id": order_id})
+        )
 
     async def by_payment_id(self, payment_id: str) -> PaymentRecord | None:
         """See `PaymentRepository.by_payment_id`."""
@@ -161,12 +165,10 @@ class BeaniePaymentRepository:
 
     async def replace(self, payment: PaymentRecord, expected_version: int) -> bool:
         """See `PaymentRepository.replace`."""
-        current = {"_id": payment.order_id, "version": expected_version}
-        try:
-            await PaymentDocument.find_one(current).replace_one(_payment_document(payment))
-        except DocumentNotFound:
-            return False
-        return True
+        result = await PaymentDocument.get_pymongo_collection().replace_one(
+            {"_id": payment.order_id, "version": expected_version}, _payment_fields(payment)
+        )
+        return result.matched_count == 1
 
     async def find(self, query: PaymentFilter) -> tuple[list[PaymentRecord], int]:
         """See `PaymentRepository.find`."""
@@ -179,9 +181,26 @@ class BeaniePaymentRepository:
         return [_payment_record(doc) for doc in docs], total
 
 
-def _payment_document(payment: PaymentRecord) -> PaymentDocument:
-    fields = payment.model_dump(exclude={"order_id"})
-    return PaymentDocument(id=payment.order_id, created_ms=epoch_ms(payment.created_at), **fields)
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with enum members as their values: what Beanie's encoder stores."""
+    return {name: value.value if isinstance(value, Enum) else value for name, value in fields.items()}
+
+
+def _payment_fields(payment: PaymentRecord) -> dict[str, Any]:
+    """The payment as a `PaymentDocument` stores it (`created_ms` beside `created_at`)."""
+    fields = _plain(payment.model_dump(exclude={"order_id"}))
+    return {"_id": payment.order_id, **fields, "created_ms": epoch_ms(payment.created_at)}
+
+
+R = TypeVar("R", PaymentRecord, VaultEntry, GatewayTransaction)
+
+
+def _stored(record: type[R], raw: dict[str, Any] | None) -> R | None:
+    """A stored document as a record; its `_id` is the record's key field (unknown fields ignored)."""
+    if raw is None:
+        return None
+    key = {PaymentRecord: "order_id", VaultEntry: "token", GatewayTransaction: "key"}[record]
+    return record.model_validate({**raw, key: raw["_id"]})
 
 
 def _payment_record(doc: PaymentDocument) -> PaymentRecord:
@@ -189,22 +208,27 @@ def _payment_record(doc: PaymentDocument) -> PaymentRecord:
 
 
 class BeanieSandboxLedger:
-    """`SandboxLedger` on MongoDB (collections `payment_methods`, `payment_gateway_transactions`)."""
+    """`SandboxLedger` on MongoDB (collections `payment_methods`, `payment_gateway_transactions`),
+    through PyMongo, with the documents built as their Beanie classes store them."""
 
     async def add_method(self, entry: VaultEntry) -> None:
         """See `SandboxLedger.add_method`."""
-        await PaymentMethodDocument(id=entry.token, **entry.model_dump(exclude={"token"})).insert()
+        fields = _plain(entry.model_dump(exclude={"token"}))
+        await PaymentMethodDocument.get_pymongo_collection().insert_one({"_id": entry.token, **fields})
 
     async def method(self, token: str) -> VaultEntry | None:
         """See `SandboxLedger.method`."""
-        doc = await PaymentMethodDocument.get(token)
-        return None if doc is None else VaultEntry(token=doc.id, **doc.model_dump(include=_VAULT_FIELDS))
+        return _stored(
+            VaultEntry, await PaymentMethodDocument.get_pymongo_collection().find_one({"_id": token})
+        )
 
     async def record(self, transaction: GatewayTransaction) -> GatewayTransaction:
         """See `SandboxLedger.record`."""
         fields = transaction.model_dump(exclude={"key"})
         try:
-            await GatewayTransactionDocument(id=transaction.key, **fields).insert()
+            await GatewayTransactionDocument.get_pymongo_collection().insert_one(
+                {"_id": transaction.key, **fields}
+            )
         except DuplicateKeyError:
             first = await self.transaction(transaction.key)
             assert first is not None  # noqa: S101 - the duplicate exists
@@ -213,26 +237,19 @@ class BeanieSandboxLedger:
 
     async def transaction(self, key: str) -> GatewayTransaction | None:
         """See `SandboxLedger.transaction`."""
-        return _transaction(await GatewayTransactionDocument.get(key))
+        found = await GatewayTransactionDocument.get_pymongo_collection().find_one({"_id": key})
+        return _stored(GatewayTransaction, found)
 
     async def charge(self, reference: str) -> GatewayTransaction | None:
         """See `SandboxLedger.charge`."""
-        found = await GatewayTransactionDocument.find_one({"kind": "charge", "reference": reference})
-        return _transaction(found)
+        found = await GatewayTransactionDocument.get_pymongo_collection().find_one(
+            {"kind": "charge", "reference": reference}
+        )
+        return _stored(GatewayTransaction, found)
 
     async def count(self, kind: Literal["charge", "refund"]) -> int:
         """See `SandboxLedger.count`."""
         return await GatewayTransactionDocument.find({"kind": kind}).count()
-
-
-_VAULT_FIELDS = set(VaultEntry.model_fields) - {"token"}
-_TRANSACTION_FIELDS = set(GatewayTransaction.model_fields) - {"key"}
-
-
-def _transaction(doc: GatewayTransactionDocument | None) -> GatewayTransaction | None:
-    return (
-        None if doc is None else GatewayTransaction(key=doc.id, **doc.model_dump(include=_TRANSACTION_FIELDS))
-    )
 
 
 class InMemoryPaymentRepository:

@@ -1,12 +1,18 @@
 """The payment module's local implementation: one charge per order, whatever the concurrency.
 
-A charge first adds the order's payment as PENDING (the order id keys it, so only one caller
-can); then asks the gateway, always with the idempotency key stored in that record; then writes
-the outcome whole with `replace`, conditional on `version`. Whoever finds the record
-PENDING (a concurrent caller, or a retry after a crash mid-way) asks the gateway again with the
-same key: the gateway answers with the first call's result, so the order is charged once. Status
-only moves forward (PENDING → COMPLETED | DECLINED, COMPLETED → REFUNDED), so a lost `version`
-race just means reading what the winner wrote.
+Every gateway call for an order's charge uses one idempotency key derived from the order id
+(`charge_key`), so the gateway charges an order once however many calls, with whatever keys,
+ask for it. A charge asks the gateway first, then adds the order's payment with its outcome
+(the order id keys it, so one record per order); a caller that finds a record there already
+returns that one. A crash between the two leaves a charge without its record until the step
+runs again: the gateway answers the retry with the first charge, and the record is added then.
+
+A refund that finds no payment voids the charge key at the gateway first (a charge made later
+under it is answered "voided" and moves no money), then adds a VOIDED tombstone; if the key
+holds a charge already (its record not yet written), that charge is recorded and refunded.
+Status only moves forward (COMPLETED → REFUNDED), written whole with `replace` conditional on
+`version`, so a lost race just means reading what the winner wrote. A PENDING record (left by a
+release that wrote one before charging) is finished with its own key.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from ecommerce_saga.modules.payment.contract import (
     PaymentVoidedError,
     RefundPayment,
 )
-from ecommerce_saga.modules.payment.gateway import GatewayCharge, GatewayRefund, PaymentGateway
+from ecommerce_saga.modules.payment.gateway import (
+    VOIDED,
+    GatewayCharge,
+    GatewayRefund,
+    GatewayResult,
+    PaymentGateway,
+)
 from ecommerce_saga.modules.payment.repository import PaymentRecord, PaymentRepository
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
@@ -35,8 +47,38 @@ from ecommerce_saga.shared.ids import new_id
 logger = logging.getLogger(__name__)
 
 
+def charge_key(order_id: str) -> str:
+    """The idempotency key of every gateway call that charges (or voids) the order."""
+    return f"{order_id}:charge"
+
+
 def _payment(record: PaymentRecord) -> Payment:
     return Payment.model_validate(record.model_dump(exclude={"payment_token", "charge_key", "version"}))
+
+
+def _charged(command: ChargePayment, method: PaymentMethod, key: str, result: GatewayResult) -> PaymentRecord:
+    """The payment record of a charge the gateway answered."""
+    now = utcnow()
+    return PaymentRecord(
+        order_id=command.order_id, payment_id=new_id("pay"), customer_id=command.customer_id,
+        amount_cents=command.amount_cents, currency=command.currency, method=method.method,
+        brand=method.brand, last4=method.last4, payment_token=command.payment_token, charge_key=key,
+        status=PaymentStatus.COMPLETED if result.approved else PaymentStatus.DECLINED,
+        decline_code=result.decline_code, gateway_reference=result.reference,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def _outcome(doc: PaymentRecord) -> Payment:
+    """The charge's outcome: the payment, or the error a declined or voided one is."""
+    if doc.status is PaymentStatus.DECLINED:
+        raise PaymentDeclinedError(
+            f"the payment for order {doc.order_id} was declined ({doc.decline_code})",
+            decline_code=doc.decline_code,
+        )
+    if doc.status is PaymentStatus.VOIDED:
+        raise PaymentVoidedError(f"order {doc.order_id} was refunded before it was charged")
+    return _payment(doc)
 
 
 class LocalPaymentService:
@@ -53,20 +95,30 @@ class LocalPaymentService:
     async def charge(self, command: ChargePayment) -> Payment:
         """See `PaymentService.charge`.
 
-        Only the first call's idempotency key reaches the gateway; later calls for the same
-        order, whatever their key, return (or finish) that first charge.
+        Every call for the order charges under its `charge_key`, whatever the command's own
+        key, so the gateway moves the money once; the first record added for the order wins.
         """
-        doc = await self._start(command)  # insert first: a replay finds the record in the way
-        if doc.status is PaymentStatus.PENDING:
-            doc = await self._settle(doc)
-        if doc.status is PaymentStatus.DECLINED:
-            raise PaymentDeclinedError(
-                f"the payment for order {doc.order_id} was declined ({doc.decline_code})",
-                decline_code=doc.decline_code,
-            )
-        if doc.status is PaymentStatus.VOIDED:
-            raise PaymentVoidedError(f"order {doc.order_id} was refunded before it was charged")
-        return _payment(doc)
+        method = await self._gateway.payment_method(command.payment_token)
+        if method is None:
+            raise PaymentMethodNotFoundError(f"no payment method with token {command.payment_token!r}")
+        key = charge_key(command.order_id)
+        request = GatewayCharge(
+            token=command.payment_token, amount_cents=command.amount_cents, currency=command.currency,
+            idempotency_key=key, description=f"order {command.order_id}",
+        )  # fmt: skip
+        result = await self._gateway.charge(request)
+        if result.decline_code == VOIDED:  # refunded before it was charged: the refund writes the record
+            raise PaymentVoidedError(f"order {command.order_id} was refunded before it was charged")
+        new = _charged(command, method, key, result)
+        doc = await self._payments.add(new)  # someone else's, if they recorded this order first
+        if doc is new:
+            logger.info(
+                "payment %s for order %s: %s %s", doc.payment_id, doc.order_id, doc.status.value,
+                doc.decline_code or "",
+            )  # fmt: skip
+        else:
+            doc = await self._after_lost_add(doc, request, result)
+        return _outcome(doc)
 
     async def refund(self, command: RefundPayment) -> Payment:
         """See `PaymentService.refund`. The gateway refund's key is derived from the payment."""
@@ -81,32 +133,48 @@ class LocalPaymentService:
                 doc = await self._refund(doc)
         return _payment(doc)
 
-    async def _start(self, command: ChargePayment) -> PaymentRecord:
-        method = await self._gateway.payment_method(command.payment_token)
-        if method is None:
-            raise PaymentMethodNotFoundError(f"no payment method with token {command.payment_token!r}")
-        now = utcnow()
-        new = PaymentRecord(
-            order_id=command.order_id, payment_id=new_id("pay"), customer_id=command.customer_id,
-            amount_cents=command.amount_cents, currency=command.currency, method=method.method,
-            brand=method.brand, last4=method.last4, payment_token=command.payment_token,
-            charge_key=command.idempotency_key, status=PaymentStatus.PENDING, created_at=now, updated_at=now,
-        )  # fmt: skip
-        return await self._payments.add(new)  # someone else's, if they are charging this order already
+    async def _after_lost_add(
+        self, doc: PaymentRecord, ours: GatewayCharge, result: GatewayResult
+    ) -> PaymentRecord:
+        """The order's record was there first. One with another key (a PENDING record or a tombstone
+        an earlier release wrote) does not name this call's charge: that money goes back at once."""
+        if doc.charge_key != ours.idempotency_key and result.approved:
+            request = GatewayRefund(
+                charge_reference=result.reference, amount_cents=ours.amount_cents,
+                currency=ours.currency, idempotency_key=f"{ours.idempotency_key}:superseded",
+            )  # fmt: skip
+            await self._gateway.refund(request)
+            logger.warning("order %s: a charge not named by its payment record was refunded", doc.order_id)
+        if doc.status is PaymentStatus.PENDING:
+            doc = await self._settle(doc)
+        return doc
 
     async def _void(self, order_id: str) -> PaymentRecord:
+        """No payment for the order: void its charge key first, so that a late charge moves no money;
+        or, if a charge got there first and its record is not written yet, record that charge."""
+        key = charge_key(order_id)
+        charged = await self._gateway.void(key)
         now = utcnow()
-        tombstone = PaymentRecord(
+        record = PaymentRecord(
             order_id=order_id, payment_id=new_id("pay"), customer_id=None, amount_cents=0,
             currency="USD", method=None, status=PaymentStatus.VOIDED, created_at=now, updated_at=now,
         )  # fmt: skip
-        stored = await self._payments.add(tombstone)  # a late charge for this order must not take money
-        if stored is tombstone:
-            logger.info("payment for order %s voided before any charge", order_id)
+        if charged is not None:
+            method = await self._gateway.payment_method(charged.token)
+            record.amount_cents, record.currency = charged.amount_cents, charged.currency
+            record.payment_token, record.charge_key = charged.token, key
+            record.status, record.gateway_reference = PaymentStatus.COMPLETED, charged.reference
+            if method is not None:
+                record.method, record.brand, record.last4 = method.method, method.brand, method.last4
+        stored = await self._payments.add(record)  # a late charge for this order must not take money
+        if stored is record:
+            logger.info(
+                "payment for order %s: %s before its charge was recorded", order_id, stored.status.value
+            )
         return stored
 
     async def _settle(self, doc: PaymentRecord) -> PaymentRecord:
-        """Get the pending charge's outcome from the gateway (idempotent per key) and record it."""
+        """Finish a PENDING charge with its own key (the gateway answers its first result) and record it."""
         # Only a VOIDED tombstone lacks these, and it is never PENDING.
         assert doc.payment_token is not None and doc.charge_key is not None  # noqa: S101
         request = GatewayCharge(

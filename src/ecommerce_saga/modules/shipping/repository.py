@@ -6,7 +6,7 @@ implementations pass `tests/contract/test_shipping_repository_contract.py`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -78,13 +78,14 @@ class BeanieShipmentRepository:
     """`ShipmentRepository` on MongoDB (collection `shipments`).
 
     Written whole (insert, replace), never with `$set`; times are filtered and sorted on
-    `created_ms`, as the embedded database compares datetimes to the whole second only.
+    `created_ms`, as the embedded database compares datetimes to the whole second only. The order
+    path's insert and read go through PyMongo, the documents built as `ShipmentDocument` stores them.
     """
 
     async def add(self, shipment: ShipmentRecord) -> ShipmentRecord:
         """See `ShipmentRepository.add`."""
         try:
-            await _document(shipment).insert()
+            await ShipmentDocument.get_pymongo_collection().insert_one(_fields(shipment))
         except DuplicateKeyError:
             first = await self.get(shipment.order_id)
             if first is None:
@@ -94,8 +95,8 @@ class BeanieShipmentRepository:
 
     async def get(self, order_id: str) -> ShipmentRecord | None:
         """See `ShipmentRepository.get`."""
-        doc = await ShipmentDocument.get(order_id)
-        return None if doc is None else _record(doc)
+        raw = await ShipmentDocument.get_pymongo_collection().find_one({"_id": order_id})
+        return None if raw is None else ShipmentRecord.model_validate({**raw, "order_id": raw["_id"]})
 
     async def by_shipping_id(self, shipping_id: str) -> ShipmentRecord | None:
         """See `ShipmentRepository.by_shipping_id`."""
@@ -115,6 +116,17 @@ class BeanieShipmentRepository:
             criteria["status"] = query.status.value
         docs, total = await created_within(ShipmentDocument, criteria, query)
         return [_record(doc) for doc in docs], total
+
+
+def _fields(shipment: ShipmentRecord) -> dict[str, Any]:
+    """The shipment as a `ShipmentDocument` stores it, built without Beanie's encoder (the order
+    path inserts shipments with PyMongo): enums as their values, the delivery date as midnight
+    UTC, `created_ms` beside `created_at`."""
+    fields = shipment.model_dump(exclude={"order_id"})
+    fields["status"], fields["method"] = shipment.status.value, shipment.method.value
+    if shipment.estimated_delivery is not None:
+        fields["estimated_delivery"] = datetime.combine(shipment.estimated_delivery, time.min)
+    return {"_id": shipment.order_id, **fields, "created_ms": epoch_ms(shipment.created_at)}
 
 
 def _document(shipment: ShipmentRecord) -> ShipmentDocument:
