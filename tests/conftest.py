@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -76,3 +79,18 @@ async def mongo_db(mongo_url: str, db_name: str) -> AsyncIterator[AsyncDatabase[
     finally:
         await client.drop_database(db_name)
         await client.close()
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    """Spans a test finished (see `tests/spans.py`)."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """A tracer provider whose spans go to `exporter`."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()

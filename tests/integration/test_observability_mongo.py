@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
 from ecommerce_saga.observability import MongoCommandTracer
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider
-    provider.shutdown()
-
-
-def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
-    spans: dict[str, list[ReadableSpan]] = {}
-    for span in exporter.get_finished_spans():
-        spans.setdefault(span.name, []).append(span)
-    return spans
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent else None
+from tests.spans import by_name, parent_id
 
 
 async def test_makes_client_spans_for_mongodb_commands_only_inside_a_trace(

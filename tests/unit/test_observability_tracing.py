@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -30,22 +29,10 @@ from ecommerce_saga.observability import (
 from ecommerce_saga.saga import JsonObject, Saga, SagaEngine, SagaStep, StepContext
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import FaultPlan, InMemoryLedger, scripted_saga
+from tests.spans import by_name, parent_id
 
 STEPS = ["reserve", "charge"]
 MakeEngine = Callable[..., SagaEngine]
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider
-    provider.shutdown()
 
 
 @pytest.fixture
@@ -63,17 +50,6 @@ async def make_engine(provider: TracerProvider) -> AsyncIterator[MakeEngine]:
     yield make
     for engine in engines:
         await engine.stop()
-
-
-def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
-    spans: dict[str, list[ReadableSpan]] = {}
-    for span in exporter.get_finished_spans():
-        spans.setdefault(span.name, []).append(span)
-    return spans
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent else None
 
 
 def span_id(span: ReadableSpan) -> int:
