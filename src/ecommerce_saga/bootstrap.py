@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from beanie import Document, init_beanie
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from ecommerce_saga.db.connection import Database, is_database_outage
 from ecommerce_saga.devtools.seed import load_demo_catalog
@@ -110,6 +111,8 @@ class Container:
     """The Beanie documents of the modules kept on MongoDB here (none if every repository is replaced)."""
     uses_database: bool = True
     """False when nothing here is kept on MongoDB (repositories and saga store all replaced)."""
+    flushes: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """What stores writes left for later (the inventory's forgotten marks), run before the database closes."""
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def hosts(self, module: str) -> bool:
@@ -162,6 +165,11 @@ class Container:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.engine is not None:
             await self.engine.stop(grace=self.settings.saga_shutdown_grace_seconds)
+        for flush in self.flushes:
+            try:
+                await flush()
+            except PyMongoError as exc:  # tidying only: what a lost flush leaves stored is harmless
+                logger.warning("writes left for shutdown were not stored: %s", exc)
         for client in self.clients:
             await client.aclose()
         if self.identity_http is not None:
@@ -354,6 +362,8 @@ class _Participants:
     outbox: Outbox | None
     on_mongo: list[str]
     """The modules whose local service keeps its records on MongoDB."""
+    flushes: list[Callable[[], Awaitable[None]]]
+    """See `Container.flushes`."""
 
 
 def _participants(settings: Settings, service_token: str, overrides: Overrides) -> _Participants:
@@ -361,6 +371,7 @@ def _participants(settings: Settings, service_token: str, overrides: Overrides) 
     adapters = _Adapters(settings, service_token)
     outbox: list[Outbox] = []
     on_mongo: list[str] = []
+    flushes: list[Callable[[], Awaitable[None]]] = []
 
     def local_notifications() -> NotificationService:
         service, found = build_notifications(settings, overrides.notification_repository)
@@ -370,7 +381,9 @@ def _participants(settings: Settings, service_token: str, overrides: Overrides) 
 
     def local_inventory() -> InventoryService:
         on_mongo.append("inventory")
-        return LocalInventoryService(BeanieInventoryRepository())
+        repository = BeanieInventoryRepository()
+        flushes.append(repository.flush)
+        return LocalInventoryService(repository)
 
     def local_payment() -> PaymentService:
         on_mongo.append("payment")
@@ -391,7 +404,14 @@ def _participants(settings: Settings, service_token: str, overrides: Overrides) 
         "notification", local_notifications, remote_notifications
     )
     return _Participants(
-        inventory, payment, shipping, notifications, adapters.clients, outbox[0] if outbox else None, on_mongo
+        inventory,
+        payment,
+        shipping,
+        notifications,
+        adapters.clients,
+        outbox[0] if outbox else None,
+        on_mongo,
+        flushes,
     )
 
 
@@ -432,6 +452,7 @@ def build_container(settings: Settings, overrides: Overrides | None = None) -> C
         resume_orphans=orders.resume_orphans if orders else None,
         clients=parts.clients,
         outbox=parts.outbox,
+        flushes=parts.flushes,
         documents=documents,
         uses_database=bool(documents) or (orders is not None and overrides.saga_store is None),
     )

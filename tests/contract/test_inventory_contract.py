@@ -243,12 +243,17 @@ class TestLocalInventoryService(LocalInventoryServiceSpec):
 
     # Reads the stored documents: the Beanie repository's storage detail.
     async def test_keeps_product_documents_small_when_many_orders_reserve(
-        self, service: InventoryService
+        self, service: InventoryService, repository: InventoryRepository
     ) -> None:
         a = await _product(service, 50)
         for n in range(10):
             await service.reserve(_reserve(f"small-{a}-{n}", (a, 1)))
         await service.release(_release(f"small-{a}-0"))
+        stored = await ProductDocument.get_pymongo_collection().find_one({"_id": a})
+        assert stored is not None
+        # Each mark is unset by the product's next move: only the release's is still stored.
+        assert stored["holds"] == {} and stored.get("releases", {}) == {f"small-{a}-0": 1}
+        await repository.flush()
         stored = await ProductDocument.get_pymongo_collection().find_one({"_id": a})
         assert stored is not None
         assert stored["holds"] == {} and stored.get("releases", {}) == {}

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from beanie import init_beanie
 from beanie.odm.utils.dump import get_dict
+from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
-from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ReservationDocument
+from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.repository import (
     BeanieInventoryRepository,
     CatalogPrice,
@@ -249,3 +252,116 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
         stored = await mongo_db[ReservationDocument.Settings.name].find_one({"_id": reservation.order_id})
         fields = reservation.model_dump(exclude={"order_id"})
         assert stored == get_dict(ReservationDocument(id=reservation.order_id, **fields), to_db=True)
+
+    async def test_a_forget_rides_on_the_products_next_move(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        product = await a_product(repository, available=5)
+        await repository.hold("o1", product.product_id, 1)
+        await repository.give_back("o0", product.product_id, 1)  # o0's release, marked
+        products = mongo_db[ProductDocument.Settings.name]
+
+        with _counting(mongo_db) as sent:
+            await repository.forget("holds", "o1", [product.product_id])
+            await repository.forget("releases", "o0", [product.product_id])
+        assert sent == []  # no command of its own
+        stored = await products.find_one({"_id": product.product_id})
+        assert stored is not None and stored["holds"] == {"o1": 1} and stored["releases"] == {"o0": 1}
+
+        with _counting(mongo_db) as sent:
+            await repository.hold("o2", product.product_id, 1)
+        assert sent == ["findAndModify"]  # one command: o2's hold, and o1's and o0's marks unset
+        stored = await products.find_one({"_id": product.product_id})
+        assert stored is not None and stored["holds"] == {"o2": 1} and stored["releases"] == {}
+        assert await stock(repository, product.product_id) == (4, 1)
+
+    async def test_a_refused_move_leaves_the_forgotten_marks_for_the_next(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        product = await a_product(repository, available=1)
+        await repository.hold("o1", product.product_id, 1)
+        await repository.forget("holds", "o1", [product.product_id])
+
+        assert await repository.hold("o2", product.product_id, 1) is HoldRefused.SHORT_OF_STOCK
+        await repository.restock(product.product_id, 3)
+
+        stored = await mongo_db[ProductDocument.Settings.name].find_one({"_id": product.product_id})
+        assert stored is not None and stored["holds"] == {}
+        assert await stock(repository, product.product_id) == (3, 1)
+
+    async def test_unsets_forgotten_marks_at_once_when_a_batch_waits(
+        self, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+        repository = BeanieInventoryRepository(forget_batch=3)
+        product = await a_product(repository, available=5)
+        for order in ("o1", "o2", "o3"):
+            await repository.hold(order, product.product_id, 1)
+
+        with _counting(mongo_db) as sent:
+            for order in ("o1", "o2", "o3"):
+                await repository.forget("holds", order, [product.product_id])
+
+        assert sent == ["update"]
+        stored = await mongo_db[ProductDocument.Settings.name].find_one({"_id": product.product_id})
+        assert stored is not None and stored["holds"] == {}
+
+    async def test_flush_unsets_every_forgotten_mark(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        a, b = await a_product(repository), await a_product(repository)
+        for product in (a, b):
+            await repository.hold("o1", product.product_id, 1)
+        await repository.forget("holds", "o1", [a.product_id, b.product_id])
+
+        await repository.flush()
+
+        stored = mongo_db[ProductDocument.Settings.name].find({"_id": {"$in": [a.product_id, b.product_id]}})
+        assert [doc["holds"] async for doc in stored] == [{}, {}]
+
+    async def test_remembers_catalog_prices(
+        self, repository: InventoryRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        product = await a_product(repository, price=990)
+        first = await repository.prices([product.product_id, "p-unknown"])
+
+        with _counting(mongo_db) as sent:
+            again = await repository.prices([product.product_id])
+
+        assert sent == []  # a product's price never changes: read once
+        assert (
+            first
+            == again
+            == {product.product_id: CatalogPrice(name="Thing", price_cents=990, currency="EUR")}
+        )
+
+
+class _Sent(monitoring.CommandListener):
+    """The commands sent to one database while a `_counting` block runs."""
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_SENT = _Sent()
+monitoring.register(_SENT)
+
+
+@contextmanager
+def _counting(db: AsyncDatabase[dict[str, Any]]) -> Iterator[list[str]]:
+    _SENT.database, _SENT.names = db.name, []
+    try:
+        yield _SENT.names
+    finally:
+        _SENT.database = None

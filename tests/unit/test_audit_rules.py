@@ -179,10 +179,33 @@ async def test_finds_an_order_naming_another_payment_or_shipment() -> None:
 async def test_finds_a_release_left_half_done() -> None:
     books = _balanced()
     books.stock_entries[0] = books.stock_entries[0].model_copy(update={"pending_releases": ["o-2"]})
+    books.reservation_entries[1] = books.reservation_entries[1].model_copy(update={"status": "RELEASING"})
 
     report = await _audit(books)
 
-    assert [str(f) for f in report.violations] == ["stock.unfinished sku-a: releases left for ['o-2']"]
+    assert "stock.unfinished sku-a: releases left for ['o-2']" in [str(f) for f in report.violations]
+
+
+async def test_finds_a_hold_of_an_order_without_a_reservation() -> None:
+    books = _balanced()
+    books.stock_entries[0] = books.stock_entries[0].model_copy(update={"pending_holds": ["o-1", "o-9"]})
+
+    report = await _audit(books)
+
+    assert [str(f) for f in report.violations] == ["stock.unfinished sku-a: holds left for ['o-9']"]
+
+
+async def test_marks_of_moves_the_reservations_record_are_not_unfinished() -> None:
+    # The repository unsets a mark with the product's next move; until then (or for good, if its
+    # process stopped) the mark stays while the reservation's status already records the move.
+    books = _balanced()
+    books.stock_entries[0] = books.stock_entries[0].model_copy(
+        update={"pending_holds": ["o-1", "o-2"], "pending_releases": ["o-2"]}
+    )
+
+    report = await _audit(books)
+
+    assert report.violations == [], report.summary()
 
 
 async def test_leaves_money_and_stock_unjudged_while_a_saga_is_in_flight() -> None:

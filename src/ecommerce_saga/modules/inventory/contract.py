@@ -298,8 +298,11 @@ class StockEntry(FrozenModel):
         product_id: The product.
         available: Units that can be reserved.
         reserved: Units held by reservations.
-        pending_holds: Orders (sorted) whose reservation moved units that its status does not
-            record yet; none once every reservation has settled.
+        pending_holds: Orders (sorted) whose hold mark the product keeps: the reservation moved
+            units that its status may not record yet. A mark stays stored a while after its
+            reservation records the move (until the product's next stock move), or for good if
+            the process that would have unset it stopped; the audit tells these apart by the
+            reservation's status.
         pending_releases: The same for releases.
     """
 

@@ -5,10 +5,15 @@ Stock moves are atomic and happen once per order: `hold` takes units from `avail
 `reserved` and marks, in the same conditional update, that this order holds them; `undo_hold`
 and `give_back` move them back once. The marks are forgotten once the reservation's own status
 records the outcome. Both implementations pass `tests/contract/test_inventory_repository_contract.py`.
+
+A product's name, price and currency never change once it is created (no operation changes
+them), so the MongoDB repository remembers them; an operation that changes a price must forget
+the remembered one.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -109,7 +114,15 @@ class InventoryRepository(Protocol):
         ...
 
     async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
-        """Drop the products' marks for the order, once the reservation's status records the move."""
+        """Drop the products' marks for the order, once the reservation's status records the move.
+
+        The marks may stay stored until the product's next stock move or `flush`: a mark whose
+        reservation has settled is never read again.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Store every `forget` not stored yet (at shutdown)."""
         ...
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
@@ -151,7 +164,67 @@ class BeanieInventoryRepository:
     `available` and `reserved` change only by conditional `$inc`; the marks are the product
     document's `holds.<order_id>` and `releases.<order_id>`, set or unset in that same update.
     Reservations are written whole (insert, `replace` filtered on `version`).
+
+    A `forget` costs no command of its own: the marks to drop are unset by the product's next
+    stock move (`hold`, `undo_hold`, `give_back`, `restock`), in the same update, or by one
+    update of their own once `forget_batch` of them wait on a product, and by `flush`. A mark
+    whose forget is lost with the process stays stored; its reservation has settled, so nothing
+    reads it again, and the audit does not count it as unfinished.
+
+    Args:
+        price_cache_size: How many products' catalog prices are remembered.
+        forget_batch: How many forgotten marks may wait on one product for its next stock move.
     """
+
+    def __init__(self, price_cache_size: int = 10_000, forget_batch: int = 64) -> None:
+        self._prices: OrderedDict[str, CatalogPrice] = OrderedDict()
+        self._price_cache_size = price_cache_size
+        self._forget_batch = forget_batch
+        self._forgotten: dict[str, set[str]] = {}  # product id → mark fields to unset with its next move
+
+    def _remember_price(self, product_id: str, price: CatalogPrice) -> None:
+        self._prices[product_id] = price
+        self._prices.move_to_end(product_id)
+        if len(self._prices) > self._price_cache_size:
+            self._prices.popitem(last=False)
+
+    async def _forgotten_first(self, product_id: str, mark: str) -> None:
+        """If `mark` is forgotten on the product but still stored, unset it (and the others) now:
+        a move that tests or sets a mark finds it as a forget left it, gone."""
+        if mark in self._forgotten.get(product_id, ()):
+            await self._move(product_id, {}, {})
+
+    def _with_forgotten(
+        self, product_id: str, update: dict[str, Any], touched: str | None = None
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """`update` unsetting, too, the marks forgotten on the product (but not the `touched` one)."""
+        waiting = self._forgotten.get(product_id)
+        fields = frozenset(waiting - {touched} if touched else waiting) if waiting else frozenset()
+        if not fields:
+            return update, fields
+        return {**update, "$unset": {**update.get("$unset", {}), **dict.fromkeys(fields, "")}}, fields
+
+    def _unset(self, product_id: str, fields: frozenset[str]) -> None:
+        """`fields` were unset on the product by a stored update."""
+        waiting = self._forgotten.get(product_id)
+        if waiting is not None and fields:
+            waiting -= fields
+            if not waiting:
+                del self._forgotten[product_id]
+
+    async def _move(
+        self, product_id: str, criteria: dict[str, Any], update: dict[str, Any], touched: str | None = None
+    ) -> bool:
+        """One conditional update of the product, with its forgotten marks; True if it matched."""
+        full, fields = self._with_forgotten(product_id, update, touched)
+        if not full:
+            return True  # nothing to write
+        result = await ProductDocument.get_pymongo_collection().update_one(
+            {"_id": product_id, **criteria}, full
+        )
+        if result.matched_count:
+            self._unset(product_id, fields)
+        return result.matched_count > 0
 
     async def add_product(self, product: ProductRecord) -> bool:
         """See `InventoryRepository.add_product`."""
@@ -181,27 +254,38 @@ class BeanieInventoryRepository:
 
     async def prices(self, product_ids: list[str]) -> dict[str, CatalogPrice]:
         """See `InventoryRepository.prices`."""
-        found = ProductDocument.get_pymongo_collection().find({"_id": {"$in": product_ids}}, _PRICE_FIELDS)
-        return {doc["_id"]: _price(doc) async for doc in found}  # prices only: not the marks
+        known = {pid: price for pid in product_ids if (price := self._prices.get(pid)) is not None}
+        unknown = [pid for pid in product_ids if pid not in known]
+        if unknown:
+            found = ProductDocument.get_pymongo_collection().find({"_id": {"$in": unknown}}, _PRICE_FIELDS)
+            async for doc in found:  # prices only: not the marks
+                known[doc["_id"]] = price = _price(doc)
+                self._remember_price(doc["_id"], price)
+        return known
 
     async def restock(self, product_id: str, quantity: int) -> bool:
         """See `InventoryRepository.restock`."""
-        result = await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id}, {"$inc": {"available": quantity}}
-        )
-        return result.matched_count > 0
+        return await self._move(product_id, {}, {"$inc": {"available": quantity}})
 
     async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
         """See `InventoryRepository.hold`."""
         products = ProductDocument.get_pymongo_collection()
         mark = f"holds.{order_id}"
+        await self._forgotten_first(product_id, mark)
+        update, fields = self._with_forgotten(
+            product_id,
+            {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
+            mark,
+        )
         found = await products.find_one_and_update(
             {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}},
-            {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
+            update,
             projection=_PRICE_FIELDS,
             return_document=ReturnDocument.AFTER,
         )
-        if found is None:  # held already by an earlier call, short of stock, or unknown: one read tells
+        if found is not None:
+            self._unset(product_id, fields)
+        else:  # held already by an earlier call, short of stock, or unknown: one read tells
             # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
             # are the orders being reserved at this moment, a handful
             found = await products.find_one({"_id": product_id}, {**_PRICE_FIELDS, "holds": 1})
@@ -214,25 +298,39 @@ class BeanieInventoryRepository:
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.undo_hold`."""
         mark = f"holds.{order_id}"
-        await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id, mark: quantity},
+        await self._forgotten_first(product_id, mark)
+        await self._move(
+            product_id,
+            {mark: quantity},
             {"$inc": {"available": quantity, "reserved": -quantity}, "$unset": {mark: ""}},
+            mark,
         )
 
     async def give_back(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.give_back`."""
         mark = f"releases.{order_id}"
-        await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id, mark: {"$exists": False}},
+        await self._forgotten_first(product_id, mark)
+        await self._move(
+            product_id,
+            {mark: {"$exists": False}},
             {"$inc": {"available": quantity, "reserved": -quantity}, "$set": {mark: quantity}},
+            mark,
         )
 
     async def forget(self, mark: Mark, order_id: str, product_ids: list[str]) -> None:
-        """See `InventoryRepository.forget`: one command for all of the order's products."""
+        """See `InventoryRepository.forget`: left for each product's next stock move to unset, or
+        unset at once, in one update, on a product where `forget_batch` wait."""
         field = f"{mark}.{order_id}"
-        await ProductDocument.get_pymongo_collection().update_many(
-            {"_id": {"$in": product_ids}, field: {"$exists": True}}, {"$unset": {field: ""}}
-        )
+        for product_id in product_ids:
+            waiting = self._forgotten.setdefault(product_id, set())
+            waiting.add(field)
+            if len(waiting) >= self._forget_batch:
+                await self._move(product_id, {}, {})
+
+    async def flush(self) -> None:
+        """See `InventoryRepository.flush`: one update per product with forgotten marks."""
+        for product_id in list(self._forgotten):
+            await self._move(product_id, {}, {})
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
@@ -379,6 +477,9 @@ class InMemoryInventoryRepository:
         """See `InventoryRepository.forget`."""
         for product_id in product_ids:
             self.marks(mark, product_id).pop(order_id, None)
+
+    async def flush(self) -> None:
+        """See `InventoryRepository.flush`: nothing waits here (a forget is applied at once)."""
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
