@@ -19,7 +19,7 @@ from ecommerce_saga.modules.notification.contract import (
     OrderLineFacts,
     ReadStatus,
 )
-from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS
+from ecommerce_saga.modules.notification.documents import DOCUMENT_MODELS, NotificationDocument
 from ecommerce_saga.modules.notification.repository import (
     BeanieNotificationRepository,
     Claim,
@@ -187,3 +187,34 @@ class TestBeanieNotificationRepository(NotificationRepositorySpec):
     async def repository(self, mongo_db: AsyncDatabase[dict[str, Any]]) -> NotificationRepository:
         await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
         return BeanieNotificationRepository()
+
+    async def test_stores_a_notification_as_its_beanie_document_would(
+        self, repository: NotificationRepository
+    ) -> None:
+        # The order path writes with PyMongo (`stored_fields`), not Beanie's encoder: the same document.
+        facts = OrderFacts(
+            customer_name="Ada", items=[OrderLineFacts(name="Desk", quantity=1, line_total_cents=25_000)],
+            total_cents=25_000, currency="GBP", estimated_delivery=date(2030, 3, 5), failure_reason="X_Y",
+        )  # fmt: skip
+        record = a_notification(
+            details={"total_cents": 25_000, "reason": "x"}, recipient="ada@example.com", order=facts
+        )
+        notifications = NotificationDocument.get_pymongo_collection()
+        sent = record.model_copy(update={"status": NotificationStatus.SENT, "sent_at": AT, "version": 1})
+
+        await repository.add(record)
+        added = await notifications.find_one({"_id": record.notification_id})
+        assert await repository.replace(sent, expected_version=0)
+        replaced = await notifications.find_one({"_id": record.notification_id})
+
+        assert added == await _as_beanie_stores(record)
+        assert replaced == await _as_beanie_stores(sent)
+
+
+async def _as_beanie_stores(record: NotificationRecord) -> dict[str, Any] | None:
+    """`record` as Beanie's own insert stores it (in place of the stored one, which it deletes)."""
+    notifications = NotificationDocument.get_pymongo_collection()
+    await notifications.delete_one({"_id": record.notification_id})
+    fields = record.model_dump(exclude={"notification_id"})
+    await NotificationDocument(id=record.notification_id, **fields).insert()
+    return await notifications.find_one({"_id": record.notification_id})

@@ -263,3 +263,30 @@ class TestBeanieOrderRepository(OrderRepositorySpec):
         assert raw is not None
         assert set(raw) - {"_id", "revision_id"} == set(OrderRecord.model_fields) - {"order_id"}
         assert raw["payment"] == {"method": "CREDIT_CARD", "brand": "visa", "last4": "4242"}
+
+    async def test_stores_an_order_as_its_beanie_document_would(self, repository: OrderRepository) -> None:
+        # The order path writes with PyMongo (`stored_fields`), not Beanie's encoder: the same document.
+        order = an_order(
+            cancel_saga_id="c-1", status=OrderStatus.FAILED, failure_reason=FailureReason.PAYMENT_DECLINED,
+            failure_detail="declined", payment_id="pay_1", shipping_id="shp_1", tracking_number="1Z",
+            estimated_delivery=date(2030, 3, 5), contact_email="ada@example.com", idempotency_key=_id("key"),
+            request_hash="abc", version=4,
+        )  # fmt: skip
+        orders = OrderDocument.get_pymongo_collection()
+        replaced_with = order.model_copy(update={"status": OrderStatus.COMPLETED, "version": 5})
+
+        await repository.add(order)
+        added = await orders.find_one({"_id": order.order_id})
+        assert await repository.replace(replaced_with, expected_version=4)
+        replaced = await orders.find_one({"_id": order.order_id})
+
+        assert added == await _as_beanie_stores(order)
+        assert replaced == await _as_beanie_stores(replaced_with)
+
+
+async def _as_beanie_stores(order: OrderRecord) -> dict[str, Any] | None:
+    """`order` as Beanie's own insert stores it (in place of the stored one, which it deletes)."""
+    orders = OrderDocument.get_pymongo_collection()
+    await orders.delete_one({"_id": order.order_id})
+    await OrderDocument(id=order.order_id, **order.model_dump(exclude={"order_id"})).insert()
+    return await orders.find_one({"_id": order.order_id})

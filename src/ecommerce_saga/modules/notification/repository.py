@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.encoding import stored_fields
 from ecommerce_saga.modules.notification.contract import (
     NotificationFilter,
     NotificationStatus,
@@ -95,7 +95,9 @@ class BeanieNotificationRepository:
     async def add(self, record: NotificationRecord) -> NotificationRecord:
         """See `NotificationRepository.add`."""
         try:
-            await _document(record).insert()
+            await NotificationDocument.get_pymongo_collection().insert_one(
+                stored_fields(record, id_field="notification_id")
+            )
         except DuplicateKeyError:
             first = await NotificationDocument.find_one(
                 {"order_id": record.order_id, "type": record.type.value}
@@ -132,11 +134,9 @@ class BeanieNotificationRepository:
     async def replace(self, record: NotificationRecord, expected_version: int) -> bool:
         """See `NotificationRepository.replace`."""
         current = {"_id": record.notification_id, "version": expected_version}
-        try:
-            await NotificationDocument.find_one(current).replace_one(_document(record))
-        except DocumentNotFound:
-            return False
-        return True
+        stored = stored_fields(record, id_field="notification_id")
+        result = await NotificationDocument.get_pymongo_collection().replace_one(current, stored)
+        return result.matched_count == 1
 
     async def find(self, query: NotificationFilter) -> tuple[list[NotificationRecord], int]:
         """See `NotificationRepository.find`."""
@@ -156,10 +156,6 @@ class BeanieNotificationRepository:
             .to_list()
         )
         return [_record(doc) for doc in docs], total
-
-
-def _document(record: NotificationRecord) -> NotificationDocument:
-    return NotificationDocument(id=record.notification_id, **record.model_dump(exclude={"notification_id"}))
 
 
 def _record(doc: NotificationDocument) -> NotificationRecord:

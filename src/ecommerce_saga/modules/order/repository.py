@@ -12,10 +12,10 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from beanie import SortDirection
-from beanie.exceptions import DocumentNotFound
 from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.encoding import stored_fields
 from ecommerce_saga.modules.order.contract import (
     FailureReason,
     OrderFilter,
@@ -87,12 +87,13 @@ class OrderRepository(Protocol):
 
 
 class BeanieOrderRepository:
-    """`OrderRepository` on MongoDB (collection `orders`)."""
+    """`OrderRepository` on MongoDB (collection `orders`). The order path's insert and replace
+    go through PyMongo with the document as Beanie stores it (`stored_fields`); reads use Beanie."""
 
     async def add(self, order: OrderRecord) -> bool:
         """See `OrderRepository.add`."""
         try:
-            await _document(order).insert()
+            await OrderDocument.get_pymongo_collection().insert_one(stored_fields(order, id_field="order_id"))
         except DuplicateKeyError:
             return False
         return True
@@ -110,11 +111,9 @@ class BeanieOrderRepository:
     async def replace(self, order: OrderRecord, expected_version: int) -> bool:
         """See `OrderRepository.replace`."""
         current = {"_id": order.order_id, "version": expected_version}
-        try:
-            await OrderDocument.find_one(current).replace_one(_document(order))
-        except DocumentNotFound:
-            return False
-        return True
+        stored = stored_fields(order, id_field="order_id")
+        result = await OrderDocument.get_pymongo_collection().replace_one(current, stored)
+        return result.matched_count == 1
 
     async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
         """See `OrderRepository.pending_since_before`."""
@@ -142,10 +141,6 @@ class BeanieOrderRepository:
             .to_list()
         )
         return [_record(doc) for doc in docs], total
-
-
-def _document(order: OrderRecord) -> OrderDocument:
-    return OrderDocument(id=order.order_id, **order.model_dump(exclude={"order_id"}))
 
 
 def _record(doc: OrderDocument) -> OrderRecord:
