@@ -58,6 +58,15 @@ class Saga(Generic[InT]):
             `compensation_retry`, resumed after a crash, and the saga parks if it fails for
             good. So it runs at least once; make it idempotent (``ctx.idempotency_key``).
         on_compensated_timeout: Seconds one attempt of `on_compensated` may take.
+        save_every_step: True (the default): every step's outcome is saved before the next step
+            begins, so the stored saga always names the one step that may be in flight. False:
+            where nothing can be undone any more, a success is saved with the next save instead
+            of on its own: the pivot's or a retriable step's success when a retriable step follows,
+            and a compensation's success (or the hook's) when another compensation follows.
+            After a crash those steps run again from the first one not saved (under the same
+            idempotency keys: every action and compensation must be idempotent anyway), and
+            nothing that should stand is undone, since none of them is ever compensated. It saves
+            one write per such step (see "Write-ahead and the write count" in docs/saga-engine.md).
 
     Raises:
         SagaDefinitionError: If the definition is invalid.
@@ -73,6 +82,7 @@ class Saga(Generic[InT]):
     deadline: float | None = None
     on_compensated: SagaHook[InT] | None = None
     on_compensated_timeout: float = 10.0
+    save_every_step: bool = True
     fingerprint: str = field(init=False)
     """A hash of the step names and kinds, in order, and of whether the saga has an
     `on_compensated` hook: what a stored saga relies on to resume."""

@@ -2,7 +2,9 @@
 
 Each attempt runs inside the step hooks, with a timeout, as the current step (see
 `ecommerce_saga.saga.context`); its outcome goes through `ecommerce_saga.saga.transitions` and is
-saved before the next attempt begins. A heartbeat renews the lease while an attempt runs long.
+saved before the next attempt begins (past the point of no return, a definition may let a
+success wait for the next save: `Saga.save_every_step`). A heartbeat renews the lease while an
+attempt runs long.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext
+from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext, StepKind
 
 # Records keep the engine's logger name, as before the runner left engine.py: log configuration
 # may refer to it.
@@ -92,6 +94,8 @@ class SagaRunner:
         self._rng = rng
         self._is_outage = is_outage or (lambda exc: False)
         self._step_hooks: list[StepHook] = []
+        self._unsaved: set[str] = set()
+        """Sagas whose state in hand holds successes not saved yet (`Saga.save_every_step`)."""
         self.draining = asyncio.Event()
         """Set when the worker shuts down: each run hands its saga over once its attempt in
         flight has ended and its result is saved (see `SagaEngine.stop`)."""
@@ -134,11 +138,14 @@ class SagaRunner:
             logger.warning("saga run aborted: %r", exc, extra={"saga_id": state.saga_id})
         finally:
             heartbeat.cancel()
+            self._unsaved.discard(state.saga_id)
         return None
 
     async def _drive(self, state: SagaState) -> SagaState:
         while state.status.is_active:
             if self.draining.is_set():
+                if state.saga_id in self._unsaved:  # hand over what was done, not only what was saved
+                    state = await self._save(state)
                 raise _HandOver
             definition = self._worker.definition_of(state)
             if state.status is SagaStatus.RUNNING:
@@ -205,6 +212,13 @@ class SagaRunner:
         )
         worker = self._worker
         transitions.advance(definition, state, step, worker=worker.worker_id, now_ms=worker.now_ms)
+        if (
+            not definition.save_every_step
+            and step.kind is not StepKind.COMPENSATABLE
+            and state.status is SagaStatus.RUNNING
+            and definition.steps[state.current_step].kind is StepKind.RETRIABLE
+        ):
+            return self._keep_unsaved(state)  # committed: after a crash, it runs again
         return await self._save_transition(state)
 
     async def _forward_failed(
@@ -249,6 +263,8 @@ class SagaRunner:
             duration=entry.duration_seconds,
         )
         transitions.advance_compensation(state, worker=self._worker.worker_id)
+        if not definition.save_every_step and state.status is SagaStatus.COMPENSATING:
+            return self._keep_unsaved(state)  # after a crash, the compensations run again from there
         return await self._save_transition(state)
 
     async def _compensation_failed(
@@ -285,7 +301,7 @@ class SagaRunner:
 
     async def _retry(self, state: SagaState, failed: HistoryEntry, delay: float) -> SagaState:
         transitions.schedule_retry(state, failed, delay=delay, worker=self._worker.worker_id)
-        state = await self._worker.save(state)
+        state = await self._save(state)
         self._notifier.emit(
             EventKind.RETRY_SCHEDULED,
             state,
@@ -296,9 +312,20 @@ class SagaRunner:
         return state
 
     async def _save_transition(self, state: SagaState) -> SagaState:
-        state = await self._worker.save(state)
+        state = await self._save(state)
         self._notifier.transition(state)
         return state
+
+    def _keep_unsaved(self, state: SagaState) -> SagaState:
+        """Go on without saving `state` (its successes go with the next save), as if it were saved."""
+        self._unsaved.add(state.saga_id)
+        self._notifier.transition(state)
+        return state
+
+    async def _save(self, state: SagaState) -> SagaState:
+        saved = await self._worker.save(state)
+        self._unsaved.discard(state.saga_id)
+        return saved
 
     async def _ensure_open(self, state: SagaState, step: str, phase: Phase) -> tuple[SagaState, HistoryEntry]:
         """The open attempt of `step`, recording one first if there is none (write-ahead)."""
@@ -307,7 +334,7 @@ class SagaRunner:
             return state, entry
         attempt = state.attempts_of(step, phase) + 1
         transitions.open_attempt(state, step, phase, worker=self._worker.worker_id, attempt=attempt)
-        state = await self._worker.save(state)
+        state = await self._save(state)
         opened = state.open_entry()
         assert opened is not None  # noqa: S101 - just recorded
         return state, opened
