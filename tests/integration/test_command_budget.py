@@ -24,13 +24,17 @@ from ecommerce_saga.saga import SagaEngine
 from ecommerce_saga.settings import Settings
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
-SUCCESS_BUDGET = 16
+SUCCESS_BUDGET = 15
 """Commands for an order that completes (its confirmation included)."""
-THREE_PRODUCTS_BUDGET = 19
+THREE_PRODUCTS_BUDGET = 18
 """Commands for an order of three products that completes (a hold per product; the first order of
 two of them, so their catalog prices are read once)."""
-FAILURE_BUDGETS = {"out_of_stock": 11, "declined": 17, "unshippable": 24}
+FAILURE_BUDGETS = {"out_of_stock": 11, "declined": 16, "unshippable": 22}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
+CANCELLATION_BUDGET = 20
+"""Commands for the cancellation of a completed order (its refund, release and notice included):
+the saga's 2 writes (cancel-order saves its retriable steps with its final write), 12 for the
+participants and the order's two updates, and 6 reads of the order and its sagas by the request."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}
 
@@ -158,3 +162,18 @@ async def test_a_failed_order_stays_within_its_branch_budget(
 
     assert status == "FAILED"
     assert seen.total() <= FAILURE_BUDGETS[branch], f"{seen.total()} commands: {_listing(seen)}"
+
+
+async def test_a_cancellation_stays_within_its_budget(shop: tuple[httpx.AsyncClient, SagaEngine]) -> None:
+    client, engine = shop
+    order = await _place(client, engine, _order())
+    _COMMANDS.seen.clear()
+
+    response = await client.post(f"/api/orders/{order['order_id']}/cancel")
+    assert response.status_code in (200, 201, 202), response.text
+    state = await engine.wait(f"{order['order_id']}-cancel", timeout=30)
+    seen = Counter(_COMMANDS.seen)
+
+    assert state.status.value == "COMPLETED", state.status
+    assert (await client.get(f"/api/orders/{order['order_id']}")).json()["status"] == "CANCELLED"
+    assert seen.total() <= CANCELLATION_BUDGET, f"{seen.total()} commands: {_listing(seen)}"

@@ -9,6 +9,10 @@ place-order (version 2)::
     send_confirmation   (retriable)      ORDER_CONFIRMED; best effort, never fails the order
     on_compensated      (saga hook)      once everything is undone: mark the order FAILED, notify ORDER_FAILED
 
+Both sagas save a success past the pivot, and a compensation's, with the next save
+(`save_every_step=False`): after a crash those idempotent steps run again, and nothing they did
+is ever undone.
+
 place-order version 1 began with a ``create_order`` step that did nothing but carry the last
 compensation (what the hook does now). It stays registered so that sagas a previous release
 started finish on their own steps (docs/saga-engine.md, "Changing a saga"); remove it once no
@@ -254,6 +258,7 @@ class OrderSagas:
             compensation_retry=self.best_effort_retry,
             on_compensated=self._fail_order,
             on_compensated_timeout=self.step_timeout,
+            save_every_step=False,  # every step and compensation here is idempotent by its key
         )
 
     def place_order_v1(self) -> Saga[PlaceOrderInput]:
@@ -289,6 +294,7 @@ class OrderSagas:
             ],
             input=CancelOrderInput,
             compensation_retry=self.best_effort_retry,
+            save_every_step=False,
         )
 
     def _before_pivot(self) -> StepOptions:
