@@ -184,6 +184,13 @@ class Deployment:
         """CPU time of every process of the topology (worker children included)."""
         return tree_cpu_seconds([process.pid for process in self.processes])
 
+    def cpu_seconds_by_process(self) -> dict[str, float]:
+        """Each process's CPU time (its worker children included), by name."""
+        return {
+            name: tree_cpu_seconds([process.pid])
+            for name, process in zip(self.names, self.processes, strict=True)
+        }
+
     def stop(self) -> None:
         """Stop every process."""
         for process in self.processes:
@@ -227,6 +234,8 @@ class Row:
     db_cpu_ms: float | None
     unsettled: int
     """Sagas still running or compensating 60 s after the run."""
+    cpu_ms_by_process: dict[str, float] = field(default_factory=dict)
+    """CPU per order of each of the topology's processes (split mode: by module)."""
 
     def answers(self, prefix: str) -> int:
         """wrk's answers whose status code starts with `prefix`."""
@@ -280,6 +289,7 @@ def measure(
         return tree_cpu_seconds([db_pid]) if db_pid else 0.0
 
     app_before, db_before = deployment.cpu_seconds(), db_cpu()
+    each_before = deployment.cpu_seconds_by_process()
     with contextlib.ExitStack() as stack:
         if profile is not None:
             pids = dict(zip(deployment.names, (p.pid for p in deployment.processes), strict=True))
@@ -291,11 +301,13 @@ def measure(
             out.write(spy.summary_table(f"\n{TOPOLOGIES[name]}, c={concurrency}", files, answered) + "\n")
     unsettled = settle(db)
     app_ms, db_ms = (deployment.cpu_seconds() - app_before) * 1000, (db_cpu() - db_before) * 1000
+    each_after = deployment.cpu_seconds_by_process()
     placed = outcomes(db, customer)
     count = max(sum(placed.values()), 1)
+    by_process = {name: (each_after[name] - each_before[name]) * 1000 / count for name in each_after}
     return Row(
         topology=name, concurrency=concurrency, wrk=result, outcomes=placed, app_cpu_ms=app_ms / count,
-        db_cpu_ms=db_ms / count if db_pid else None, unsettled=unsettled,
+        db_cpu_ms=db_ms / count if db_pid else None, unsettled=unsettled, cpu_ms_by_process=by_process,
     )  # fmt: skip
 
 
@@ -363,6 +375,20 @@ def print_load_table(rows: list[Row], baselines: dict[int, dict[str, float]]) ->
             f"| {w.p99:.1f} | {row.errors} | {row.app_cpu_ms:.1f} | {db_cpu} | {ceiling:.0f} "
             f"| {w.rps / ceiling:.0%} |"
         )
+
+
+def print_process_table(rows: list[Row]) -> None:
+    """App CPU per order by process, for topologies of more than one process: markdown."""
+    split = [row for row in rows if len(row.cpu_ms_by_process) > 1]
+    if not split:
+        return
+    names = list(split[0].cpu_ms_by_process)
+    print("\nApp CPU per order by process, ms:\n")
+    print("| topology | concurrency | " + " | ".join(names) + " | all |")
+    print("|---|---:|" + "---:|" * (len(names) + 1))
+    for row in split:
+        cells = " | ".join(f"{row.cpu_ms_by_process[name]:.1f}" for name in names)
+        print(f"| {TOPOLOGIES[row.topology]} | {row.concurrency} | {cells} | {row.app_cpu_ms:.1f} |")
 
 
 def print_outcome_table(rows: list[Row]) -> None:
@@ -493,6 +519,7 @@ def main() -> int:
     print(f"Machine: {machine()}\nDate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"Each row: {WARMUP_SECONDS} s warm-up, then {args.seconds} s measured; wrk threads: min(c, 2)\n")
     print_load_table(rows, baselines)
+    print_process_table(rows)
     print("\nOutcomes: the run's orders in the database once every saga has finished, and wrk's answers.\n")
     print_outcome_table(rows)
     print("\nBaseline (PyMongo writes only: no API, saga or idempotency; every order succeeds):\n")
