@@ -11,6 +11,7 @@ module's unit tests use. All record deliveries with the same `FakeSender`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -283,12 +284,13 @@ class NotificationServiceContract:
         assert sender.delivered[0].recipient == "ada@example.com" and sender.delivered[0].order == facts
 
     async def test_returns_failed_with_the_reply_and_never_resends_when_refused_for_good(
-        self, service: NotificationService, sender: FakeSender
+        self, service: NotificationService, sender: FakeSender, caplog: pytest.LogCaptureFixture
     ) -> None:
         order_id = _id("ord")
         sender.refusal = "550 5.1.1 no such mailbox"
 
-        failed = await service.send(_send(order_id, recipient="nobody@example.com"))
+        with caplog.at_level(logging.INFO, logger="ecommerce_saga.modules.notification.service"):
+            failed = await service.send(_send(order_id, recipient="nobody@example.com"))
         again = await service.send(_send(order_id, recipient="nobody@example.com", attempt=2))
 
         assert (failed.status, failed.delivery_reply, failed.sent_at) == (
@@ -296,14 +298,16 @@ class NotificationServiceContract:
         )  # fmt: skip
         assert again == failed
         assert len(sender.calls) == 1
+        assert _refusal_levels(caplog) == [logging.WARNING]  # a server refused it: an operator looks
 
     async def test_records_failed_and_never_tries_when_the_sender_screens_it_out(
-        self, service: NotificationService, sender: FakeSender
+        self, service: NotificationService, sender: FakeSender, caplog: pytest.LogCaptureFixture
     ) -> None:
         order_id = _id("ord")
         sender.screened_out = "no email address"
 
-        failed = await service.send(_send(order_id))
+        with caplog.at_level(logging.INFO, logger="ecommerce_saga.modules.notification.service"):
+            failed = await service.send(_send(order_id))
         again = await service.send(_send(order_id, attempt=2))
 
         assert (failed.status, failed.delivery_reply, failed.sent_at) == (
@@ -312,6 +316,7 @@ class NotificationServiceContract:
         assert again == failed
         assert await service.get_notification(failed.notification_id) == failed
         assert sender.calls == []
+        assert _refusal_levels(caplog) == [logging.INFO]  # the channel's own rule: expected, not alarming
 
     async def test_pages_newest_first_when_listing(self, service: NotificationService) -> None:
         customer_id = _id("cus")
@@ -382,3 +387,7 @@ class TestHttpNotificationService(NotificationServiceContract):
         local = LocalNotificationService(BeanieNotificationRepository(), sender)
         async with served_over_http("notification", build_router(local, TOKENS)) as client:
             yield HttpNotificationService(client)
+
+
+def _refusal_levels(caplog: pytest.LogCaptureFixture) -> list[int]:
+    return [r.levelno for r in caplog.records if r.getMessage() == "notification refused for good"]

@@ -121,8 +121,9 @@ def _notification(doc: NotificationRecord) -> Notification:
     )
 
 
-def _refused(doc: NotificationRecord) -> None:
-    logger.warning(
+def _refused(doc: NotificationRecord, level: int = logging.WARNING) -> None:
+    logger.log(
+        level,
         "notification refused for good",
         extra={
             "notification_id": doc.notification_id,
@@ -212,8 +213,8 @@ class LocalNotificationService:
             doc.status, doc.delivery_reply, doc.claimed_until_ms = NotificationStatus.FAILED, refusal, 0
         stored = await self._records.add(doc)  # add first: a repeated send finds the record in the way
         inserted = stored.notification_id == doc.notification_id
-        if inserted and refusal is not None:
-            _refused(doc)
+        if inserted and refusal is not None:  # the channel's own rule (no address, say): not alarming
+            _refused(doc, logging.INFO)
         return stored, inserted
 
     async def _claim(self, notification_id: str, command: SendNotification) -> bool:
