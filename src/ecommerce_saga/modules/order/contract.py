@@ -284,11 +284,16 @@ class OrderService(Protocol):
         """Orders by customer and status, newest first."""
         ...
 
-    async def cancel(self, order_id: str, *, wait_seconds: float | None = None) -> PlacedOrder:
+    async def cancel(
+        self, order_id: str, *, wait_seconds: float | None = None, customer_id: str | None = None
+    ) -> PlacedOrder:
         """Cancel a COMPLETED order: cancel shipping, refund, release items, notify.
 
+        `customer_id`, when given, is the only customer whose order may be cancelled (a customer
+        cancelling their own); None for an operator or another module.
+
         Raises:
-            OrderNotFoundError: If there is no such order.
+            OrderNotFoundError: If there is no such order, or it is not `customer_id`'s.
             OrderNotCancellableError: If the order is not COMPLETED.
         """
         ...

@@ -222,11 +222,13 @@ class LocalOrderService:
         docs, total = await self._orders.find(query)
         return Page(items=[_summary(d) for d in docs], total=total, limit=query.limit, skip=query.skip)
 
-    async def cancel(self, order_id: str, *, wait_seconds: float | None = None) -> PlacedOrder:
+    async def cancel(
+        self, order_id: str, *, wait_seconds: float | None = None, customer_id: str | None = None
+    ) -> PlacedOrder:
         """See `OrderService.cancel`."""
         doc = await self._orders.get(order_id)
-        if doc is None:
-            raise OrderNotFoundError(f"no order {order_id!r}")
+        if doc is None or (customer_id is not None and doc.customer_id != customer_id):
+            raise OrderNotFoundError(f"no order {order_id!r}")  # another customer's: as if it did not exist
         if doc.status is not OrderStatus.COMPLETED:
             raise OrderNotCancellableError(
                 f"order {order_id} is {doc.status}; only COMPLETED orders can be cancelled"
