@@ -365,3 +365,28 @@ def _counting(db: AsyncDatabase[dict[str, Any]]) -> Iterator[list[str]]:
         yield _SENT.names
     finally:
         _SENT.database = None
+
+
+async def test_forgotten_marks_ride_safely_on_concurrent_moves(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    # Many orders hold, settle, give back and settle at once on one product, so that each move
+    # carries other orders' forgotten marks while new ones are being forgotten.
+    await init_beanie(database=mongo_db, document_models=DOCUMENT_MODELS)
+    repository = BeanieInventoryRepository(forget_batch=8)
+    product = await a_product(repository, available=100)
+
+    async def order(n: int) -> None:
+        order_id = f"race-{n}"
+        assert isinstance(await repository.hold(order_id, product.product_id, 2), CatalogPrice)
+        await repository.forget("holds", order_id, [product.product_id])
+        await repository.give_back(order_id, product.product_id, 2)
+        await repository.forget("releases", order_id, [product.product_id])
+
+    await asyncio.gather(*(order(n) for n in range(40)))
+    await repository.flush()
+
+    stored = await mongo_db[ProductDocument.Settings.name].find_one({"_id": product.product_id})
+    assert stored is not None
+    assert (stored["available"], stored["reserved"]) == (100, 0)
+    assert stored.get("holds", {}) == {} and stored.get("releases", {}) == {}
