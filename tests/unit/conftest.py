@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from ecommerce_saga.saga import AttemptStatus, Phase, Saga, SagaEngine, SagaState
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
+from tests.waiting import eventually
 
 MakeEngine = Callable[..., SagaEngine]
 
@@ -50,3 +53,39 @@ async def run_saga(engine: SagaEngine, saga_input: dict[str, Any] | None = None)
     saga_type = next(iter(engine.definitions))
     await engine.start(saga_type, saga_input or {}, saga_id="s-1")
     return await engine.wait("s-1", timeout=5)
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when told, starting at the real time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A saga whose run crashed, as the crashed worker left it and as another worker ended it."""
+
+    stuck: SagaState
+    claimed: int
+    final: SagaState
+
+
+async def crash_then_recover(make_engine: MakeEngine, saga: Saga, saga_id: str = "s-1") -> Recovered:
+    """Run `saga` on worker-a until its run stops (a step of it crashes), then let worker-b, a
+    minute later, claim whatever is due and drive the saga to its end."""
+    clock = FakeClock()
+    crashed = make_engine(saga, worker_id="worker-a")
+    recovering = make_engine(saga, worker_id="worker-b", clock=clock)
+    await crashed.start(saga.name, {}, saga_id=saga_id)
+    await eventually(lambda: not crashed.is_running_here(saga_id))
+    stuck = await crashed.get(saga_id)
+    clock.advance(60)
+    claimed = await recovering.recover_once()
+    return Recovered(stuck, claimed, await recovering.wait(saga_id, timeout=5))

@@ -30,7 +30,7 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
-from tests.unit.conftest import MakeEngine
+from tests.unit.conftest import FakeClock, MakeEngine, crash_then_recover
 from tests.waiting import eventually
 
 STEPS = ["reserve", "charge", "ship", "notify"]
@@ -47,19 +47,6 @@ class Recorder:
 
     def kinds(self) -> list[EventKind]:
         return [event.kind for event in self.events]
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told, starting at the real time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _hold_first_attempt(saga: Saga, step_name: str, release: asyncio.Event, entered: asyncio.Event) -> Saga:
@@ -154,16 +141,9 @@ async def test_reruns_the_in_flight_step_under_the_same_key_when_recovering_afte
         return await charge.action(ctx)
 
     saga = replace(saga, steps=[saga.steps[0], replace(charge, action=keyed_charge), *saga.steps[2:]])
-    clock = FakeClock()
-    crashed = make_engine(saga, worker_id="worker-a")
-    recovering = make_engine(saga, worker_id="worker-b", clock=clock)
-    await crashed.start("order", {}, saga_id="s-1")
-    await eventually(lambda: not crashed.is_running_here("s-1"))
-    stuck = await crashed.get("s-1")
 
-    clock.advance(60)
-    claimed = await recovering.recover_once()
-    final = await recovering.wait("s-1", timeout=5)
+    recovered = await crash_then_recover(make_engine, saga)
+    stuck, claimed, final = recovered.stuck, recovered.claimed, recovered.final
 
     assert stuck.status is SagaStatus.RUNNING
     assert stuck.history[-1].status is AttemptStatus.STARTED
@@ -193,15 +173,11 @@ async def test_finishes_compensating_when_the_worker_crashed_while_undoing(make_
             raise SimulatedCrash("crash after undoing charge")
 
     saga = replace(saga, steps=[saga.steps[0], replace(charge, compensation=crashing_undo), *saga.steps[2:]])
-    clock = FakeClock()
-    crashed = make_engine(saga, worker_id="worker-a")
-    recovering = make_engine(saga, worker_id="worker-b", clock=clock)
-    await crashed.start("order", {}, saga_id="s-1")
-    await eventually(lambda: not crashed.is_running_here("s-1"))
 
-    clock.advance(60)
-    assert await recovering.recover_once() == 1
-    final = await recovering.wait("s-1", timeout=5)
+    recovered = await crash_then_recover(make_engine, saga)
+    final = recovered.final
+
+    assert recovered.claimed == 1
 
     assert final.status is SagaStatus.COMPENSATED
     assert [a[:3] for a in _attempts(final, "charge", Phase.COMPENSATION)] == [

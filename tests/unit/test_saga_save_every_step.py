@@ -34,9 +34,7 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_step,
 )
-from tests.unit.conftest import MakeEngine, attempts_of
-from tests.unit.test_saga_recovery import FakeClock
-from tests.waiting import eventually
+from tests.unit.conftest import MakeEngine, attempts_of, crash_then_recover
 
 FORWARD = [("reserve", StepKind.COMPENSATABLE), ("confirm", StepKind.PIVOT), ("pack", StepKind.RETRIABLE),
            ("notify", StepKind.RETRIABLE)]  # fmt: skip
@@ -85,16 +83,11 @@ async def test_saves_a_committed_success_with_the_next_save(
 async def test_runs_the_unsaved_steps_again_after_a_crash(make_engine: MakeEngine) -> None:
     ledger = InMemoryLedger()
     saga = _saga(ledger, FaultPlan().crash_after("notify"))
-    clock = FakeClock()
-    crashed = make_engine(saga, worker_id="worker-a")
-    recovering = make_engine(saga, worker_id="worker-b", clock=clock)
-    await crashed.start("order", {}, saga_id="s-1")
-    await eventually(lambda: not crashed.is_running_here("s-1"))
-    stuck = await crashed.get("s-1")
 
-    clock.advance(60)
-    assert await recovering.recover_once() == 1
-    final = await recovering.wait("s-1", timeout=5)
+    recovered = await crash_then_recover(make_engine, saga)
+    stuck, final = recovered.stuck, recovered.final
+
+    assert recovered.claimed == 1
 
     # The store had confirm STARTED: confirm, pack and notify ran again, each under its own key.
     assert [(e.step, e.status) for e in stuck.history][-1] == ("confirm", AttemptStatus.STARTED)
@@ -142,15 +135,11 @@ async def test_runs_the_unsaved_compensations_again_after_a_crash(make_engine: M
             raise SimulatedCrash("crash after undoing reserve")
 
     saga = replace(saga, steps=[replace(reserve, compensation=undo_then_crash), *saga.steps[1:]])
-    clock = FakeClock()
-    crashed = make_engine(saga, worker_id="worker-a")
-    recovering = make_engine(saga, worker_id="worker-b", clock=clock)
-    await crashed.start("order", {}, saga_id="s-1")
-    await eventually(lambda: not crashed.is_running_here("s-1"))
 
-    clock.advance(60)
-    assert await recovering.recover_once() == 1
-    final = await recovering.wait("s-1", timeout=5)
+    recovered = await crash_then_recover(make_engine, saga)
+    final = recovered.final
+
+    assert recovered.claimed == 1
 
     # The store had charge's undo STARTED: both undos ran again; each took effect once.
     assert final.status is SagaStatus.COMPENSATED
