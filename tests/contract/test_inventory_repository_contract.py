@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from beanie import init_beanie
 from beanie.odm.utils.dump import get_dict
-from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
@@ -26,6 +24,7 @@ from ecommerce_saga.modules.inventory.repository import (
     ProductRecord,
     ReservationRecord,
 )
+from tests.commands import counting
 
 AT = datetime(2030, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
 
@@ -261,16 +260,16 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
         await repository.give_back("o0", product.product_id, 1)  # o0's release, marked
         products = mongo_db[ProductDocument.Settings.name]
 
-        with _counting(mongo_db) as sent:
+        with counting(mongo_db.name) as sent:
             await repository.forget("holds", "o1", [product.product_id])
             await repository.forget("releases", "o0", [product.product_id])
-        assert sent == []  # no command of its own
+        assert sent == Counter()  # no command of its own
         stored = await products.find_one({"_id": product.product_id})
         assert stored is not None and stored["holds"] == {"o1": 1} and stored["releases"] == {"o0": 1}
 
-        with _counting(mongo_db) as sent:
+        with counting(mongo_db.name) as sent:
             await repository.hold("o2", product.product_id, 1)
-        assert sent == ["findAndModify"]  # one command: o2's hold, and o1's and o0's marks unset
+        assert sent == Counter({"findAndModify products": 1})  # o2's hold, and o1's and o0's marks unset
         stored = await products.find_one({"_id": product.product_id})
         assert stored is not None and stored["holds"] == {"o2": 1} and stored["releases"] == {}
         assert await stock(repository, product.product_id) == (4, 1)
@@ -298,11 +297,11 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
         for order in ("o1", "o2", "o3"):
             await repository.hold(order, product.product_id, 1)
 
-        with _counting(mongo_db) as sent:
+        with counting(mongo_db.name) as sent:
             for order in ("o1", "o2", "o3"):
                 await repository.forget("holds", order, [product.product_id])
 
-        assert sent == ["update"]
+        assert sent == Counter({"update products": 1})
         stored = await mongo_db[ProductDocument.Settings.name].find_one({"_id": product.product_id})
         assert stored is not None and stored["holds"] == {}
 
@@ -325,46 +324,15 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
         product = await a_product(repository, price=990)
         first = await repository.prices([product.product_id, "p-unknown"])
 
-        with _counting(mongo_db) as sent:
+        with counting(mongo_db.name) as sent:
             again = await repository.prices([product.product_id])
 
-        assert sent == []  # a product's price never changes: read once
+        assert sent == Counter()  # a product's price never changes: read once
         assert (
             first
             == again
             == {product.product_id: CatalogPrice(name="Thing", price_cents=990, currency="EUR")}
         )
-
-
-class _Sent(monitoring.CommandListener):
-    """The commands sent to one database while a `_counting` block runs."""
-
-    def __init__(self) -> None:
-        self.database: str | None = None
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database:
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-_SENT = _Sent()
-monitoring.register(_SENT)
-
-
-@contextmanager
-def _counting(db: AsyncDatabase[dict[str, Any]]) -> Iterator[list[str]]:
-    _SENT.database, _SENT.names = db.name, []
-    try:
-        yield _SENT.names
-    finally:
-        _SENT.database = None
 
 
 async def test_forgotten_marks_ride_safely_on_concurrent_moves(

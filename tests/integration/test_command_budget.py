@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pymongo import monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.main import create_app
 from ecommerce_saga.saga import SagaEngine
 from ecommerce_saga.settings import Settings
+from tests.commands import COMMANDS
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 
 SUCCESS_BUDGET = 15
@@ -37,29 +37,6 @@ the saga's 2 writes (cancel-order saves its retriable steps with its final write
 participants, the order's two updates, and 4 reads of the order and its sagas by the request."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}
-
-
-class _Commands(monitoring.CommandListener):
-    """Counts the commands sent to one database at a time (PyMongo listeners cannot be removed)."""
-
-    def __init__(self) -> None:
-        self.database: str | None = None
-        self.seen: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database and event.command_name not in ("ping", "endSessions"):
-            target = event.command.get(event.command_name)
-            self.seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-_COMMANDS = _Commands()
-monitoring.register(_COMMANDS)
 
 
 def _order(**overrides: Any) -> dict[str, Any]:
@@ -106,11 +83,11 @@ async def shop(
                 assert created.status_code == 201, created.text
             engine: SagaEngine = app.state.container.engine
             await _place(client, engine, _order())  # warm-up: caches, indexes, first connections
-            _COMMANDS.database = mongo_db.name
+            COMMANDS.database = mongo_db.name
             try:
                 yield client, engine
             finally:
-                _COMMANDS.database = None
+                COMMANDS.database = None
 
 
 async def _place(client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, Any]) -> dict[str, Any]:
@@ -126,9 +103,9 @@ async def _place(client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, 
 async def _count(
     client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, Any]
 ) -> tuple[str, Counter[str]]:
-    _COMMANDS.seen.clear()
+    COMMANDS.seen.clear()
     order = await _place(client, engine, body)
-    return order["status"], Counter(_COMMANDS.seen)
+    return order["status"], Counter(COMMANDS.seen)
 
 
 def _listing(seen: Counter[str]) -> str:
@@ -167,12 +144,12 @@ async def test_a_failed_order_stays_within_its_branch_budget(
 async def test_a_cancellation_stays_within_its_budget(shop: tuple[httpx.AsyncClient, SagaEngine]) -> None:
     client, engine = shop
     order = await _place(client, engine, _order())
-    _COMMANDS.seen.clear()
+    COMMANDS.seen.clear()
 
     response = await client.post(f"/api/orders/{order['order_id']}/cancel")
     assert response.status_code in (200, 201, 202), response.text
     state = await engine.wait(f"{order['order_id']}-cancel", timeout=30)
-    seen = Counter(_COMMANDS.seen)
+    seen = Counter(COMMANDS.seen)
 
     assert state.status.value == "COMPLETED", state.status
     assert (await client.get(f"/api/orders/{order['order_id']}")).json()["status"] == "CANCELLED"

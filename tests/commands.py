@@ -1,0 +1,48 @@
+"""The commands the app sends to a database, as PyMongo's command monitoring sees them.
+
+One listener for the whole test run (PyMongo listeners cannot be removed, and apply to clients
+made after they are registered: this module registers it when it is imported, before any test
+makes a client). It counts the commands sent to one database at a time, by name and collection
+(``"insert orders"``), leaving out the driver's own ``ping`` and ``endSessions``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pymongo import monitoring
+
+
+class CommandLog(monitoring.CommandListener):
+    """Counts the commands sent to `database` (None: none counted)."""
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.seen: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database and event.command_name not in ("ping", "endSessions"):
+            target = event.command.get(event.command_name)
+            self.seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+COMMANDS = CommandLog()
+monitoring.register(COMMANDS)
+
+
+@contextmanager
+def counting(database: str) -> Iterator[Counter[str]]:
+    """The commands sent to `database` while the block runs."""
+    COMMANDS.database, COMMANDS.seen = database, Counter()
+    try:
+        yield COMMANDS.seen
+    finally:
+        COMMANDS.database = None
