@@ -8,16 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.bootstrap import audit_sources
 from ecommerce_saga.cli import main as cli
 from ecommerce_saga.cli import run_audit
-from ecommerce_saga.main import create_app
 from ecommerce_saga.operations.audit import audit
-from ecommerce_saga.settings import Settings
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
+from tests.integration.inprocess import shop_in_process
 
 ADMIN = {"Authorization": "Bearer audit-admin"}
 Db = AsyncDatabase[dict[str, Any]]
@@ -39,30 +37,23 @@ async def shop(
     mongo_url: str, mongo_db: Db, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     """A shop whose books hold every outcome: completed, declined, unshippable, short, cancelled."""
-    settings = Settings(
-        mongodb_url=mongo_url, mongodb_db=mongo_db.name, service_token="audit-service",
-        admin_token="audit-admin", demo_catalog=False, log_level="WARNING", data_dir=tmp_path, metrics_port=0,
-    )  # fmt: skip
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=ADMIN) as client:
-            product = {"product_id": "sku-a", "name": "A", "category": "t", "price_cents": 500, "quantity": 9}
-            assert (await client.post("/api/inventory", json=product, headers=ADMIN)).status_code == 201
-            orders = {}
-            for name, body in {
-                "completed": _order("sku-a"),
-                "cancelled": _order("sku-a"),
-                "declined": _order("sku-a", payment=DECLINED_CARD),
-                "unshippable": _order("sku-a", shipping_address={**ADDRESS, "country": "BR"}),
-                "short": _order("sku-a", items=[{"product_id": "sku-a", "quantity": 50}]),
-            }.items():
-                response = await client.post("/api/orders", json=body)
-                orders[name] = response.json()["order_id"]
-            cancelled = await client.post(f"/api/orders/{orders['cancelled']}/cancel")
-            assert cancelled.json()["status"] == "CANCELLED", cancelled.text
-            await app.state.container.engine.wait(orders["completed"], timeout=5)  # its confirmation
-            yield client, orders
+    async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "audit") as (client, app):
+        product = {"product_id": "sku-a", "name": "A", "category": "t", "price_cents": 500, "quantity": 9}
+        assert (await client.post("/api/inventory", json=product, headers=ADMIN)).status_code == 201
+        orders = {}
+        for name, body in {
+            "completed": _order("sku-a"),
+            "cancelled": _order("sku-a"),
+            "declined": _order("sku-a", payment=DECLINED_CARD),
+            "unshippable": _order("sku-a", shipping_address={**ADDRESS, "country": "BR"}),
+            "short": _order("sku-a", items=[{"product_id": "sku-a", "quantity": 50}]),
+        }.items():
+            response = await client.post("/api/orders", json=body)
+            orders[name] = response.json()["order_id"]
+        cancelled = await client.post(f"/api/orders/{orders['cancelled']}/cancel")
+        assert cancelled.json()["status"] == "CANCELLED", cancelled.text
+        await app.state.container.engine.wait(orders["completed"], timeout=5)  # its confirmation
+        yield client, orders
 
 
 async def test_passes_on_books_the_sagas_kept_and_serves_the_report(

@@ -15,14 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ecommerce_saga.main import create_app
 from ecommerce_saga.saga import SagaEngine
-from ecommerce_saga.settings import Settings
 from tests.commands import COMMANDS
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
+from tests.integration.inprocess import shop_in_process
 
 SUCCESS_BUDGET = 15
 """Commands for an order that completes (its confirmation included)."""
@@ -62,32 +60,26 @@ async def shop(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, SagaEngine]]:
     """The monolith in-process, with a product in stock; recovery passes kept out of the count."""
-    settings = Settings(
-        mongodb_url=mongo_url, mongodb_db=mongo_db.name, service_token="budget-service",
-        admin_token="budget-admin", demo_catalog=False, log_level="WARNING", data_dir=tmp_path,
-        metrics_port=0, saga_recovery_interval_seconds=3600,
-    )  # fmt: skip
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=ADMIN) as client:
-            product = {
-                "product_id": "sku-budget",
-                "name": "B",
-                "category": "t",
-                "price_cents": 700,
-                "quantity": 50,
-            }
-            for product_id in ("sku-budget", "sku-budget-2", "sku-budget-3"):
-                created = await client.post("/api/inventory", json={**product, "product_id": product_id})
-                assert created.status_code == 201, created.text
-            engine: SagaEngine = app.state.container.engine
-            await _place(client, engine, _order())  # warm-up: caches, indexes, first connections
-            COMMANDS.database = mongo_db.name
-            try:
-                yield client, engine
-            finally:
-                COMMANDS.database = None
+    async with shop_in_process(
+        mongo_url, mongo_db.name, tmp_path, "budget", saga_recovery_interval_seconds=3600
+    ) as (client, app):
+        product = {
+            "product_id": "sku-budget",
+            "name": "B",
+            "category": "t",
+            "price_cents": 700,
+            "quantity": 50,
+        }
+        for product_id in ("sku-budget", "sku-budget-2", "sku-budget-3"):
+            created = await client.post("/api/inventory", json={**product, "product_id": product_id})
+            assert created.status_code == 201, created.text
+        engine: SagaEngine = app.state.container.engine
+        await _place(client, engine, _order())  # warm-up: caches, indexes, first connections
+        COMMANDS.database = mongo_db.name
+        try:
+            yield client, engine
+        finally:
+            COMMANDS.database = None
 
 
 async def _place(client: httpx.AsyncClient, engine: SagaEngine, body: dict[str, Any]) -> dict[str, Any]:
