@@ -74,6 +74,13 @@ def test_serves_only_http_metrics_where_no_saga_engine_runs(split_shop: Shop) ->
 # ---------------------------------------------------------------- tracing across services
 
 
+def inventory_queried(spans: list[ExportedSpan]) -> bool:
+    """Whether a MongoDB span under the inventory service's request span is among `spans`."""
+    requests = {s.span_id for s in spans if s.name.startswith("POST /api/inventory")}
+    queries = [s for s in spans if s.attributes.get("db.system.name") == "mongodb"]
+    return any(requests.intersection(ancestors(s, spans)) for s in queries)
+
+
 def ancestors(span: ExportedSpan, spans: list[ExportedSpan]) -> list[str]:
     """The ids of `span`'s parent, its parent's parent... among `spans`."""
     by_id = {s.span_id: s for s in spans}
@@ -184,10 +191,15 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     )
     assert saga, "no saga span reached the collector: does create_app call configure_tracing()?"
     trace_id = saga[0].trace_id
+    # Each service exports its spans on its own schedule, so the inventory's may arrive after the
+    # notification's: wait until every span the checks below look for has reached the collector.
     spans = eventually_blocking(
         lambda: receiver.trace(trace_id),
-        lambda found: any(s.name.startswith("POST /api/notifications") for s in found),
-    )
+        lambda found: all(any(s.name.startswith(f"POST /api/{service}") for s in found)
+                          for service in ("inventory", "payments", "shipping", "notifications"))
+        and inventory_queried(found),
+        what="every service's spans of the order reached the collector",
+    )  # fmt: skip
 
     by_name = {span.name: span for span in spans}
     root = by_name["POST /api/orders"]
