@@ -132,6 +132,49 @@ async def test_refunds_once_when_refund_is_repeated_with_same_key(
     assert await ledger.count("refund") == 1
 
 
+class CountingLedger(InMemorySandboxLedger):
+    """Counts the charges looked up by reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charge_reads = 0
+
+    async def charge(self, reference: str) -> Any:
+        self.charge_reads += 1
+        return await super().charge(reference)
+
+
+async def test_refunds_a_charge_it_made_without_reading_it_back() -> None:
+    ledger = CountingLedger()
+    gateway = SandboxGateway(ledger, clock=lambda: NOW)
+    charged = await charge(gateway, card("4242424242424242"))
+    request = GatewayRefund(
+        charge_reference=charged.reference, amount_cents=1999, currency="USD", idempotency_key="r"
+    )
+
+    refunded = await gateway.refund(request)
+
+    assert refunded.approved
+    assert ledger.charge_reads == 0
+
+
+async def test_refunds_a_charge_another_gateway_made_on_the_same_ledger() -> None:
+    ledger = CountingLedger()
+    charged = await charge(SandboxGateway(ledger, clock=lambda: NOW), card("4242424242424242"))
+    other = SandboxGateway(ledger, clock=lambda: NOW, cache_size=1)  # another process: nothing remembered
+    request = GatewayRefund(
+        charge_reference=charged.reference, amount_cents=1999, currency="USD", idempotency_key="r"
+    )
+
+    refunded = await other.refund(request)
+    again = await other.refund(request)
+
+    assert refunded.approved
+    assert again == refunded
+    assert ledger.charge_reads == 1  # read once, then remembered
+    assert await ledger.count("refund") == 1
+
+
 async def test_refuses_refund_when_charge_was_declined(gateway: SandboxGateway) -> None:
     declined = await charge(gateway, card("4000000000000002"))
     request = GatewayRefund(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import datetime
 
 from ecommerce_saga.modules.order.contract import OrderFilter, OrderStatus
 from ecommerce_saga.modules.order.repository import OrderRecord, OrderRepository
 from ecommerce_saga.shared.clock import utcnow
+from ecommerce_saga.shared.recent import Recent
 
 
 class StaleOrderError(Exception):
@@ -31,14 +31,10 @@ class OrderTracker:
     def __init__(self, repository: OrderRepository, recent_size: int = 1024) -> None:
         self._repository = repository
         self._waiters: dict[str, _Waiter] = {}
-        self._recent: OrderedDict[str, OrderRecord] = OrderedDict()
-        self._recent_size = recent_size
+        self._recent: Recent[str, OrderRecord] = Recent(recent_size)
 
     def _remember(self, order: OrderRecord) -> None:
-        self._recent[order.order_id] = order
-        self._recent.move_to_end(order.order_id)
-        if len(self._recent) > self._recent_size:
-            self._recent.popitem(last=False)
+        self._recent.put(order.order_id, order)
 
     async def insert(self, order: OrderRecord) -> bool:
         """Store a new order; False if its id or idempotency key exists."""
@@ -97,7 +93,7 @@ class OrderTracker:
             order.version = expected + 1
             order.updated_at = utcnow()
             if not await self._repository.replace(order, expected):
-                self._recent.pop(order_id, None)
+                self._recent.discard(order_id)
                 continue
             self._remember(order)
             self._wake(order)

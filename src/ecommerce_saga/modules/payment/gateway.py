@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from ecommerce_saga.modules.payment.domain import card_brand, card_expired, last
 from ecommerce_saga.modules.payment.repository import GatewayTransaction, SandboxLedger, VaultEntry
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.ids import new_id
+from ecommerce_saga.shared.recent import Recent
 
 CARD_DECLINED = "card_declined"
 INSUFFICIENT_FUNDS = "insufficient_funds"
@@ -127,29 +127,41 @@ class SandboxGateway:
     Args:
         ledger: Where the vault and the transactions are kept.
         clock: The current time, for the expiry check; `shared.clock.utcnow` by default.
+        cache_size: How many vault entries, and how many approved charges, are remembered (both
+            are never changed once written, so a refund of a charge made here reads nothing).
     """
 
     def __init__(
-        self, ledger: SandboxLedger, clock: Callable[[], datetime] = utcnow, vault_cache_size: int = 10_000
+        self, ledger: SandboxLedger, clock: Callable[[], datetime] = utcnow, cache_size: int = 10_000
     ) -> None:
         self._ledger = ledger
         self._clock = clock
-        # Vault entries never change once written, so they can be remembered.
-        self._vault: OrderedDict[str, VaultEntry] = OrderedDict()
-        self._vault_cache_size = vault_cache_size
+        # Vault entries and transactions never change once written, so they can be remembered:
+        # the vault entries by token, the approved charges (what a refund looks up) by reference.
+        self._vault: Recent[str, VaultEntry] = Recent(cache_size)
+        self._charges: Recent[str, GatewayTransaction] = Recent(cache_size)
 
     async def _vault_entry(self, token: str) -> VaultEntry | None:
         entry = self._vault.get(token)
         if entry is None:
             entry = await self._ledger.method(token)
             if entry is not None:
-                self._remember(entry)
+                self._vault.put(token, entry)
         return entry
 
-    def _remember(self, entry: VaultEntry) -> None:
-        self._vault[entry.token] = entry
-        if len(self._vault) > self._vault_cache_size:
-            self._vault.popitem(last=False)
+    async def _approved_charge(self, reference: str) -> GatewayTransaction | None:
+        charge = self._charges.get(reference)
+        if charge is None:
+            charge = await self._ledger.charge(reference)
+            if charge is None or not charge.approved:
+                return None
+            self._charges.put(reference, charge)
+        return charge
+
+    def _remember_charge(self, transaction: GatewayTransaction) -> GatewayTransaction:
+        if transaction.kind == "charge" and transaction.approved:
+            self._charges.put(transaction.reference, transaction)
+        return transaction
 
     async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
         """See `PaymentGateway.tokenize`."""
@@ -164,7 +176,7 @@ class SandboxGateway:
             entry.expiry_month, entry.expiry_year = details.expiry_month, details.expiry_year
             entry.sandbox_decline_code = SANDBOX_DECLINING_CARDS.get(digits)
         await self._ledger.add_method(entry)
-        self._remember(entry)
+        self._vault.put(entry.token, entry)
         return _method(entry)
 
     async def payment_method(self, token: str) -> PaymentMethod | None:
@@ -184,14 +196,14 @@ class SandboxGateway:
             amount_cents=request.amount_cents, currency=request.currency,
             approved=decline_code is None, decline_code=decline_code, created_at=utcnow(),
         )  # fmt: skip
-        return _result(await self._ledger.record(charge))  # a repeated key gets the first charge's result
+        recorded = await self._ledger.record(charge)  # a repeated key gets the first charge's result
+        return _result(self._remember_charge(recorded))
 
     async def refund(self, request: GatewayRefund) -> GatewayResult:
         """See `PaymentGateway.refund`. Raises `LookupError` if no such approved charge exists."""
         key = f"refund:{request.idempotency_key}"
         # No read of the key first: a repeated refund finds its first record in the way.
-        charge = await self._ledger.charge(request.charge_reference)
-        if charge is None or not charge.approved:
+        if await self._approved_charge(request.charge_reference) is None:
             raise LookupError(f"no approved charge {request.charge_reference!r} to refund")
         refund = GatewayTransaction(
             key=key, kind="refund", reference=new_id("sbx_re"),
@@ -206,7 +218,7 @@ class SandboxGateway:
             key=f"charge:{idempotency_key}", kind="void", reference=new_id("sbx_vd"),
             amount_cents=0, currency="USD", approved=False, decline_code=VOIDED, created_at=utcnow(),
         )  # fmt: skip
-        first = await self._ledger.record(void)
+        first = self._remember_charge(await self._ledger.record(void))
         if first.kind != "charge" or not first.approved or first.token is None:
             return None
         return ApprovedCharge(

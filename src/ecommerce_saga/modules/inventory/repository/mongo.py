@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -18,6 +17,7 @@ from ecommerce_saga.modules.inventory.repository.port import (
     ProductRecord,
     ReservationRecord,
 )
+from ecommerce_saga.shared.recent import Recent
 
 _PRICE_FIELDS = {"name": 1, "price_cents": 1, "currency": 1}
 
@@ -49,16 +49,9 @@ class BeanieInventoryRepository:
     """
 
     def __init__(self, price_cache_size: int = 10_000, forget_batch: int = 64) -> None:
-        self._prices: OrderedDict[str, CatalogPrice] = OrderedDict()
-        self._price_cache_size = price_cache_size
+        self._prices: Recent[str, CatalogPrice] = Recent(price_cache_size)
         self._forget_batch = forget_batch
         self._forgotten: dict[str, set[str]] = {}  # product id → mark fields to unset with its next move
-
-    def _remember_price(self, product_id: str, price: CatalogPrice) -> None:
-        self._prices[product_id] = price
-        self._prices.move_to_end(product_id)
-        if len(self._prices) > self._price_cache_size:
-            self._prices.popitem(last=False)
 
     async def _forgotten_first(self, product_id: str, mark: str) -> None:
         """If `mark` is forgotten on the product but still stored, unset it (and the others) now:
@@ -132,7 +125,7 @@ class BeanieInventoryRepository:
             found = ProductDocument.get_pymongo_collection().find({"_id": {"$in": unknown}}, _PRICE_FIELDS)
             async for doc in found:  # prices only: not the marks
                 known[doc["_id"]] = price = _price(doc)
-                self._remember_price(doc["_id"], price)
+                self._prices.put(doc["_id"], price)
         return known
 
     async def restock(self, product_id: str, quantity: int) -> bool:
