@@ -29,10 +29,10 @@ THREE_PRODUCTS_BUDGET = 18
 two of them, so their catalog prices are read once)."""
 FAILURE_BUDGETS = {"out_of_stock": 11, "declined": 16, "unshippable": 21}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
-CANCELLATION_BUDGET = 17
+CANCELLATION_BUDGET = 16
 """Commands for the cancellation of a completed order (its refund, release and notice included):
 the saga's 2 writes (cancel-order saves its retriable steps with its final write), 9 for the
-participants, the order's two updates, and 4 reads of the order and its sagas by the request."""
+participants, the order's two updates, and 3 reads of the order and its sagas by the request."""
 
 ADMIN = {"Authorization": "Bearer budget-admin"}
 

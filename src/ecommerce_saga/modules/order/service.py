@@ -240,8 +240,11 @@ class LocalOrderService:
         known: dict[str, SagaState] = {}
         if timeout > 0:  # a COMPLETED order counts as settled: wait for the cancellation itself
             known[cancel_id] = await self._engine.wait(cancel_id, timeout)
-        doc = await self._orders.get(order_id) or doc
-        order = await self._view(doc, known)
+        # CANCELLED is final: as this process stored it, it needs no read; any other status may have moved on
+        latest = self._orders.remembered(order_id)
+        if latest is None or latest.status is not OrderStatus.CANCELLED:
+            latest = await self._orders.get(order_id)
+        order = await self._view(latest or doc, known)
         return PlacedOrder(order=order, settled=order.status is OrderStatus.CANCELLED)
 
     async def _view(self, doc: OrderRecord, known: dict[str, SagaState] | None = None) -> Order:

@@ -50,6 +50,10 @@ class OrderTracker:
             self._remember(order)
         return order
 
+    def remembered(self, order_id: str) -> OrderRecord | None:
+        """The order as this process last inserted, stored or read it, if it is remembered; no read."""
+        return self._recent.get(order_id)
+
     async def recent(self, order_id: str) -> OrderRecord | None:
         """The order as this process last inserted, stored or read it; else read now (None if absent).
 
@@ -57,7 +61,7 @@ class OrderTracker:
         order is not seen: use it where what was last stored here will do (the facts a notice
         tells the customer), and `get` where the latest status matters.
         """
-        order = self._recent.get(order_id)
+        order = self.remembered(order_id)
         return order if order is not None else await self.get(order_id)
 
     async def by_idempotency_key(self, key: str) -> OrderRecord | None:
