@@ -8,8 +8,11 @@ conditional update), insert the reservation, the payment and the shipment, mark 
 COMPLETED, insert the notification.
 
     python benchmarks/orders_bench.py [--seconds 10] [--concurrency 1 16 64] [--url mongodb://...]
+        [--commands-only]
 
-The machine and the numbers go to stdout as a markdown table. It measures; it asserts nothing.
+The machine and the numbers go to stdout as a markdown table, then the database commands per order:
+one order at a time, and 16 placed at once (``--commands-only``: those alone, no load). It
+measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -382,9 +385,12 @@ async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.As
             yield client
 
 
-async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[str], float]:
+async def count_operations(
+    mongo_url: str, orders: int = 20, concurrency: int = 16
+) -> tuple[Counter[str], float, float]:
     """Database commands per order: the app's (run in this process), by command and collection,
-    and the baseline's."""
+    one order at a time; the baseline's; and the app's in all when `concurrency` orders are placed
+    at once (concurrent writes may share a command: the saga store's, the repositories' inserts)."""
     seen: Counter[str] = Counter()
 
     class Listener(monitoring.CommandListener):
@@ -407,9 +413,18 @@ async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[st
             response = await client.post("/api/orders", json=ORDER)
             assert response.json()["status"] == "COMPLETED", response.text
         await asyncio.sleep(0.5)
-    api = Counter(
-        {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
-    )
+        api = Counter(
+            {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
+        )
+        seen.clear()
+        waves = 4
+        for _ in range(waves):
+            placing = [client.post("/api/orders", json=ORDER) for _ in range(concurrency)]
+            answers = await asyncio.gather(*placing)
+            assert all(a.json()["status"] == "COMPLETED" for a in answers), [a.text for a in answers]
+        await asyncio.sleep(0.5)
+        sent = sum(count for name, count in seen.items() if name.split()[0] != "ping")
+        together = sent / (waves * concurrency)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = mongo[f"ops_base_{uuid.uuid4().hex[:8]}"]
     await seed_baseline(db)
@@ -419,7 +434,7 @@ async def count_operations(mongo_url: str, orders: int = 20) -> tuple[Counter[st
     base = round(sum(seen.values()) / orders, 2)
     await mongo.drop_database(db.name)
     await mongo.close()
-    return api, base
+    return api, base, together
 
 
 def _measure(
@@ -456,6 +471,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--url", help="a MongoDB URL (default: an embedded server in a temp folder)")
+    parser.add_argument("--commands-only", action="store_true", help="count commands per order; no load")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.stderr.write("wrk is needed: apt-get install wrk\n")
@@ -464,31 +480,33 @@ def main() -> int:
     rows = []
     with database(args.url, work) as (mongo_url, embedded):
         embedded_pid = embedded.process.pid if embedded is not None and embedded.process else None
-        operations, baseline_operations = asyncio.run(count_operations(mongo_url))
-        for concurrency in args.concurrency:
+        operations, baseline_operations, together = asyncio.run(count_operations(mongo_url))
+        for concurrency in [] if args.commands_only else args.concurrency:
             api, cpu = _measure(mongo_url, embedded_pid, concurrency, args.seconds, work)
             base = asyncio.run(baseline(mongo_url, f"base_{uuid.uuid4().hex[:8]}", concurrency, args.seconds))
             rows.append((concurrency, api, cpu, base))
     print(f"Machine: {machine()}\n")
-    print(
-        "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors "
-        "| baseline orders/s | baseline p50 ms | API / baseline |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for concurrency, api, _, base in rows:
+    if rows:
         print(
-            f"| {concurrency} | {api.rps:.0f} | {api.p50:.1f} | {api.p95:.1f} | {api.p99:.1f} | "
-            f"{api.errors} | {base['rps']:.0f} | {base['p50']:.1f} | {api.rps / base['rps']:.0%} |"
+            "| concurrency | API orders/s | p50 ms | p95 ms | p99 ms | errors "
+            "| baseline orders/s | baseline p50 ms | API / baseline |"
         )
-    print("\nCPU per order, in ms (app; embedded database):")
-    for concurrency, _, cpu, _ in rows:
-        print(f"  c={concurrency}: {cpu['app']:.1f}; {cpu.get('db', float('nan')):.1f}")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for concurrency, api, _, base in rows:
+            print(
+                f"| {concurrency} | {api.rps:.0f} | {api.p50:.1f} | {api.p95:.1f} | {api.p99:.1f} | "
+                f"{api.errors} | {base['rps']:.0f} | {base['p50']:.1f} | {api.rps / base['rps']:.0%} |"
+            )
+        print("\nCPU per order, in ms (app; embedded database):")
+        for concurrency, _, cpu, _ in rows:
+            print(f"  c={concurrency}: {cpu['app']:.1f}; {cpu.get('db', float('nan')):.1f}")
     print(
         f"\nDatabase operations per order: {sum(operations.values()):.1f} "
         f"(the baseline: {baseline_operations:g})"
     )
     for name, count in sorted(operations.items(), key=lambda item: -item[1]):
         print(f"  {count:5.2f}  {name}")
+    print(f"\nDatabase commands per order, 16 orders placed at once (in waves of 16): {together:.1f}")
     return 0
 
 
