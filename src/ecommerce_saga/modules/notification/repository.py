@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.encoding import stored_fields
+from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.modules.notification.contract import (
     NotificationFilter,
     NotificationStatus,
@@ -92,11 +93,15 @@ class NotificationRepository(Protocol):
 class BeanieNotificationRepository:
     """`NotificationRepository` on MongoDB (collection `notifications`, unique on order and type)."""
 
+    def __init__(self) -> None:
+        self._inserts = InsertGroup()  # concurrent inserts share a command
+
     async def add(self, record: NotificationRecord) -> NotificationRecord:
         """See `NotificationRepository.add`."""
         try:
-            await NotificationDocument.get_pymongo_collection().insert_one(
-                stored_fields(record, id_field="notification_id")
+            await self._inserts.insert_one(
+                NotificationDocument.get_pymongo_collection(),
+                stored_fields(record, id_field="notification_id"),
             )
         except DuplicateKeyError:
             first = await NotificationDocument.find_one(

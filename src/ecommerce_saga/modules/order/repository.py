@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.encoding import stored_fields
+from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.modules.order.contract import (
     FailureReason,
     OrderFilter,
@@ -90,10 +91,15 @@ class BeanieOrderRepository:
     """`OrderRepository` on MongoDB (collection `orders`). The order path's insert and replace
     go through PyMongo with the document as Beanie stores it (`stored_fields`); reads use Beanie."""
 
+    def __init__(self) -> None:
+        self._inserts = InsertGroup()  # concurrent inserts share a command
+
     async def add(self, order: OrderRecord) -> bool:
         """See `OrderRepository.add`."""
         try:
-            await OrderDocument.get_pymongo_collection().insert_one(stored_fields(order, id_field="order_id"))
+            await self._inserts.insert_one(
+                OrderDocument.get_pymongo_collection(), stored_fields(order, id_field="order_id")
+            )
         except DuplicateKeyError:
             return False
         return True

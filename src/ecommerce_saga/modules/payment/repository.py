@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.db.queries import created_within
 from ecommerce_saga.modules.payment.contract import (
     CardBrand,
@@ -141,10 +142,13 @@ class BeaniePaymentRepository:
     whole second only). The order path's reads and writes go through PyMongo, with the documents
     built as `PaymentDocument` stores them, without Beanie's encoder; the listing uses Beanie."""
 
+    def __init__(self) -> None:
+        self._inserts = InsertGroup()  # concurrent inserts share a command
+
     async def add(self, payment: PaymentRecord) -> PaymentRecord:
         """See `PaymentRepository.add`."""
         try:
-            await PaymentDocument.get_pymongo_collection().insert_one(_payment_fields(payment))
+            await self._inserts.insert_one(PaymentDocument.get_pymongo_collection(), _payment_fields(payment))
         except DuplicateKeyError:
             first = await self.get(payment.order_id)
             if first is None:  # the payment id was taken, not the order: a new id is another call's job
@@ -211,10 +215,15 @@ class BeanieSandboxLedger:
     """`SandboxLedger` on MongoDB (collections `payment_methods`, `payment_gateway_transactions`),
     through PyMongo, with the documents built as their Beanie classes store them."""
 
+    def __init__(self) -> None:
+        self._inserts = InsertGroup()  # concurrent inserts share a command
+
     async def add_method(self, entry: VaultEntry) -> None:
         """See `SandboxLedger.add_method`."""
         fields = _plain(entry.model_dump(exclude={"token"}))
-        await PaymentMethodDocument.get_pymongo_collection().insert_one({"_id": entry.token, **fields})
+        await self._inserts.insert_one(
+            PaymentMethodDocument.get_pymongo_collection(), {"_id": entry.token, **fields}
+        )
 
     async def method(self, token: str) -> VaultEntry | None:
         """See `SandboxLedger.method`."""
@@ -226,8 +235,8 @@ class BeanieSandboxLedger:
         """See `SandboxLedger.record`."""
         fields = transaction.model_dump(exclude={"key"})
         try:
-            await GatewayTransactionDocument.get_pymongo_collection().insert_one(
-                {"_id": transaction.key, **fields}
+            await self._inserts.insert_one(
+                GatewayTransactionDocument.get_pymongo_collection(), {"_id": transaction.key, **fields}
             )
         except DuplicateKeyError:
             first = await self.transaction(transaction.key)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.db.queries import created_within
 from ecommerce_saga.modules.shipping.contract import (
     Address,
@@ -82,10 +83,13 @@ class BeanieShipmentRepository:
     path's insert and read go through PyMongo, the documents built as `ShipmentDocument` stores them.
     """
 
+    def __init__(self) -> None:
+        self._inserts = InsertGroup()  # concurrent inserts share a command
+
     async def add(self, shipment: ShipmentRecord) -> ShipmentRecord:
         """See `ShipmentRepository.add`."""
         try:
-            await ShipmentDocument.get_pymongo_collection().insert_one(_fields(shipment))
+            await self._inserts.insert_one(ShipmentDocument.get_pymongo_collection(), _fields(shipment))
         except DuplicateKeyError:
             first = await self.get(shipment.order_id)
             if first is None:

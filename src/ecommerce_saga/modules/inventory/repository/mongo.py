@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
 from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.repository.port import (
@@ -50,6 +51,7 @@ class BeanieInventoryRepository:
 
     def __init__(self, price_cache_size: int = 10_000, forget_batch: int = 64) -> None:
         self._prices: Recent[str, CatalogPrice] = Recent(price_cache_size)
+        self._inserts = InsertGroup()  # concurrent inserts share a command
         self._forget_batch = forget_batch
         self._forgotten: dict[str, set[str]] = {}  # product id → mark fields to unset with its next move
 
@@ -200,7 +202,9 @@ class BeanieInventoryRepository:
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""
         try:
-            await ReservationDocument.get_pymongo_collection().insert_one(_reservation_fields(reservation))
+            await self._inserts.insert_one(
+                ReservationDocument.get_pymongo_collection(), _reservation_fields(reservation)
+            )
         except DuplicateKeyError:
             first = await self.reservation(reservation.order_id)
             assert first is not None  # noqa: S101 - reservations are never deleted
