@@ -10,9 +10,9 @@ COMPLETED, insert the notification.
     python benchmarks/orders_bench.py [--seconds 10] [--concurrency 1 16 64] [--url mongodb://...]
         [--commands-only]
 
-The machine and the numbers go to stdout as a markdown table, then the database commands per order:
-one order at a time, and 16 placed at once (``--commands-only``: those alone, no load). It
-measures; it asserts nothing.
+The machine and the numbers go to stdout as a markdown table, then the database commands per
+order: one order at a time, and with 16 or 64 clients placing orders at once (``--commands-only``:
+those alone, no load). It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -386,11 +386,12 @@ async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.As
 
 
 async def count_operations(
-    mongo_url: str, orders: int = 20, concurrency: int = 16
-) -> tuple[Counter[str], float, float]:
+    mongo_url: str, orders: int = 20, clients: tuple[int, ...] = (16, 64)
+) -> tuple[Counter[str], float, dict[int, float]]:
     """Database commands per order: the app's (run in this process), by command and collection,
-    one order at a time; the baseline's; and the app's in all when `concurrency` orders are placed
-    at once (concurrent writes may share a command: the saga store's, the repositories' inserts)."""
+    one order at a time; the baseline's; and the app's in all when each of `clients` clients places
+    orders one after another, all at once (concurrent writes may share a command: the saga
+    store's, the repositories' inserts)."""
     seen: Counter[str] = Counter()
 
     class Listener(monitoring.CommandListener):
@@ -416,15 +417,20 @@ async def count_operations(
         api = Counter(
             {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
         )
-        seen.clear()
-        waves = 4
-        for _ in range(waves):
-            placing = [client.post("/api/orders", json=ORDER) for _ in range(concurrency)]
-            answers = await asyncio.gather(*placing)
-            assert all(a.json()["status"] == "COMPLETED" for a in answers), [a.text for a in answers]
-        await asyncio.sleep(0.5)
-        sent = sum(count for name, count in seen.items() if name.split()[0] != "ping")
-        together = sent / (waves * concurrency)
+        together: dict[int, float] = {}
+        per_client = 12
+
+        async def client_placing() -> None:  # one client placing orders one after another
+            for _ in range(per_client):
+                response = await client.post("/api/orders", json=ORDER)
+                assert response.json()["status"] == "COMPLETED", response.text
+
+        for concurrency in clients:
+            seen.clear()
+            await asyncio.gather(*(client_placing() for _ in range(concurrency)))
+            await asyncio.sleep(0.5)
+            sent = sum(count for name, count in seen.items() if name.split()[0] != "ping")
+            together[concurrency] = sent / (per_client * concurrency)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = mongo[f"ops_base_{uuid.uuid4().hex[:8]}"]
     await seed_baseline(db)
@@ -506,7 +512,8 @@ def main() -> int:
     )
     for name, count in sorted(operations.items(), key=lambda item: -item[1]):
         print(f"  {count:5.2f}  {name}")
-    print(f"\nDatabase commands per order, 16 orders placed at once (in waves of 16): {together:.1f}")
+    for concurrency, sent in together.items():
+        print(f"Database commands per order, {concurrency} clients placing 12 orders each: {sent:.1f}")
     return 0
 
 
