@@ -49,6 +49,8 @@ class _Lane:
     collection: AsyncCollection[dict[str, Any]]
     busy: bool = False
     queue: list[_Insert] = field(default_factory=list)
+    sender: asyncio.Task[None] | None = None
+    """The task sending what queued, while there is one (held: the loop keeps only a weak reference)."""
 
 
 class InsertGroup:
@@ -90,7 +92,9 @@ class InsertGroup:
             return
         # in a context of its own: the group's commands belong to none of its callers (a caller's
         # pymongo.timeout() deadline or tracing span must not bound or claim them)
-        loop.create_task(self._send_queued(lane), name="grouped-inserts", context=contextvars.Context())
+        lane.sender = loop.create_task(
+            self._send_queued(lane), name="grouped-inserts", context=contextvars.Context()
+        )
 
     async def _send_queued(self, lane: _Lane) -> None:
         try:
@@ -100,7 +104,7 @@ class InsertGroup:
                 if group:
                     await _send(lane.collection, group)
         finally:
-            lane.busy = False
+            lane.busy, lane.sender = False, None
             for left in lane.queue:  # only left behind if this task was cancelled
                 left.done.cancel()
             lane.queue.clear()
