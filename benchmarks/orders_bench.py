@@ -387,7 +387,7 @@ async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.As
 
 async def count_operations(
     mongo_url: str, orders: int = 20, clients: tuple[int, ...] = (16, 64)
-) -> tuple[Counter[str], float, dict[int, float]]:
+) -> tuple[Counter[str], float, dict[int, Counter[str]]]:
     """Database commands per order: the app's (run in this process), by command and collection,
     one order at a time; the baseline's; and the app's in all when each of `clients` clients places
     orders one after another, all at once (concurrent writes may share a command: the saga
@@ -417,7 +417,7 @@ async def count_operations(
         api = Counter(
             {name: round(count / orders, 2) for name, count in seen.items() if name.split()[0] != "ping"}
         )
-        together: dict[int, float] = {}
+        together: dict[int, Counter[str]] = {}
         per_client = 12
 
         async def client_placing() -> None:  # one client placing orders one after another
@@ -429,8 +429,10 @@ async def count_operations(
             seen.clear()
             await asyncio.gather(*(client_placing() for _ in range(concurrency)))
             await asyncio.sleep(0.5)
-            sent = sum(count for name, count in seen.items() if name.split()[0] != "ping")
-            together[concurrency] = sent / (per_client * concurrency)
+            placed = per_client * concurrency
+            together[concurrency] = Counter(
+                {name: count / placed for name, count in seen.items() if name.split()[0] != "ping"}
+            )
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = mongo[f"ops_base_{uuid.uuid4().hex[:8]}"]
     await seed_baseline(db)
@@ -513,7 +515,12 @@ def main() -> int:
     for name, count in sorted(operations.items(), key=lambda item: -item[1]):
         print(f"  {count:5.2f}  {name}")
     for concurrency, sent in together.items():
-        print(f"Database commands per order, {concurrency} clients placing 12 orders each: {sent:.1f}")
+        print(
+            f"\nDatabase commands per order, {concurrency} clients placing 12 orders each: "
+            f"{sum(sent.values()):.1f}"
+        )
+        for name, count in sent.most_common():
+            print(f"  {count:5.2f}  {name}")
     return 0
 
 
