@@ -1,4 +1,4 @@
-"""The app's shutdown stores the writes its repositories left for later.
+"""The app's shutdown stores the writes its repositories left for later, and goes on if it cannot.
 
 The inventory unsets a settled reservation's marks with the product's next stock move; the marks
 still waiting when the app stops are unset as it stops, so a clean shutdown leaves none.
@@ -6,10 +6,13 @@ still waiting when the app stops are unset as it stops, so a clean shutdown leav
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from ecommerce_saga.saga import SagaEngine
 from tests.e2e.shop import ADDRESS, GOOD_CARD
@@ -42,3 +45,26 @@ async def test_a_clean_shutdown_leaves_no_mark_stored(
     stored = await mongo_db.products.find_one({"_id": "sku-flush"})
     assert stored is not None
     assert (stored["holds"], stored["available"], stored["reserved"]) == ({}, 4, 1)
+
+
+async def test_a_flush_the_database_refuses_is_logged_and_the_shutdown_goes_on(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[str] = []
+
+    async def refused() -> None:
+        ran.append("refused")
+        raise AutoReconnect("connection closed")
+
+    async def stored() -> None:
+        ran.append("stored")
+
+    with caplog.at_level(logging.WARNING, logger="ecommerce_saga.bootstrap"):
+        async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush-refused") as (client, app):
+            app.state.container.flushes[:0] = [refused, stored]  # before the inventory's own
+            assert (await client.get("/readyz")).status_code == 200
+
+    assert ran == ["refused", "stored"]
+    assert [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()] == [
+        "writes left for shutdown were not stored: connection closed"
+    ]
