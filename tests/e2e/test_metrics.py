@@ -175,6 +175,11 @@ def traced(mongo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 app.stop()
 
 
+EXPORT_WAIT = 60.0
+"""How long the spans may take to reach the collector: five processes export on their own
+schedules, and an export that meets a refused connection is retried after a backoff."""
+
+
 def test_traces_an_order_from_the_request_through_each_step_into_the_next_service(
     traced: tuple[Shop, OtlpReceiver], admin_headers: dict[str, str]
 ) -> None:
@@ -188,6 +193,8 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     saga = eventually_blocking(
         lambda: [s for s in receiver.spans if s.attributes.get("saga.correlation_id") == order_id],
         lambda found: any(s.name == "saga place-order" for s in found),
+        timeout=EXPORT_WAIT,
+        what="the saga's span reached the collector",
     )
     assert saga, "no saga span reached the collector: does create_app call configure_tracing()?"
     trace_id = saga[0].trace_id
@@ -198,6 +205,7 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
         lambda found: all(any(s.name.startswith(f"POST /api/{service}") for s in found)
                           for service in ("inventory", "payments", "shipping", "notifications"))
         and inventory_queried(found),
+        timeout=EXPORT_WAIT,
         what="every service's spans of the order reached the collector",
     )  # fmt: skip
 
@@ -216,6 +224,6 @@ def test_traces_an_order_from_the_request_through_each_step_into_the_next_servic
     completed = eventually_blocking(  # written once the confirmation's outcome is stored, just after its span
         lambda: [json.loads(line) for line in log.read_text().splitlines()
                  if order_id in line and '"saga_completed"' in line],
-        bool,
+        bool, timeout=EXPORT_WAIT, what="the order process logged the saga's completion",
     )  # fmt: skip
     assert [entry["trace_id"] for entry in completed] == [trace_id]
