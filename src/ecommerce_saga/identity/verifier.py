@@ -14,7 +14,6 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from ecommerce_saga.identity.principal import Principal, Role
 from ecommerce_saga.shared.contracts import SAFE_ID_PATTERN
+from ecommerce_saga.shared.recent import Recent
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class TokenVerifier:
         self.claims = claims
         self._keys = keys
         self._clock = clock
-        self._verified: OrderedDict[str, tuple[Principal, float, object]] = OrderedDict()
+        self._verified: Recent[str, tuple[Principal, float, object]] = Recent(self.VERIFIED_TOKENS)
 
     async def verify(self, token: str) -> Principal:
         """The principal the token names; `InvalidTokenError` if anything is wrong with it."""
@@ -197,7 +197,7 @@ class TokenVerifier:
             principal, expires_at, checked_with = remembered
             if checked_with is key and self._clock() < expires_at:
                 return principal
-            del self._verified[token]
+            self._verified.discard(token)
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -211,9 +211,7 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise InvalidTokenError(f"{type(exc).__name__}: {exc}") from None
         principal = self._principal(payload)
-        self._verified[token] = (principal, float(payload["exp"]), key)
-        if len(self._verified) > self.VERIFIED_TOKENS:
-            self._verified.popitem(last=False)
+        self._verified.put(token, (principal, float(payload["exp"]), key))
         return principal
 
     def _principal(self, payload: Mapping[str, Any]) -> Principal:
