@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -105,3 +106,46 @@ async def test_every_insert_of_a_large_burst_is_stored(
     await asyncio.gather(*(group.insert_one(mongo_db["things"], {"_id": n}) for n in range(size)))
 
     assert await mongo_db["things"].count_documents({}) == size
+
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
+
+
+class _SeenFrom(monitoring.CommandListener):
+    """The caller each insert command was sent for, as the task sending it sees `CALLER`."""
+
+    def __init__(self) -> None:
+        self.callers: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert":
+            self.callers.append(CALLER.get())
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_lone_insert_is_sent_from_its_caller_and_a_group_from_no_caller(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    seen = _SeenFrom()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[seen])
+    things = client[mongo_db.name]["things"]
+    group = InsertGroup()
+
+    async def insert_as(caller: str, n: int) -> None:
+        CALLER.set(caller)  # in this task's own context
+        await group.insert_one(things, {"_id": n})
+
+    try:
+        await insert_as("alone", 0)
+        await asyncio.gather(*(insert_as(f"caller-{n}", n) for n in range(1, 6)))
+    finally:
+        await client.close()
+
+    # the first of the burst goes out alone, from its caller; the rest as a group, from none of them
+    assert seen.callers[:2] == ["alone", "caller-1"]
+    assert seen.callers[2:] and set(seen.callers[2:]) == {"none"}
