@@ -194,7 +194,64 @@ class LocalInventoryServiceSpec(InventoryServiceSpec):
         self, service: InventoryService, repository: InventoryRepository
     ) -> None:
         a, b = await _product(service, 5), await _product(service, 5)
-        # The state a worker leaves when it dies after holding the first of two items.
+        await repository.hold("o9", a, 1)  # a worker died after holding the first of two items
+
+        reservation = await service.reserve(_reserve("o9", (a, 1), (b, 1)))
+
+        assert reservation.status is ReservationStatus.RESERVED
+        assert [(await service.get_product(p)).available for p in (a, b)] == [4, 4]
+        assert [(await service.get_product(p)).reserved for p in (a, b)] == [1, 1]
+
+    async def test_reserves_once_when_run_again_after_its_marks_are_forgotten(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
+        a = await _product(service, 5)
+        first = await service.reserve(_reserve("o10", (a, 2)))
+        await repository.flush()  # the holds' marks are gone: the repeat moves stock, then gives it back
+
+        again = await service.reserve(_reserve("o10", (a, 2)))
+
+        assert again == first
+        product = await service.get_product(a)
+        assert (product.available, product.reserved) == (3, 2)
+
+    async def test_gives_back_a_hold_never_recorded_when_released(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
+        a, b = await _product(service, 5), await _product(service, 5)
+        await repository.hold("o11", a, 2)  # a worker died after holding, before recording the outcome
+
+        released = await service.release(_release("o11"))
+        await service.release(_release("o11"))
+
+        assert released.status is ReservationStatus.RELEASED
+        with pytest.raises(ReservationReleasedError):
+            await service.reserve(_reserve("o11", (a, 2), (b, 1)))
+        assert [(await service.get_product(p)).available for p in (a, b)] == [5, 5]
+        assert [(await service.get_product(p)).reserved for p in (a, b)] == [0, 0]
+
+    async def test_gives_back_the_holds_of_a_rejection_recorded_before_they_were(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
+        a, b = await _product(service, 5), await _product(service, 1)
+        with pytest.raises(InventoryUnavailableError):
+            await service.reserve(_reserve("o12", (a, 2), (b, 3)))
+        await repository.hold("o12", a, 2)  # as if the rejecting call died before it gave `a` back
+
+        with pytest.raises(InventoryUnavailableError):
+            await service.reserve(_reserve("o12", (a, 2), (b, 1)))  # b is in stock now; the outcome stays
+        assert (await service.get_product(a)).available == 5
+        await repository.hold("o12", a, 2)
+        assert (await service.release(_release("o12"))).status is ReservationStatus.REJECTED
+        assert [(await service.get_product(p)).available for p in (a, b)] == [5, 1]
+        assert [(await service.get_product(p)).reserved for p in (a, b)] == [0, 0]
+
+    async def test_finishes_a_pending_reservation_an_earlier_release_left(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
+        a, b = await _product(service, 5), await _product(service, 5)
+        # The state a worker of an earlier release (which added a PENDING reservation before
+        # holding) leaves when it dies after holding the first of two items.
         unpriced = [
             PricedItem(product_id=p, name="", quantity=1, price_cents=0, line_total_cents=0) for p in (a, b)
         ]

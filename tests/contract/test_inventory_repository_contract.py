@@ -18,6 +18,7 @@ from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS, ProductD
 from ecommerce_saga.modules.inventory.repository import (
     BeanieInventoryRepository,
     CatalogPrice,
+    Held,
     HoldRefused,
     InMemoryInventoryRepository,
     InventoryRepository,
@@ -111,8 +112,20 @@ class InventoryRepositorySpec:
         first = await repository.hold("o1", product.product_id, 2)
         again = await repository.hold("o1", product.product_id, 2)
 
-        assert first == again == CatalogPrice(name="Thing", price_cents=250, currency="EUR")
+        assert first == Held(name="Thing", price_cents=250, currency="EUR", moved=True)
+        assert again == Held(name="Thing", price_cents=250, currency="EUR", moved=False)
         assert await stock(repository, product.product_id) == (3, 2)
+
+    async def test_tells_which_products_an_order_holds(self, repository: InventoryRepository) -> None:
+        a, b, c = [await a_product(repository, available=5) for _ in range(3)]
+        await repository.hold("o1", a.product_id, 2)
+        await repository.hold("o1", b.product_id, 1)
+        await repository.hold("o2", c.product_id, 3)
+        await repository.undo_hold("o1", b.product_id, 1)
+
+        assert await repository.held_by("o1") == {a.product_id: 2}
+        assert await repository.held_by("o2") == {c.product_id: 3}
+        assert await repository.held_by("o3") == {}
 
     async def test_refuses_a_hold_when_short_or_unknown(self, repository: InventoryRepository) -> None:
         product = await a_product(repository, available=1)

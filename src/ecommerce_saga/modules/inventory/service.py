@@ -4,11 +4,16 @@ Each product remembers the units held for an order (the repository's marks), and
 changes `available`, `reserved` and that mark in one atomic move; so a unit is never sold twice,
 and reserving or releasing the same order twice has the effect of once, even when a worker dies
 half-way through a multi-item reservation and the step runs again.
+
+A reservation is added once its outcome is known (RESERVED, or REJECTED), after the holds: the
+first outcome added for an order is the one every later call answers. Reservations that an
+earlier release of this module added PENDING, before holding, are still finished.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from ecommerce_saga.modules.inventory.contract import (
     InventoryUnavailableError,
@@ -30,6 +35,7 @@ from ecommerce_saga.modules.inventory.contract import (
 )
 from ecommerce_saga.modules.inventory.repository import (
     CatalogPrice,
+    Held,
     HoldRefused,
     InventoryRepository,
     Mark,
@@ -85,27 +91,53 @@ class LocalInventoryService:
         )
 
     async def reserve(self, command: ReserveItems) -> Reservation:
-        """See `InventoryService.reserve`."""
-        doc = await self._reservation_for(command)
-        if doc.status is ReservationStatus.RESERVED:
-            await self._forget(doc, "holds")  # in case an earlier run stopped before it did
-            return _reservation(doc)
-        if doc.status in (ReservationStatus.RELEASED, ReservationStatus.RELEASING):
-            raise ReservationReleasedError(f"the reservation of order {doc.order_id} was released")
-        if doc.status is ReservationStatus.REJECTED:
-            raise InventoryUnavailableError(self._shortage_text(doc))
-        priced, shortage, held = await self._hold_all(doc)
-        if shortage is not None:
-            await self._undo_holds(doc, only=held)
-            await self._transition(doc, ReservationStatus.REJECTED)
-            raise InventoryUnavailableError(shortage)
-        doc.items = priced
-        doc.total_cents = sum(item.line_total_cents for item in priced)
-        if not await self._transition(doc, ReservationStatus.RESERVED):
-            await self._undo_holds(doc)  # released while this call was holding: give it all back
-            raise ReservationReleasedError(f"the reservation of order {doc.order_id} was released meanwhile")
-        await self._forget(doc, "holds")
-        return _reservation(doc)
+        """See `InventoryService.reserve`.
+
+        The items are held first, then the outcome is recorded by adding the order's reservation:
+        RESERVED, or REJECTED (its holds given back once it is recorded). A repeat, or a
+        concurrent call, finds the first outcome recorded in its way and answers it (`_answer`).
+        """
+        unpriced = [_priced(item, None) for item in command.items]  # priced as the items are held
+        ours = self._new_reservation(command.order_id, unpriced, ReservationStatus.REJECTED)
+        holds = await self._hold_all(ours)
+        if holds.shortage is None:
+            ours.items = holds.priced
+            ours.total_cents = sum(item.line_total_cents for item in holds.priced)
+            ours.status = ReservationStatus.RESERVED
+        first = await self._stock.add_reservation(ours)
+        return await self._answer(first, ours, holds)
+
+    async def _answer(self, first: ReservationRecord, ours: ReservationRecord, holds: _Holds) -> Reservation:
+        """Answer a reserve with the order's first recorded outcome, `first` (`ours` if it is ours).
+
+        What this call moved itself is given back unless it is the recorded hold. Marks it found
+        (another call's holds) are given back only when no hold of the order can be recorded:
+        the outcome is REJECTED, or a release's tombstone.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            if first.status is ReservationStatus.PENDING:  # added by an earlier release's reserve
+                first = await self._finish_pending(first, ours)
+                continue
+            if first is not ours:
+                unrecordable = first.status is ReservationStatus.REJECTED or _is_tombstone(first)
+                await self._undo_holds(ours, only=holds.held if unrecordable else holds.moved)
+            if first.status is ReservationStatus.RESERVED:
+                await self._forget(first, "holds")  # in case an earlier run stopped before it did
+                return _reservation(first)
+            if first.status is ReservationStatus.REJECTED:
+                if first is ours:
+                    await self._undo_holds(ours, only=holds.held)
+                raise InventoryUnavailableError(holds.shortage or self._shortage_text(first))
+            raise ReservationReleasedError(f"the reservation of order {first.order_id} was released")
+        raise RuntimeError(f"the reservation of order {first.order_id} kept changing")  # pragma: no cover
+
+    async def _finish_pending(self, pending: ReservationRecord, ours: ReservationRecord) -> ReservationRecord:
+        """Record this call's outcome over a PENDING reservation (one an earlier release of this
+        module added before holding); what is stored then."""
+        ours.created_at = pending.created_at
+        if await self._transition(ours, ours.status, expected=pending.version):
+            return ours
+        return await self._current(pending.order_id)
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
@@ -113,15 +145,15 @@ class LocalInventoryService:
         doc = await self._stock.claim_release(command.order_id) or await self._stock.reservation(
             command.order_id
         )
-        if doc is None:  # a tombstone: a late reserve for the order holds nothing
+        if doc is None:  # a tombstone: a late reserve for the order records nothing
             doc = await self._stock.add_reservation(
-                self._new_reservation(command.order_id, [], released=True)
+                self._new_reservation(command.order_id, [], ReservationStatus.RELEASED)
             )
         for _ in range(_WRITE_ATTEMPTS):
             if doc.status in (ReservationStatus.RELEASED, ReservationStatus.REJECTED):
-                await self._forget(doc, "releases")
+                await self._settle_released(doc)
                 return _reservation(doc)
-            if doc.status is ReservationStatus.PENDING:  # a reservation that never finished
+            if doc.status is ReservationStatus.PENDING:  # left by an earlier release of this module
                 await self._undo_holds(doc)
                 if await self._transition(doc, ReservationStatus.RELEASED):
                     return _reservation(doc)
@@ -136,40 +168,41 @@ class LocalInventoryService:
                 doc = await self._current(doc.order_id)
         raise RuntimeError(f"the reservation of order {command.order_id} kept changing")  # pragma: no cover
 
+    async def _settle_released(self, doc: ReservationRecord) -> None:
+        """Finish the release of a RELEASED or REJECTED reservation, once more (each move is once)."""
+        if _is_tombstone(doc):  # a late reserve may hold items it could not record
+            for product_id, quantity in sorted((await self._stock.held_by(doc.order_id)).items()):
+                await self._stock.undo_hold(doc.order_id, product_id, quantity)
+        elif doc.status is ReservationStatus.RELEASED:
+            await self._forget(doc, "releases")
+        else:  # REJECTED: its reserve may have stopped before it gave back what it held
+            await self._undo_holds(doc)
+
     @staticmethod
     def _new_reservation(
-        order_id: str, items: list[PricedItem], *, released: bool = False
+        order_id: str, items: list[PricedItem], status: ReservationStatus
     ) -> ReservationRecord:
         now = utcnow()
         return ReservationRecord(
-            order_id=order_id, reservation_id=f"res_{order_id}",
-            status=ReservationStatus.RELEASED if released else ReservationStatus.PENDING,
-            items=items, total_cents=0, currency="USD", created_at=now, updated_at=now,
+            order_id=order_id, reservation_id=f"res_{order_id}", status=status, items=items,
+            total_cents=0, currency="USD", created_at=now, updated_at=now,
         )  # fmt: skip
 
-    async def _reservation_for(self, command: ReserveItems) -> ReservationRecord:
-        """The order's reservation: a new PENDING one, or the one a previous call left."""
-        unpriced = [_priced(item, None) for item in command.items]  # priced as the items are held
-        # Add first: a replay finds the reservation in the way.
-        return await self._stock.add_reservation(self._new_reservation(command.order_id, unpriced))
+    async def _hold_all(self, doc: ReservationRecord) -> _Holds:
+        """Hold every item of `doc`, reading its catalog price in the same move.
 
-    async def _hold_all(self, doc: ReservationRecord) -> tuple[list[PricedItem], str | None, set[str]]:
-        """Hold every item, reading its catalog price in the same move.
-
-        Returns the priced items, a description of the first item that could not be held
-        (unknown, or short of stock) or None when all are held, and the products held. Items are
-        held in a fixed order and each run stops at its first refusal, so no run (this one or an
-        earlier one cut short) ever held a product from the refused one on.
+        Items are held in a fixed order and each run stops at its first refusal, so no run
+        (this one or an earlier one cut short) ever held a product from the refused one on.
         """
-        catalog: dict[str, CatalogPrice] = {}
+        catalog: dict[str, Held] = {}
         for product_id, quantity in _merged(doc.items):
             held = await self._stock.hold(doc.order_id, product_id, quantity)
             if isinstance(held, HoldRefused):
-                return [], _refusal_text(held, product_id), set(catalog)
+                return _Holds(catalog, [], _refusal_text(held, product_id))
             catalog[product_id] = held
         if catalog:
             doc.currency = next(iter(catalog.values())).currency
-        return [_priced(item, catalog[item.product_id]) for item in doc.items], None, set(catalog)
+        return _Holds(catalog, [_priced(item, catalog[item.product_id]) for item in doc.items], None)
 
     async def _undo_holds(self, doc: ReservationRecord, only: set[str] | None = None) -> None:
         """Give back the items this order holds (those still marked as held), or `only` those products."""
@@ -181,9 +214,12 @@ class LocalInventoryService:
         """Drop this order's marks once the reservation's status records the outcome."""
         await self._stock.forget(mark, doc.order_id, [product_id for product_id, _ in _merged(doc.items)])
 
-    async def _transition(self, doc: ReservationRecord, status: ReservationStatus) -> bool:
-        """Store `doc` with `status` unless it changed since it was read; False if it did."""
-        expected = doc.version
+    async def _transition(
+        self, doc: ReservationRecord, status: ReservationStatus, expected: int | None = None
+    ) -> bool:
+        """Store `doc` with `status` unless the stored one changed since it was read (its version is
+        not `expected`, `doc`'s own by default); False if it did."""
+        expected = doc.version if expected is None else expected
         doc.status, doc.version, doc.updated_at = status, expected + 1, utcnow()
         return await self._stock.replace_reservation(doc, expected)
 
@@ -236,6 +272,32 @@ class LocalInventoryService:
         if not await self._stock.restock(product_id, restock.quantity):
             raise ProductNotFoundError(f"no product {product_id!r}")
         return await self.get_product(product_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Holds:
+    """What one reserve call held: the products with their prices, the items priced (all held) and
+    the first refusal's description (None if every item is held)."""
+
+    catalog: dict[str, Held]
+    priced: list[PricedItem]
+    shortage: str | None
+
+    @property
+    def held(self) -> set[str]:
+        """The products the order holds (this call moved them, or found them held)."""
+        return set(self.catalog)
+
+    @property
+    def moved(self) -> set[str]:
+        """The products this call moved units of."""
+        return {product_id for product_id, held in self.catalog.items() if held.moved}
+
+
+def _is_tombstone(doc: ReservationRecord) -> bool:
+    """True for a release's tombstone: added RELEASED (never written since), so no hold of the
+    order was ever recorded; the order's holds are a late reserve's, not given back yet."""
+    return doc.status is ReservationStatus.RELEASED and doc.version == 0
 
 
 def _priced(item: ItemQuantity | PricedItem, price: CatalogPrice | None) -> PricedItem:

@@ -19,6 +19,7 @@ from ecommerce_saga.modules.inventory.repository.mongo import BeanieInventoryRep
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
     CatalogPrice,
+    Held,
     HoldRefused,
     InventoryRepository,
     Mark,
@@ -30,6 +31,7 @@ __all__ = [
     "ACTIVE",
     "BeanieInventoryRepository",
     "CatalogPrice",
+    "Held",
     "HoldRefused",
     "InMemoryInventoryRepository",
     "InventoryRepository",

@@ -6,6 +6,7 @@ from ecommerce_saga.modules.inventory.contract import ProductFilter, Reservation
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
     CatalogPrice,
+    Held,
     HoldRefused,
     Mark,
     ProductRecord,
@@ -59,18 +60,27 @@ class InMemoryInventoryRepository:
             product.available += quantity
         return product is not None
 
-    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> Held | HoldRefused:
         """See `InventoryRepository.hold`."""
         product = self._products.get(product_id)
         if product is None:
             return HoldRefused.UNKNOWN_PRODUCT
         holds = self.marks("holds", product_id)
-        if order_id not in holds:
+        moved = order_id not in holds
+        if moved:
             if product.available < quantity:
                 return HoldRefused.SHORT_OF_STOCK
             product.available, product.reserved = product.available - quantity, product.reserved + quantity
             holds[order_id] = quantity
-        return _catalog_price(product)
+        return Held(**_catalog_price(product).model_dump(), moved=moved)
+
+    async def held_by(self, order_id: str) -> dict[str, int]:
+        """See `InventoryRepository.held_by`."""
+        return {
+            product_id: marked[order_id]
+            for (mark, product_id), marked in self._marks.items()
+            if mark == "holds" and order_id in marked
+        }
 
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.undo_hold`."""

@@ -13,6 +13,7 @@ from ecommerce_saga.modules.inventory.documents import ProductDocument, Reservat
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
     CatalogPrice,
+    Held,
     HoldRefused,
     Mark,
     ProductRecord,
@@ -28,6 +29,15 @@ def _price(found: dict[str, Any]) -> CatalogPrice:
         name=str(found["name"]),
         price_cents=int(found["price_cents"]),
         currency=str(found.get("currency", "USD")),
+    )
+
+
+def _held(found: dict[str, Any], *, moved: bool) -> Held:
+    return Held(
+        name=str(found["name"]),
+        price_cents=int(found["price_cents"]),
+        currency=str(found.get("currency", "USD")),
+        moved=moved,
     )
 
 
@@ -134,7 +144,7 @@ class BeanieInventoryRepository:
         """See `InventoryRepository.restock`."""
         return await self._move(product_id, {}, {"$inc": {"available": quantity}})
 
-    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> Held | HoldRefused:
         """See `InventoryRepository.hold`."""
         products = ProductDocument.get_pymongo_collection()
         mark = f"holds.{order_id}"
@@ -152,15 +162,22 @@ class BeanieInventoryRepository:
         )
         if found is not None:
             self._unset(product_id, fields)
-        else:  # held already by an earlier call, short of stock, or unknown: one read tells
-            # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
-            # are the orders being reserved at this moment, a handful
-            found = await products.find_one({"_id": product_id}, {**_PRICE_FIELDS, "holds": 1})
-            if found is None:
-                return HoldRefused.UNKNOWN_PRODUCT
-            if order_id not in (found.get("holds") or {}):
-                return HoldRefused.SHORT_OF_STOCK
-        return _price(found)
+            return _held(found, moved=True)
+        # Held already by an earlier call, short of stock, or unknown: one read tells. It reads
+        # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
+        # are the orders being reserved at this moment, a handful.
+        found = await products.find_one({"_id": product_id}, {**_PRICE_FIELDS, "holds": 1})
+        if found is None:
+            return HoldRefused.UNKNOWN_PRODUCT
+        if order_id not in (found.get("holds") or {}):
+            return HoldRefused.SHORT_OF_STOCK
+        return _held(found, moved=False)
+
+    async def held_by(self, order_id: str) -> dict[str, int]:
+        """See `InventoryRepository.held_by`: a scan of the products (no index covers a mark)."""
+        mark = f"holds.{order_id}"
+        found = ProductDocument.get_pymongo_collection().find({mark: {"$exists": True}}, {"holds": 1})
+        return {doc["_id"]: int(doc["holds"][order_id]) async for doc in found}
 
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.undo_hold`."""

@@ -26,6 +26,14 @@ class CatalogPrice(BaseModel):
     currency: str
 
 
+class Held(CatalogPrice):
+    """A hold of the order's units of a product, and the product's price."""
+
+    moved: bool
+    """True if this call moved the units; False if the order held them already (an earlier or a
+    concurrent call did)."""
+
+
 class HoldRefused(StrEnum):
     """Why no units were held."""
 
@@ -83,10 +91,18 @@ class InventoryRepository(Protocol):
         """Add `quantity` to the product's available units; False if there is no such product."""
         ...
 
-    async def hold(self, order_id: str, product_id: str, quantity: int) -> CatalogPrice | HoldRefused:
+    async def hold(self, order_id: str, product_id: str, quantity: int) -> Held | HoldRefused:
         """Move `quantity` units from available to reserved for the order, once; the product's price.
 
-        A repeat (the order holds the product already) moves nothing and answers the price too.
+        A repeat (the order holds the product already) moves nothing and answers the price too,
+        with `moved` False.
+        """
+        ...
+
+    async def held_by(self, order_id: str) -> dict[str, int]:
+        """The products the order holds units of (marked as held), and how many of each.
+
+        Reads every product's marks: for the rare release that finds no reservation recorded.
         """
         ...
 
