@@ -27,9 +27,9 @@ SUCCESS_BUDGET = 14
 THREE_PRODUCTS_BUDGET = 17
 """Commands for an order of three products that completes (a hold per product; the first order of
 two of them, so their catalog prices are read once)."""
-FAILURE_BUDGETS = {"out_of_stock": 10, "declined": 15, "unshippable": 20}
+FAILURE_BUDGETS = {"out_of_stock": 10, "declined": 15, "unshippable": 19}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
-CANCELLATION_BUDGET = 16
+CANCELLATION_BUDGET = 15
 """Commands for the cancellation of a completed order (its refund, release and notice included):
 the saga's 2 writes (cancel-order saves its retriable steps with its final write), 9 for the
 participants, the order's two updates, and 3 reads of the order and its sagas by the request."""

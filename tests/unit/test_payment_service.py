@@ -211,3 +211,53 @@ async def test_keeps_refund_when_refund_runs_between_charge_and_its_record(
     assert stored is not None
     assert (stored.status, stored.amount_cents) == (PaymentStatus.REFUNDED, 900)
     assert (await ledger.count("charge"), await ledger.count("refund")) == (1, 1)
+
+
+class _CountingPayments(InMemoryPaymentRepository):
+    """The in-memory repository, counting its reads of one order's payment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, order_id: str) -> PaymentRecord | None:
+        self.reads += 1
+        return await super().get(order_id)
+
+
+async def test_refunds_its_own_charge_without_reading_it(gateway: SandboxGateway) -> None:
+    payments = _CountingPayments()
+    service = LocalPaymentService(payments, gateway)
+    method = await gateway.tokenize(card())
+    charge = ChargePayment(
+        order_id="o-own", customer_id="cus_1", amount_cents=700, payment_token=method.token,
+        idempotency_key="o-own:charge",
+    )  # fmt: skip
+    await service.charge(charge)
+
+    refunded = await service.refund(RefundPayment(order_id="o-own", idempotency_key="o-own:refund"))
+
+    assert refunded.status is PaymentStatus.REFUNDED
+    assert payments.reads == 0
+    stored = await payments.get("o-own")
+    assert stored is not None and stored.status is PaymentStatus.REFUNDED
+
+
+async def test_refunds_once_when_another_process_refunded_the_payment_it_remembers(
+    payments: InMemoryPaymentRepository, gateway: SandboxGateway, ledger: InMemorySandboxLedger
+) -> None:
+    charging, other = LocalPaymentService(payments, gateway), LocalPaymentService(payments, gateway)
+    method = await gateway.tokenize(card())
+    charge = ChargePayment(
+        order_id="o-two", customer_id="cus_1", amount_cents=700, payment_token=method.token,
+        idempotency_key="o-two:charge",
+    )  # fmt: skip
+    await charging.charge(charge)
+    first = await other.refund(RefundPayment(order_id="o-two", idempotency_key="o-two:refund"))
+
+    # `charging` remembers the payment COMPLETED: its conditional write finds it changed
+    again = await charging.refund(RefundPayment(order_id="o-two", idempotency_key="o-two:refund"))
+
+    assert first.status is again.status is PaymentStatus.REFUNDED
+    assert again.payment_id == first.payment_id
+    assert await ledger.count("refund") == 1

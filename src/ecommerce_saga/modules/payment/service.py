@@ -43,6 +43,7 @@ from ecommerce_saga.modules.payment.repository import PaymentRecord, PaymentRepo
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
+from ecommerce_saga.shared.recent import Recent
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,32 @@ def _outcome(doc: PaymentRecord) -> Payment:
 
 
 class LocalPaymentService:
-    """`PaymentService` on a `PaymentRepository` and a `PaymentGateway`."""
+    """`PaymentService` on a `PaymentRepository` and a `PaymentGateway`.
 
-    def __init__(self, repository: PaymentRepository, gateway: PaymentGateway) -> None:
+    Args:
+        cache_size: How many orders' payments, as this service wrote them last, are remembered.
+    """
+
+    def __init__(
+        self, repository: PaymentRepository, gateway: PaymentGateway, cache_size: int = 10_000
+    ) -> None:
         self._payments = repository
         self._gateway = gateway
+        # The payments this service wrote last, by order: a refund starts from its own without a
+        # read. One another process changed since is caught by the conditional write (`_save`),
+        # which then reads it; a status that is final (REFUNDED, DECLINED, VOIDED) never changes.
+        self._written: Recent[str, PaymentRecord] = Recent(cache_size)
+
+    def _remember(self, doc: PaymentRecord) -> PaymentRecord:
+        self._written.put(doc.order_id, doc.model_copy(deep=True))
+        return doc
+
+    async def _payment_of(self, order_id: str) -> PaymentRecord | None:
+        """The order's payment: as this service wrote it last, or as stored."""
+        written = self._written.get(order_id)
+        if written is not None:
+            return written.model_copy(deep=True)
+        return await self._payments.get(order_id)
 
     async def tokenize(self, details: PaymentDetails) -> PaymentMethod:
         """See `PaymentService.tokenize`."""
@@ -112,6 +134,7 @@ class LocalPaymentService:
         new = _charged(command, method, key, result)
         doc = await self._payments.add(new)  # someone else's, if they recorded this order first
         if doc is new:
+            self._remember(doc)
             logger.info(
                 "payment %s for order %s: %s %s", doc.payment_id, doc.order_id, doc.status.value,
                 doc.decline_code or "",
@@ -122,7 +145,7 @@ class LocalPaymentService:
 
     async def refund(self, command: RefundPayment) -> Payment:
         """See `PaymentService.refund`. The gateway refund's key is derived from the payment."""
-        doc = await self._payments.get(command.order_id)
+        doc = await self._payment_of(command.order_id)
         if doc is None:
             doc = await self._void(command.order_id)
         # Each pass moves the payment forward (ours or a concurrent caller's write), so this ends.
@@ -212,10 +235,10 @@ class LocalPaymentService:
         doc.version += 1
         doc.updated_at = utcnow()
         if await self._payments.replace(doc, expected):
-            return doc
+            return self._remember(doc)
         current = await self._payments.get(doc.order_id)
         assert current is not None  # noqa: S101 - payments are never deleted
-        return current
+        return self._remember(current)
 
     async def get_payment(self, payment_id: str) -> Payment:
         """See `PaymentService.get_payment`."""
