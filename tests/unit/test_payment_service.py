@@ -213,6 +213,17 @@ async def test_keeps_refund_when_refund_runs_between_charge_and_its_record(
     assert (await ledger.count("charge"), await ledger.count("refund")) == (1, 1)
 
 
+async def charge_new_card(service: LocalPaymentService, gateway: SandboxGateway, order_id: str) -> None:
+    """Charge the order 700 cents on a card tokenized for it."""
+    token = (await gateway.tokenize(card())).token
+    key = f"{order_id}:charge"
+    await service.charge(
+        ChargePayment(
+            order_id=order_id, customer_id="cus_1", amount_cents=700, payment_token=token, idempotency_key=key
+        )
+    )
+
+
 class _CountingPayments(InMemoryPaymentRepository):
     """The in-memory repository, counting its reads of one order's payment."""
 
@@ -228,12 +239,7 @@ class _CountingPayments(InMemoryPaymentRepository):
 async def test_refunds_its_own_charge_without_reading_it(gateway: SandboxGateway) -> None:
     payments = _CountingPayments()
     service = LocalPaymentService(payments, gateway)
-    method = await gateway.tokenize(card())
-    charge = ChargePayment(
-        order_id="o-own", customer_id="cus_1", amount_cents=700, payment_token=method.token,
-        idempotency_key="o-own:charge",
-    )  # fmt: skip
-    await service.charge(charge)
+    await charge_new_card(service, gateway, "o-own")
 
     refunded = await service.refund(RefundPayment(order_id="o-own", idempotency_key="o-own:refund"))
 
@@ -247,12 +253,7 @@ async def test_refunds_once_when_another_process_refunded_the_payment_it_remembe
     payments: InMemoryPaymentRepository, gateway: SandboxGateway, ledger: InMemorySandboxLedger
 ) -> None:
     charging, other = LocalPaymentService(payments, gateway), LocalPaymentService(payments, gateway)
-    method = await gateway.tokenize(card())
-    charge = ChargePayment(
-        order_id="o-two", customer_id="cus_1", amount_cents=700, payment_token=method.token,
-        idempotency_key="o-two:charge",
-    )  # fmt: skip
-    await charging.charge(charge)
+    await charge_new_card(charging, gateway, "o-two")
     first = await other.refund(RefundPayment(order_id="o-two", idempotency_key="o-two:refund"))
 
     # `charging` remembers the payment COMPLETED: its conditional write finds it changed
