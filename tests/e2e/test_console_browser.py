@@ -142,7 +142,7 @@ def test_shows_both_sagas_their_steps_and_timeline_when_an_operator_signs_in(
     visit(browser, "#/sagas?type=place-order")
     open_saga(browser, completed["saga_id"])
     assert set(step_classes(browser).values()) == {"step-succeeded"}
-    assert len(step_classes(browser)) == 5  # place-order version 2: no create_order step
+    assert len(step_classes(browser)) == 5  # place-order since version 2: no create_order step
 
     browser.back()
     shown(browser, "#/sagas?type=place-order")

@@ -41,7 +41,7 @@ def test_completes_and_touches_every_module_when_all_goes_well(
         lambda: client.get(f"/api/orders/{order['order_id']}").json(),
         lambda o: ("action", "send_confirmation", "SUCCEEDED") in _steps(o),
     )
-    # place-order version 2: no create_order step (its work is the saga's on_compensated hook)
+    # place-order since version 2: no create_order step (its work is the saga's on_compensated hook)
     assert [s for s in _steps(order) if s[2] == "SUCCEEDED"] == [
         ("action", "reserve_inventory", "SUCCEEDED"),
         ("action", "process_payment", "SUCCEEDED"),

@@ -51,7 +51,7 @@ def test_shows_every_step_of_the_saga_when_an_order_completes(http: httpx.Client
     assert (saga["saga_type"], saga["status"], saga["correlation_id"]) == (
         "place-order", "COMPLETED", order["order_id"],
     )  # fmt: skip
-    # place-order version 2: no create_order step (its work is the saga's on_compensated hook)
+    # place-order since version 2: no create_order step (its work is the saga's on_compensated hook)
     assert [(s["name"], s["status"]) for s in saga["steps"]] == [
         ("reserve_inventory", "SUCCEEDED"),
         ("process_payment", "SUCCEEDED"),

@@ -60,7 +60,7 @@ PLACE_ORDER_STEPS = [RESERVE_INVENTORY, PROCESS_PAYMENT, SCHEDULE_SHIPPING, CONF
 PLACE_ORDER_V1_STEPS = [CREATE_ORDER, *PLACE_ORDER_STEPS]
 
 
-def place_order_definition(version: int = 2) -> Saga[PlaceOrderInput]:
+def place_order_definition(version: int = 3) -> Saga[PlaceOrderInput]:
     fakes = FakeParticipants.create()
     sagas = OrderSagas(
         OrderTracker(InMemoryOrderRepository()),
@@ -69,7 +69,7 @@ def place_order_definition(version: int = 2) -> Saga[PlaceOrderInput]:
         fakes.shipping,
         fakes.notifications,
     )
-    return sagas.place_order() if version == 2 else sagas.place_order_v1()
+    return {1: sagas.place_order_v1, 2: sagas.place_order_v2, 3: sagas.place_order}[version]()
 
 
 PLACED = ["inventory.reserved", "payment.charged", "shipping.scheduled"]
@@ -402,9 +402,9 @@ def test_refuses_to_start_a_place_order_saga_when_its_input_is_invalid() -> None
         place_order_definition().stored_input({"order_id": "ord_1", "customer_id": "alice"})
 
 
-async def test_finishes_a_version_1_saga_on_version_1_and_places_new_orders_on_version_2(shop: Shop) -> None:
+async def test_finishes_a_version_1_saga_on_version_1_and_places_new_orders_on_version_3(shop: Shop) -> None:
     # A previous release (place-order version 1 only) took an order and was stopped with its saga
-    # in flight; this release has both versions.
+    # in flight; this release has every version.
     old_sagas = OrderSagas(
         shop.orders, shop.fakes.inventory, shop.fakes.payment, shop.fakes.shipping, shop.fakes.notifications
     )
@@ -427,15 +427,19 @@ async def test_finishes_a_version_1_saga_on_version_1_and_places_new_orders_on_v
     failed = await shop.order(old_order.order_id)
     assert (failed.status, failed.failure_reason) == (OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
     assert shop.fakes.journal.of(old_order.order_id)[-1] == "notification.ORDER_FAILED"
-    assert new.definition_version == 2
+    assert new.definition_version == 3
     assert new.status is SagaStatus.COMPLETED
     assert succeeded(new, Phase.ACTION) == [step.name for step in PLACE_ORDER_STEPS]
     assert new_doc.status is OrderStatus.COMPLETED
 
 
-def test_place_order_version_2_has_a_new_fingerprint_and_version_1_keeps_its_own() -> None:
-    v1, v2 = place_order_definition(version=1), place_order_definition(version=2)
+def test_each_place_order_version_has_its_own_fingerprint_and_the_older_ones_keep_theirs() -> None:
+    v1, v2, v3 = (place_order_definition(version=v) for v in (1, 2, 3))
 
-    assert (v1.version, v2.version) == (1, 2)
-    assert v1.fingerprint != v2.fingerprint
+    assert (v1.version, v2.version, v3.version) == (1, 2, 3)
+    assert len({v1.fingerprint, v2.fingerprint, v3.fingerprint}) == 3
     assert v1.fingerprint == "530dcf0147d1264a"  # what version-1 sagas in flight recorded
+    assert v2.fingerprint == "c6207cf772556f44"  # what version-2 sagas in flight recorded
+    # version 3 has version 2's steps; it saves those before the pivot with the pivot's opening
+    assert [(s.name, s.kind) for s in v3.steps] == [(s.name, s.kind) for s in v2.steps]
+    assert (v2.save_compensatable_steps, v3.save_compensatable_steps) == (True, False)

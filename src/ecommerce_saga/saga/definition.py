@@ -67,6 +67,17 @@ class Saga(Generic[InT]):
             idempotency keys: every action and compensation must be idempotent anyway), and
             nothing that should stand is undone, since none of them is ever compensated. It saves
             one write per such step (see "Write-ahead and the write count" in docs/saga-engine.md).
+        save_compensatable_steps: True (the default): each compensatable step's success is saved
+            before the next step begins. False: a compensatable step's success is saved with the
+            next save instead, at the latest the one that opens the pivot (or the first step that
+            is not compensatable), so the point of no return is still recorded before it is
+            passed. After a crash the steps run again from the last one saved, under the same
+            idempotency keys. A saga taken over from a stopped worker, or cancelled by an
+            operator, before its pivot may therefore have done more than its stored state shows:
+            if it compensates, every compensatable step up to the pivot is compensated, whether it
+            ran or not. So each compensation must accept a step that never ran (its output is
+            None) and keep a late run of that step from taking effect afterwards. It saves one
+            write per compensatable step but the last.
 
     Raises:
         SagaDefinitionError: If the definition is invalid.
@@ -83,6 +94,7 @@ class Saga(Generic[InT]):
     on_compensated: SagaHook[InT] | None = None
     on_compensated_timeout: float = 10.0
     save_every_step: bool = True
+    save_compensatable_steps: bool = True
     fingerprint: str = field(init=False)
     """A hash of the step names and kinds, in order, and of whether the saga has an
     `on_compensated` hook: what a stored saga relies on to resume."""
@@ -108,6 +120,8 @@ class Saga(Generic[InT]):
         shape = "\n".join(f"{step.kind.value}:{step.name}" for step in self.steps)
         if self.on_compensated is not None:  # a stored plan may end with it
             shape += f"\nhook:{ON_COMPENSATED}"
+        if not self.save_compensatable_steps:  # how far a stored saga may lag behind its effects
+            shape += "\nsaves:before-pivot"
         object.__setattr__(self, "fingerprint", hashlib.sha256(shape.encode()).hexdigest()[:16])
         object.__setattr__(self, "_hook_step", self._as_step(self.on_compensated))
 
@@ -153,6 +167,21 @@ class Saga(Generic[InT]):
     def ref(self) -> DefinitionRef:
         """This definition's name, version and fingerprint, as stored sagas record them."""
         return DefinitionRef(self.name, self.version, self.fingerprint)
+
+    @property
+    def unsaved_reach(self) -> int:
+        """How many steps a worker may have begun that a stored saga still running does not show.
+
+        With `save_compensatable_steps`, the number of leading compensatable steps: the stored
+        state is saved again, at the latest, when the first step that is not compensatable opens.
+        Otherwise 0.
+        """
+        if self.save_compensatable_steps:
+            return 0
+        reach = 0
+        while reach < len(self.steps) and self.steps[reach].kind is StepKind.COMPENSATABLE:
+            reach += 1
+        return reach
 
     def step_index(self, name: str) -> int:
         """The position of the step called `name`."""

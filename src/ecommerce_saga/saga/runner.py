@@ -219,6 +219,14 @@ class SagaRunner:
             and definition.steps[state.current_step].kind is StepKind.RETRIABLE
         ):
             return self._keep_unsaved(state)  # committed: after a crash, it runs again
+        if (
+            not definition.save_compensatable_steps
+            and step.kind is StepKind.COMPENSATABLE
+            and state.status is SagaStatus.RUNNING
+            and definition.steps[state.current_step].kind is StepKind.COMPENSATABLE
+        ):
+            # after a crash it runs again; if the saga then compensates, it is compensated too
+            return self._keep_unsaved(state)
         return await self._save_transition(state)
 
     async def _forward_failed(

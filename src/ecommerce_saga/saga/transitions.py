@@ -208,11 +208,16 @@ def begin_compensation(
     definition: Saga[Any], state: SagaState, failure: ErrorInfo, *, include_current: bool, worker: str
 ) -> None:
     """Plan compensations: succeeded steps in reverse, and the failed step if its outcome is unknown;
-    then the saga's `on_compensated` hook, if it has one."""
-    done = [s.name for s in definition.steps[: state.current_step] if s.compensation is not None]
-    current = definition.steps[state.current_step] if state.current_step < len(definition.steps) else None
-    if include_current and current is not None and current.compensation is not None:
-        done.append(current.name)
+    then the saga's `on_compensated` hook, if it has one.
+
+    A saga that does not save every compensatable step's success and that a stopped worker left,
+    or an operator stopped, may have done more than its state shows (`may_have_run_ahead`): every
+    compensatable step up to its pivot is planned then.
+    """
+    reach = state.current_step + 1 if include_current else state.current_step
+    if may_have_run_ahead(definition, state):
+        reach = max(reach, definition.unsaved_reach)
+    done = [s.name for s in definition.steps[:reach] if s.compensation is not None]
     state.failure = failure
     state.compensation_plan = list(reversed(done))
     if definition.on_compensated is not None:
@@ -223,6 +228,33 @@ def begin_compensation(
         open_attempt(state, state.compensation_plan[0], Phase.COMPENSATION, worker=worker)
     else:
         state.status = SagaStatus.COMPENSATED
+
+
+_LEFT_BEHIND = frozenset(
+    {ErrorCode.INTERRUPTED, ErrorCode.CANCELLED, ErrorCode.UNKNOWN_DEFINITION, ErrorCode.SHUTDOWN}
+)
+"""The codes of an attempt whose worker did not go on to the next step itself."""
+
+
+def may_have_run_ahead(definition: Saga[Any], state: SagaState) -> bool:
+    """True if a worker may have begun steps that `state` does not show.
+
+    Only for a definition that saves compensatable steps with the next save
+    (`Saga.save_compensatable_steps`): once an attempt of one of those steps was left behind (its
+    worker stopped, an operator cancelled it, or it was parked), the worker before may have run
+    the following ones without saving them.
+    """
+    reach = definition.unsaved_reach
+    if reach == 0:
+        return False
+    early = {step.name for step in definition.steps[:reach]}
+    return any(
+        entry.phase is Phase.ACTION
+        and entry.error is not None
+        and entry.error.code in _LEFT_BEHIND
+        and entry.step in early
+        for entry in state.history
+    )
 
 
 def advance_compensation(state: SagaState, *, worker: str) -> None:

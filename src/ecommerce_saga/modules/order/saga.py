@@ -1,6 +1,6 @@
 """The place-order and cancel-order sagas: every participant is called through its contract.
 
-place-order (version 2)::
+place-order (version 3)::
 
     reserve_inventory   (compensatable)  compensation: release the items
     process_payment     (compensatable)  compensation: refund
@@ -11,7 +11,10 @@ place-order (version 2)::
 
 Both sagas save a success past the pivot, and a compensation's, with the next save
 (`save_every_step=False`): after a crash those idempotent steps run again, and nothing they did
-is ever undone.
+is ever undone. Place-order version 3 also saves its steps before the pivot with the save that
+opens the pivot (`save_compensatable_steps=False`): after a crash they run again, and a saga
+that compensates after one compensates all three (each compensation accepts a step that never
+ran). Version 2 saved each of them on its own; it stays registered for the sagas started on it.
 
 place-order version 1 began with a ``create_order`` step that did nothing but carry the last
 compensation (what the hook does now). It stays registered so that sagas a previous release
@@ -238,11 +241,25 @@ class OrderSagas:
     best_effort_retry: RetryPolicy = BEST_EFFORT_RETRY
 
     def definitions(self) -> list[Saga[PlaceOrderInput] | Saga[CancelOrderInput]]:
-        """Every saga definition: both versions of place-order, and cancel-order."""
-        return [self.place_order_v1(), self.place_order(), self.cancel_order()]
+        """Every saga definition: the three versions of place-order, and cancel-order."""
+        return [self.place_order_v1(), self.place_order_v2(), self.place_order(), self.cancel_order()]
 
     def place_order(self) -> Saga[PlaceOrderInput]:
-        """The place-order saga (version 2): new orders run on it."""
+        """The place-order saga (version 3): new orders run on it.
+
+        Its steps before the pivot are saved with the save that opens the pivot
+        (`save_compensatable_steps=False`): each of their compensations accepts a step that never
+        ran and keeps a late run of it from taking effect (a release's, a refund's and a
+        cancelled shipment's record of the order).
+        """
+        return self._place_order(version=3, save_compensatable_steps=False)
+
+    def place_order_v2(self) -> Saga[PlaceOrderInput]:
+        """The place-order saga as version 2 had it (every step before the pivot saved on its
+        own), for the sagas started on it."""
+        return self._place_order(version=2, save_compensatable_steps=True)
+
+    def _place_order(self, *, version: int, save_compensatable_steps: bool) -> Saga[PlaceOrderInput]:
         before, after = self._before_pivot(), self._after_pivot()
         return Saga(
             PLACE_ORDER,
@@ -253,12 +270,13 @@ class OrderSagas:
                 CONFIRM_ORDER.pivot(self._confirm, **after),
                 SEND_CONFIRMATION.retriable(self._notify_confirmed, **after),
             ],
-            version=2,
+            version=version,
             input=PlaceOrderInput,
             compensation_retry=self.best_effort_retry,
             on_compensated=self._fail_order,
             on_compensated_timeout=self.step_timeout,
             save_every_step=False,  # every step and compensation here is idempotent by its key
+            save_compensatable_steps=save_compensatable_steps,
         )
 
     def place_order_v1(self) -> Saga[PlaceOrderInput]:
