@@ -55,6 +55,18 @@ async def run_saga(engine: SagaEngine, saga_input: dict[str, Any] | None = None)
     return await engine.wait("s-1", timeout=5)
 
 
+class CountingStore(InMemorySagaStore):
+    """Counts the saves of a saga's state (not its creation, nor lease renewals)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    async def save(self, state: SagaState) -> SagaState:
+        self.saves += 1
+        return await super().save(state)
+
+
 class FakeClock:
     """Seconds since the epoch that move only when told, starting at the real time."""
 

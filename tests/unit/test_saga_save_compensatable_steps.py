@@ -27,7 +27,6 @@ from ecommerce_saga.saga import (
 )
 from ecommerce_saga.saga.errors import ErrorCode
 from ecommerce_saga.saga.steps import ON_COMPENSATED
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -36,7 +35,7 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_step,
 )
-from tests.unit.conftest import MakeEngine, attempts_of, crash_then_recover
+from tests.unit.conftest import CountingStore, MakeEngine, attempts_of, crash_then_recover
 
 STEPS = [
     ("reserve", StepKind.COMPENSATABLE),
@@ -45,18 +44,6 @@ STEPS = [
     ("confirm", StepKind.PIVOT),
     ("notify", StepKind.RETRIABLE),
 ]
-
-
-class CountingStore(InMemorySagaStore):
-    """Counts the saves of a saga's state (not its creation, nor lease renewals)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.saves = 0
-
-    async def save(self, state: SagaState) -> SagaState:
-        self.saves += 1
-        return await super().save(state)
 
 
 def _saga(

@@ -18,13 +18,11 @@ from ecommerce_saga.saga import (
     AttemptStatus,
     Phase,
     Saga,
-    SagaState,
     SagaStatus,
     SagaStep,
     StepContext,
     StepKind,
 )
-from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.testing import (
     DO,
     UNDO,
@@ -34,22 +32,10 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_step,
 )
-from tests.unit.conftest import MakeEngine, attempts_of, crash_then_recover
+from tests.unit.conftest import CountingStore, MakeEngine, attempts_of, crash_then_recover
 
 FORWARD = [("reserve", StepKind.COMPENSATABLE), ("confirm", StepKind.PIVOT), ("pack", StepKind.RETRIABLE),
            ("notify", StepKind.RETRIABLE)]  # fmt: skip
-
-
-class CountingStore(InMemorySagaStore):
-    """Counts the saves of a saga's state (not its creation, nor lease renewals)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.saves = 0
-
-    async def save(self, state: SagaState) -> SagaState:
-        self.saves += 1
-        return await super().save(state)
 
 
 def _saga(ledger: InMemoryLedger, faults: FaultPlan | None = None, *, every_step: bool = False) -> Saga[Any]:
