@@ -65,7 +65,10 @@ class StepContext(Generic[InT]):
         saga_id: The saga's id.
         saga_type: The saga definition's name.
         step: The step's name.
-        attempt: 1 for the first attempt, counting retries and recoveries.
+        attempt: 1 for the first attempt, counting retries and recoveries. Not a sign that the
+            step never ran: a step whose success was saved with a later save (`Saga`'s
+            `save_every_step` and `save_compensatable_steps`) and lost with its worker counts
+            from 1 again when it runs again; the idempotency key is what tells.
         idempotency_key: Stable across retries and recoveries of this step (and distinct for its
             compensation); participants use it to apply their effect exactly once.
         input: The saga's input: an instance of the saga's input model, or for a saga without
