@@ -172,9 +172,9 @@ class Saga(Generic[InT]):
     def unsaved_reach(self) -> int:
         """How many steps a worker may have begun that a stored saga still running does not show.
 
-        With `save_compensatable_steps`, the number of leading compensatable steps: the stored
-        state is saved again, at the latest, when the first step that is not compensatable opens.
-        Otherwise 0.
+        With ``save_compensatable_steps=False``, the number of leading compensatable steps: the
+        stored state is saved again, at the latest, when the first step that is not compensatable
+        opens. With every step saved, 0.
         """
         if self.save_compensatable_steps:
             return 0
