@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -443,3 +444,40 @@ def test_each_place_order_version_has_its_own_fingerprint_and_the_older_ones_kee
     # version 3 has version 2's steps; it saves those before the pivot with the pivot's opening
     assert [(s.name, s.kind) for s in v3.steps] == [(s.name, s.kind) for s in v2.steps]
     assert (v2.save_compensatable_steps, v3.save_compensatable_steps) == (True, False)
+
+
+async def test_undoes_all_three_steps_when_an_operator_cancels_while_the_stored_saga_lags() -> None:
+    # Version 3 saves reserve's and charge's successes with the save that opens confirm_order, so
+    # while schedule_shipping runs the store still shows reserve_inventory STARTED. A cancel from
+    # there must still release the items, refund the charge and leave the shipment cancelled.
+    entered = asyncio.Event()
+
+    def held_scheduling(saga: Saga) -> Saga:
+        def hold(step: Any) -> Any:
+            async def held(ctx: Any) -> Any:
+                entered.set()
+                await asyncio.Event().wait()  # until the cancel stops it
+
+            return dataclasses.replace(step, action=held, timeout=30)
+
+        steps = [hold(s) if s.name == SCHEDULE_SHIPPING.name else s for s in saga.steps]
+        return dataclasses.replace(saga, steps=steps)
+
+    async with open_shop(adjust=held_scheduling) as shop:
+        placed = await shop.service.place(place_order(("sku-desk", 1)), wait_seconds=0)
+        await asyncio.wait_for(entered.wait(), 5)
+        stored = await shop.engine.store.get(placed.order.saga_id)
+        assert stored is not None
+
+        await shop.engine.cancel(placed.order.saga_id, actor="operator", reason="customer called")
+        state = await shop.engine.wait(placed.order.saga_id, timeout=5)
+        doc = await shop.order(placed.order.order_id)
+
+    assert (stored.definition_version, stored.current_step) == (3, 0)
+    undone = [SCHEDULE_SHIPPING.name, PROCESS_PAYMENT.name, RESERVE_INVENTORY.name, ON_COMPENSATED]
+    assert state.compensation_plan == undone
+    assert state.status is SagaStatus.COMPENSATED
+    assert doc.status is OrderStatus.FAILED
+    assert shop.fakes.inventory.products["sku-desk"].available == 5
+    assert shop.fakes.payment.payments[doc.order_id].status is PaymentStatus.REFUNDED
+    assert shop.fakes.shipping.shipments[doc.order_id].status is ShipmentStatus.CANCELLED  # a tombstone
