@@ -17,6 +17,8 @@ import pytest
 
 from ecommerce_saga.saga import (
     AttemptStatus,
+    ErrorInfo,
+    HistoryEntry,
     Phase,
     Saga,
     SagaState,
@@ -24,6 +26,7 @@ from ecommerce_saga.saga import (
     SagaStep,
     StepContext,
     StepKind,
+    transitions,
 )
 from ecommerce_saga.saga.errors import ErrorCode
 from ecommerce_saga.saga.steps import ON_COMPENSATED
@@ -203,3 +206,32 @@ async def test_compensates_every_step_before_the_pivot_when_an_operator_cancels(
         ("reserve", DO), ("charge", DO), ("charge", UNDO), ("reserve", UNDO)
     ]  # fmt: skip
     assert_invariants(final, saga, effects)
+
+
+@pytest.mark.parametrize(
+    ("save_compensatable", "code", "plan"),
+    [
+        (False, ErrorCode.INTERRUPTED, ["ship", "charge", "reserve", ON_COMPENSATED]),
+        (False, ErrorCode.CANCELLED, ["ship", "charge", "reserve", ON_COMPENSATED]),
+        (False, ErrorCode.UNKNOWN_DEFINITION, ["ship", "charge", "reserve", ON_COMPENSATED]),
+        (False, "test.unavailable", ["reserve", ON_COMPENSATED]),  # a retry: this worker went on
+        (True, ErrorCode.UNKNOWN_DEFINITION, ["reserve", ON_COMPENSATED]),  # every step saved
+    ],
+)
+def test_plans_every_step_before_the_pivot_once_an_attempt_of_one_was_left_behind(
+    save_compensatable: bool, code: str, plan: list[str]
+) -> None:
+    # reserve's first attempt ended with `code`, its second succeeded; then the deadline passed
+    saga = _saga(InMemoryLedger(), save_compensatable=save_compensatable)
+    left = ErrorInfo(type="Stopped", message="left behind", code=code)
+    state = SagaState(saga_id="s-1", saga_type="order", current_step=1)
+    state.history = [
+        HistoryEntry(step="reserve", phase=Phase.ACTION, status=AttemptStatus.FAILED, error=left),
+        HistoryEntry(step="reserve", phase=Phase.ACTION, attempt=2, status=AttemptStatus.SUCCEEDED),
+    ]
+
+    transitions.begin_compensation(
+        saga, state, transitions.deadline_exceeded(), include_current=False, worker="w"
+    )
+
+    assert state.compensation_plan == plan

@@ -230,10 +230,10 @@ def begin_compensation(
         state.status = SagaStatus.COMPENSATED
 
 
-_LEFT_BEHIND = frozenset(
-    {ErrorCode.INTERRUPTED, ErrorCode.CANCELLED, ErrorCode.UNKNOWN_DEFINITION, ErrorCode.SHUTDOWN}
-)
-"""The codes of an attempt whose worker did not go on to the next step itself."""
+_LEFT_BEHIND = frozenset({ErrorCode.INTERRUPTED, ErrorCode.CANCELLED, ErrorCode.UNKNOWN_DEFINITION})
+"""The codes of an attempt whose worker did not go on to the next step itself: closed at recovery
+(`reopen_interrupted`), by an operator's cancel (`cancel_running`), or when parked
+(`park_unrunnable`)."""
 
 
 def may_have_run_ahead(definition: Saga[Any], state: SagaState) -> bool:
