@@ -219,16 +219,21 @@ def merge(runs: list[Result]) -> Result:
     return Result(first.mode, first.concurrency, len(latencies), seconds, latencies, app, db, commands)
 
 
+def _tag(mode: str) -> str:
+    """The mode as part of a collection name (letters, digits and underscores only)."""
+    return mode.replace("/", "_").replace("-", "_")
+
+
 async def benchmark(db: Db, count: int, levels: list[int], modes: list[str], rounds: int) -> list[Result]:
     """Each mode runs `count` sagas per level, in `rounds` interleaved rounds so drift hits all alike."""
     for mode in modes:  # warm up connections, caches and the server
-        await run_clean(db, mode, 50, 8, f"warm_{mode.replace('/', '_').replace('-', '_')}")
+        await run_clean(db, mode, 50, 8, f"warm_{_tag(mode)}")
     results = []
     for concurrency in levels:
         runs: dict[str, list[Result]] = {mode: [] for mode in modes}
         for round_ in range(rounds):
             for mode in modes[round_ % len(modes) :] + modes[: round_ % len(modes)]:
-                tag = f"c{concurrency}_r{round_}_{mode.replace('/', '_').replace('-', '_')}"
+                tag = f"c{concurrency}_r{round_}_{_tag(mode)}"
                 runs[mode].append(await run_clean(db, mode, count // rounds, concurrency, tag))
         for mode in modes:
             result = merge(runs[mode])

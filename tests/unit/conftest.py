@@ -56,14 +56,19 @@ async def run_saga(engine: SagaEngine, saga_input: dict[str, Any] | None = None)
 
 
 class CountingStore(InMemorySagaStore):
-    """Counts the saves of a saga's state (not its creation, nor lease renewals)."""
+    """Counts the saves of a saga's state (not its creation, nor lease renewals), and keeps the
+    last history entry each save carried: which step, in which status."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.saves = 0
+        self.heads: list[tuple[str, AttemptStatus]] = []
+
+    @property
+    def saves(self) -> int:
+        return len(self.heads)
 
     async def save(self, state: SagaState) -> SagaState:
-        self.saves += 1
+        self.heads.append((state.history[-1].step, state.history[-1].status))
         return await super().save(state)
 
 
