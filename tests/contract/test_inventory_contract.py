@@ -28,6 +28,7 @@ from ecommerce_saga.modules.inventory.contract import (
     ProductExistsError,
     ProductFilter,
     ProductNotFoundError,
+    Quote,
     ReleaseItems,
     ReservationReleasedError,
     ReservationStatus,
@@ -98,6 +99,40 @@ class InventoryServiceSpec:
         quote = await service.quote([ItemQuantity(product_id="no-such-thing", quantity=1)])
         assert quote.unknown_products == ["no-such-thing"]
         assert quote.total_cents == 0
+
+    async def test_answers_a_repeated_quote_as_the_first(self, service: InventoryService) -> None:
+        a, b = await _product(service, 5, 250), await _product(service, 5, 0)
+        items = [
+            ItemQuantity(product_id=b, quantity=3),
+            ItemQuantity(product_id=a, quantity=2),
+            ItemQuantity(product_id=b, quantity=1),
+        ]
+        first = await service.quote(items)
+        again = await service.quote(items)  # HTTP: priced from the prices the first answer carried
+        assert again == first
+        assert [(i.product_id, i.quantity, i.line_total_cents) for i in again.items] == [
+            (b, 3, 0),
+            (a, 2, 500),
+            (b, 1, 0),
+        ]
+
+    async def test_refuses_to_quote_items_priced_in_different_currencies(
+        self, service: InventoryService
+    ) -> None:
+        usd, eur = _id(), _id()
+        for product_id, currency in ((usd, "USD"), (eur, "EUR")):
+            await service.create_product(
+                NewProduct(
+                    product_id=product_id, name="Thing", category="misc", price_cents=100,
+                    currency=currency, quantity=5,
+                )
+            )  # fmt: skip
+            assert (
+                await service.quote([ItemQuantity(product_id=product_id, quantity=1)])
+            ).currency == currency
+        both = [ItemQuantity(product_id=usd, quantity=1), ItemQuantity(product_id=eur, quantity=1)]
+        with pytest.raises(InventoryUnavailableError):
+            await service.quote(both)
 
     async def test_moves_stock_to_reserved_when_reserving(self, service: InventoryService) -> None:
         a, b = await _product(service, 5), await _product(service, 3)
@@ -344,6 +379,44 @@ class TestHttpInventoryService(InventoryServiceSpec):
         local = LocalInventoryService(BeanieInventoryRepository())
         async with served_over_http("inventory", build_router(local, TOKENS)) as client:
             yield HttpInventoryService(client)
+
+
+class _CountingQuotes(LocalInventoryService):
+    """The local service, counting the quotes it is asked for."""
+
+    quotes = 0
+
+    async def quote(self, items: list[ItemQuantity]) -> Quote:
+        self.quotes += 1
+        return await super().quote(items)
+
+
+async def test_the_http_client_asks_for_a_quote_only_of_products_it_has_not_priced(
+    inventory_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    local = _CountingQuotes(BeanieInventoryRepository())
+    async with served_over_http("inventory", build_router(local, TOKENS)) as client:
+        service = HttpInventoryService(client)
+        a, b = await _product(service, 5, 250), await _product(service, 5, 1000)
+        await service.quote([ItemQuantity(product_id=a, quantity=1)])
+        await service.quote([ItemQuantity(product_id=a, quantity=2)])  # a's price is known: no call
+        assert local.quotes == 1
+
+        both = await service.quote(
+            [ItemQuantity(product_id=a, quantity=1), ItemQuantity(product_id=b, quantity=1)]
+        )
+        assert (local.quotes, both.total_cents) == (2, 1250)  # b was not known: asked
+
+        unknown = _id("later")
+        for _ in range(2):  # an unknown product is not remembered: it may be added to the catalog
+            assert (await service.quote([ItemQuantity(product_id=unknown, quantity=1)])).unknown_products == [
+                unknown
+            ]
+        await service.create_product(
+            NewProduct(product_id=unknown, name="Late", category="misc", price_cents=10, quantity=1)
+        )
+        late = await service.quote([ItemQuantity(product_id=unknown, quantity=3)])
+        assert (local.quotes, late.total_cents, late.unknown_products) == (5, 30, [])
 
 
 class TestFakeInventoryService(InventoryServiceSpec):

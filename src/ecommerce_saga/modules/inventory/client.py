@@ -1,7 +1,12 @@
-"""The inventory module over HTTP: `InventoryService` implemented by calling its endpoints."""
+"""The inventory module over HTTP: `InventoryService` implemented by calling its endpoints.
+
+Catalog prices never change once a product is created (see `pricing`), so a quote of products
+whose prices an earlier quote answered is priced here, by the service's own rule, without a call.
+"""
 
 from __future__ import annotations
 
+from ecommerce_saga.modules.inventory import pricing
 from ecommerce_saga.modules.inventory.contract import (
     ItemQuantity,
     NewProduct,
@@ -14,19 +19,36 @@ from ecommerce_saga.modules.inventory.contract import (
     ReserveItems,
     Restock,
 )
+from ecommerce_saga.modules.inventory.pricing import CatalogPrice
 from ecommerce_saga.shared.contracts import Page
+from ecommerce_saga.shared.recent import Recent
 from ecommerce_saga.web.service_client import ServiceClient
 
 
 class HttpInventoryService:
-    """`InventoryService` on a remote inventory service."""
+    """`InventoryService` on a remote inventory service.
 
-    def __init__(self, client: ServiceClient) -> None:
+    Args:
+        client: The inventory service's client.
+        price_cache_size: How many products' catalog prices are remembered from quotes.
+    """
+
+    def __init__(self, client: ServiceClient, price_cache_size: int = 10_000) -> None:
         self._client = client
+        self._prices: Recent[str, CatalogPrice] = Recent(price_cache_size)
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
-        """See `InventoryService.quote`."""
-        return await self._client.call("POST", "/api/inventory/quote", Quote, json=QuoteRequest(items=items))
+        """See `InventoryService.quote`: asked of the service unless every product's price is remembered."""
+        wanted = {item.product_id for item in items}
+        known = {pid: price for pid in wanted if (price := self._prices.get(pid)) is not None}
+        if len(known) == len(wanted):
+            return pricing.quote(items, known)
+        answer = await self._client.call(
+            "POST", "/api/inventory/quote", Quote, json=QuoteRequest(items=items)
+        )
+        for product_id, price in pricing.learned_prices(answer).items():
+            self._prices.put(product_id, price)
+        return answer
 
     async def reserve(self, command: ReserveItems) -> Reservation:
         """See `InventoryService.reserve`."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ecommerce_saga.modules.inventory import pricing
 from ecommerce_saga.modules.inventory.contract import (
     InventoryUnavailableError,
     ItemQuantity,
@@ -34,7 +35,6 @@ from ecommerce_saga.modules.inventory.contract import (
     Restock,
 )
 from ecommerce_saga.modules.inventory.repository import (
-    CatalogPrice,
     Held,
     HoldRefused,
     InventoryRepository,
@@ -77,18 +77,7 @@ class LocalInventoryService:
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
         """See `InventoryService.quote`."""
-        wanted = sorted({item.product_id for item in items})
-        prices = await self._stock.prices(wanted)
-        currencies = {price.currency for price in prices.values()} or {"USD"}
-        if len(currencies) > 1:
-            raise InventoryUnavailableError("the items are priced in different currencies")
-        priced = [_priced(item, prices.get(item.product_id)) for item in items]
-        return Quote(
-            items=priced,
-            total_cents=sum(p.line_total_cents for p in priced),
-            currency=currencies.pop(),
-            unknown_products=[pid for pid in wanted if pid not in prices],
-        )
+        return pricing.quote(items, await self._stock.prices(sorted({item.product_id for item in items})))
 
     async def reserve(self, command: ReserveItems) -> Reservation:
         """See `InventoryService.reserve`.
@@ -97,7 +86,7 @@ class LocalInventoryService:
         RESERVED, or REJECTED (its holds given back once it is recorded). A repeat, or a
         concurrent call, finds the first outcome recorded in its way and answers it (`_answer`).
         """
-        unpriced = [_priced(item, None) for item in command.items]  # priced as the items are held
+        unpriced = [pricing.priced(item, None) for item in command.items]  # priced as the items are held
         ours = self._new_reservation(command.order_id, unpriced, ReservationStatus.REJECTED)
         holds = await self._hold_all(ours)
         if holds.shortage is None:
@@ -202,7 +191,7 @@ class LocalInventoryService:
             catalog[product_id] = held
         if catalog:
             doc.currency = next(iter(catalog.values())).currency
-        return _Holds(catalog, [_priced(item, catalog[item.product_id]) for item in doc.items], None)
+        return _Holds(catalog, [pricing.priced(item, catalog[item.product_id]) for item in doc.items], None)
 
     async def _undo_holds(self, doc: ReservationRecord, only: set[str] | None = None) -> None:
         """Give back the items this order holds (those still marked as held), or `only` those products."""
@@ -298,18 +287,6 @@ def _is_tombstone(doc: ReservationRecord) -> bool:
     """True for a release's tombstone: added RELEASED (never written since), so no hold of the
     order was ever recorded; the order's holds are a late reserve's, not given back yet."""
     return doc.status is ReservationStatus.RELEASED and doc.version == 0
-
-
-def _priced(item: ItemQuantity | PricedItem, price: CatalogPrice | None) -> PricedItem:
-    """`item` at its catalog price (0, nameless, for an unknown product)."""
-    cents = price.price_cents if price else 0
-    return PricedItem(
-        product_id=item.product_id,
-        name=price.name if price else "",
-        quantity=item.quantity,
-        price_cents=cents,
-        line_total_cents=cents * item.quantity,
-    )
 
 
 def _refusal_text(refused: HoldRefused, product_id: str) -> str:

@@ -7,18 +7,18 @@ and `give_back` move them back once. The marks are forgotten once the reservatio
 records the outcome. Both implementations pass `tests/contract/test_inventory_repository_contract.py`.
 
 A product's name, price and currency never change once it is created (no operation changes
-them), so the MongoDB repository remembers them; an operation that changes a price must forget
-the remembered one.
+them), so the MongoDB repository remembers them (see `pricing`: so does the HTTP client); an
+operation that changes a price must forget the remembered one.
 
 `port` holds the records and the protocol, `mongo` the MongoDB implementation, `memory` the
 in-memory one; the names are imported from here.
 """
 
+from ecommerce_saga.modules.inventory.pricing import CatalogPrice
 from ecommerce_saga.modules.inventory.repository.memory import InMemoryInventoryRepository
 from ecommerce_saga.modules.inventory.repository.mongo import BeanieInventoryRepository
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
-    CatalogPrice,
     Held,
     HoldRefused,
     InventoryRepository,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
+from ecommerce_saga.modules.inventory.pricing import CatalogPrice
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
-    CatalogPrice,
     Held,
     HoldRefused,
     Mark,

@@ -10,9 +10,9 @@ from pymongo.errors import DuplicateKeyError
 from ecommerce_saga.db.inserts import InsertGroup
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
 from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
+from ecommerce_saga.modules.inventory.pricing import CatalogPrice
 from ecommerce_saga.modules.inventory.repository.port import (
     ACTIVE,
-    CatalogPrice,
     Held,
     HoldRefused,
     Mark,

@@ -6,24 +6,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ecommerce_saga.modules.inventory.contract import PricedItem, ProductFilter, ReservationStatus
+from ecommerce_saga.modules.inventory.pricing import CatalogPrice
 
 Mark = Literal["holds", "releases"]
 """Which move of an order's units a product remembers: held for it, or given back."""
 ACTIVE = (ReservationStatus.PENDING, ReservationStatus.RESERVED, ReservationStatus.RELEASING)
 """Reservations that hold, or may hold, stock."""
-
-
-class CatalogPrice(BaseModel):
-    """What a product costs, read with its stock move."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    price_cents: int
-    currency: str
 
 
 class Held(CatalogPrice):
