@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from beanie import init_beanie
@@ -161,6 +161,16 @@ class InventoryServiceSpec:
         assert first == second
         assert (await service.get_product(a)).available == 3
 
+    async def test_reserves_once_when_the_same_order_races_itself(self, service: InventoryService) -> None:
+        a, b = await _product(service, 10), await _product(service, 9)
+        for n in range(5):  # five orders, each reserved by four calls at once
+            calls = [service.reserve(_reserve(f"self-{n}", (a, 2), (b, 1))) for _ in range(4)]
+            answers = await asyncio.gather(*calls)
+            assert all(answer == answers[0] for answer in answers)
+            assert answers[0].status is ReservationStatus.RESERVED
+        products = [await service.get_product(p) for p in (a, b)]
+        assert [(p.available, p.reserved) for p in products] == [(0, 10), (4, 5)]
+
     async def test_never_oversells_when_orders_race(self, service: InventoryService) -> None:
         a = await _product(service, 10)
 
@@ -249,6 +259,25 @@ class LocalInventoryServiceSpec(InventoryServiceSpec):
         assert again == first
         product = await service.get_product(a)
         assert (product.available, product.reserved) == (3, 2)
+
+    async def test_a_repeat_moves_no_stock_once_the_outcome_is_recorded(
+        self, service: InventoryService, repository: InventoryRepository
+    ) -> None:
+        a = await _product(service, 5)
+        first = await service.reserve(_reserve("o13", (a, 2)))
+        await repository.flush()  # the holds' marks are gone: only the record tells it is held
+        # A repeat (a lost answer's retry, a late request) whose process would die at its first
+        # stock move: had it held again, the units would stay held for nobody.
+        repeat = LocalInventoryService(cast(InventoryRepository, _DiesAtItsFirstStockMove(repository)))
+
+        again = await repeat.reserve(_reserve("o13", (a, 2)))
+
+        assert again == first
+        product = await service.get_product(a)
+        assert (product.available, product.reserved) == (3, 2)
+        await service.release(_release("o13"))
+        product = await service.get_product(a)
+        assert (product.available, product.reserved) == (5, 0)
 
     async def test_gives_back_a_hold_never_recorded_when_released(
         self, service: InventoryService, repository: InventoryRepository
@@ -379,6 +408,18 @@ class TestHttpInventoryService(InventoryServiceSpec):
         local = LocalInventoryService(BeanieInventoryRepository())
         async with served_over_http("inventory", build_router(local, TOKENS)) as client:
             yield HttpInventoryService(client)
+
+
+class _DiesAtItsFirstStockMove:
+    """A repository whose process dies (raises) at the first call that would move stock."""
+
+    def __init__(self, repository: InventoryRepository) -> None:
+        self._repository = repository
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("hold", "undo_hold", "give_back"):
+            raise RuntimeError(f"the process died at {name}")
+        return getattr(self._repository, name)
 
 
 class _CountingQuotes(LocalInventoryService):

@@ -5,9 +5,11 @@ changes `available`, `reserved` and that mark in one atomic move; so a unit is n
 and reserving or releasing the same order twice has the effect of once, even when a worker dies
 half-way through a multi-item reservation and the step runs again.
 
-A reservation is added once its outcome is known (RESERVED, or REJECTED), after the holds: the
-first outcome added for an order is the one every later call answers. Reservations that an
-earlier release of this module added PENDING, before holding, are still finished.
+A reserve adds the order's reservation PENDING before it holds anything, then records the
+outcome over it (RESERVED, or REJECTED): a repeat finds the reservation in its way and, once an
+outcome is recorded, answers it without holding anything. A repeat must not hold: once the
+outcome is recorded the order's marks are forgotten, so a hold would move the units a second
+time, and a repeat that died before giving them back would leave them held for nobody.
 """
 
 from __future__ import annotations
@@ -82,19 +84,34 @@ class LocalInventoryService:
     async def reserve(self, command: ReserveItems) -> Reservation:
         """See `InventoryService.reserve`.
 
-        The items are held first, then the outcome is recorded by adding the order's reservation:
-        RESERVED, or REJECTED (its holds given back once it is recorded). A repeat, or a
-        concurrent call, finds the first outcome recorded in its way and answers it (`_answer`).
+        The order's reservation is added PENDING first. A repeat finds it in its way: a recorded
+        outcome is answered as it is (`_recorded`), nothing held; a PENDING one (a concurrent
+        call's, or an earlier run's cut short) is finished by this call too: the holds are the
+        order's (a held product is not held again), and the first outcome recorded over it is the
+        one every call answers (`_answer`).
         """
         unpriced = [pricing.priced(item, None) for item in command.items]  # priced as the items are held
-        ours = self._new_reservation(command.order_id, unpriced, ReservationStatus.REJECTED)
+        ours = self._new_reservation(command.order_id, unpriced, ReservationStatus.PENDING)
+        first = await self._stock.add_reservation(ours)
+        if first.status is not ReservationStatus.PENDING:
+            return await self._recorded(first)
         holds = await self._hold_all(ours)
+        ours.status = ReservationStatus.REJECTED
         if holds.shortage is None:
             ours.items = holds.priced
             ours.total_cents = sum(item.line_total_cents for item in holds.priced)
             ours.status = ReservationStatus.RESERVED
-        first = await self._stock.add_reservation(ours)
-        return await self._answer(first, ours, holds)
+        return await self._answer(await self._finish_pending(first, ours), ours, holds)
+
+    async def _recorded(self, doc: ReservationRecord) -> Reservation:
+        """Answer a repeat with the outcome recorded before it (it holds nothing itself)."""
+        if doc.status is ReservationStatus.RESERVED:
+            await self._forget(doc, "holds")  # in case an earlier run stopped before it did
+            return _reservation(doc)
+        if doc.status is ReservationStatus.REJECTED:
+            await self._undo_holds(doc)  # in case the rejecting run stopped before it gave them back
+            raise InventoryUnavailableError(self._shortage_text(doc))
+        raise ReservationReleasedError(f"the reservation of order {doc.order_id} was released")
 
     async def _answer(self, first: ReservationRecord, ours: ReservationRecord, holds: _Holds) -> Reservation:
         """Answer a reserve with the order's first recorded outcome, `first` (`ours` if it is ours).
@@ -104,7 +121,7 @@ class LocalInventoryService:
         the outcome is REJECTED, or a release's tombstone.
         """
         for _ in range(_WRITE_ATTEMPTS):
-            if first.status is ReservationStatus.PENDING:  # added by an earlier release's reserve
+            if first.status is ReservationStatus.PENDING:  # no outcome recorded yet: record ours
                 first = await self._finish_pending(first, ours)
                 continue
             if first is not ours:
@@ -121,8 +138,8 @@ class LocalInventoryService:
         raise RuntimeError(f"the reservation of order {first.order_id} kept changing")  # pragma: no cover
 
     async def _finish_pending(self, pending: ReservationRecord, ours: ReservationRecord) -> ReservationRecord:
-        """Record this call's outcome over a PENDING reservation (one an earlier release of this
-        module added before holding); what is stored then."""
+        """Record this call's outcome over the order's PENDING reservation; what is stored then
+        (this call's, or what another call recorded first)."""
         ours.created_at = pending.created_at
         if await self._transition(ours, ours.status, expected=pending.version):
             return ours
