@@ -159,7 +159,7 @@ class LocalInventoryService:
             if doc.status in (ReservationStatus.RELEASED, ReservationStatus.REJECTED):
                 await self._settle_released(doc)
                 return _reservation(doc)
-            if doc.status is ReservationStatus.PENDING:  # left by an earlier release of this module
+            if doc.status is ReservationStatus.PENDING:  # no outcome recorded: give back what is held
                 await self._undo_holds(doc)
                 if await self._transition(doc, ReservationStatus.RELEASED):
                     return _reservation(doc)
