@@ -114,28 +114,24 @@ class LocalInventoryService:
         raise ReservationReleasedError(f"the reservation of order {doc.order_id} was released")
 
     async def _answer(self, first: ReservationRecord, ours: ReservationRecord, holds: _Holds) -> Reservation:
-        """Answer a reserve with the order's first recorded outcome, `first` (`ours` if it is ours).
+        """Answer a reserve with the outcome recorded over the PENDING reservation, `first` (`ours`
+        if this call recorded it; else RESERVED, REJECTED or RELEASED by another call).
 
         What this call moved itself is given back unless it is the recorded hold. Marks it found
-        (another call's holds) are given back only when no hold of the order can be recorded:
-        the outcome is REJECTED, or a release's tombstone.
+        (another call's holds) are given back too when no hold of the order can be recorded: the
+        outcome is REJECTED.
         """
-        for _ in range(_WRITE_ATTEMPTS):
-            if first.status is ReservationStatus.PENDING:  # no outcome recorded yet: record ours
-                first = await self._finish_pending(first, ours)
-                continue
-            if first is not ours:
-                unrecordable = first.status is ReservationStatus.REJECTED or _is_tombstone(first)
-                await self._undo_holds(ours, only=holds.held if unrecordable else holds.moved)
-            if first.status is ReservationStatus.RESERVED:
-                await self._forget(first, "holds")  # in case an earlier run stopped before it did
-                return _reservation(first)
-            if first.status is ReservationStatus.REJECTED:
-                if first is ours:
-                    await self._undo_holds(ours, only=holds.held)
-                raise InventoryUnavailableError(holds.shortage or self._shortage_text(first))
-            raise ReservationReleasedError(f"the reservation of order {first.order_id} was released")
-        raise RuntimeError(f"the reservation of order {first.order_id} kept changing")  # pragma: no cover
+        if first is not ours:
+            unrecordable = first.status is ReservationStatus.REJECTED
+            await self._undo_holds(ours, only=holds.held if unrecordable else holds.moved)
+        if first.status is ReservationStatus.RESERVED:
+            await self._forget(first, "holds")  # in case an earlier run stopped before it did
+            return _reservation(first)
+        if first.status is ReservationStatus.REJECTED:
+            if first is ours:
+                await self._undo_holds(ours, only=holds.held)
+            raise InventoryUnavailableError(holds.shortage or self._shortage_text(first))
+        raise ReservationReleasedError(f"the reservation of order {first.order_id} was released")
 
     async def _finish_pending(self, pending: ReservationRecord, ours: ReservationRecord) -> ReservationRecord:
         """Record this call's outcome over the order's PENDING reservation; what is stored then
