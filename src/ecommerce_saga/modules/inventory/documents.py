@@ -50,6 +50,7 @@ class ReservationDocument(Document):
     version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    found_held: list[str] = Field(default_factory=list)
 
     class Settings:
         name = "reservations"

@@ -10,6 +10,11 @@ outcome over it (RESERVED, or REJECTED): a repeat finds the reservation in its w
 outcome is recorded, answers it without holding anything. A repeat must not hold: once the
 outcome is recorded the order's marks are forgotten, so a hold would move the units a second
 time, and a repeat that died before giving them back would leave them held for nobody.
+
+Calls of one order run one at a time in a process (a reserve or release waits for the one in
+flight), so only calls in different processes (replicas, a retry that reached another one) race.
+Those find the reservation PENDING together and finish it together: see `_answer` for how each
+tells its own moves that belong to the recorded hold from those to give back.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from ecommerce_saga.modules.inventory.repository import (
 )
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
+from ecommerce_saga.shared.keyed_lock import KeyedLock
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +74,7 @@ def _product(record: ProductRecord, reservations: list[ProductHold] | None = Non
 
 
 def _reservation(record: ReservationRecord) -> Reservation:
-    return Reservation.model_validate(record.model_dump(exclude={"version"}))
+    return Reservation.model_validate(record.model_dump(exclude={"version", "found_held"}))
 
 
 class LocalInventoryService:
@@ -76,13 +82,19 @@ class LocalInventoryService:
 
     def __init__(self, repository: InventoryRepository) -> None:
         self._stock = repository
+        self._orders: KeyedLock[str] = KeyedLock()  # one reserve or release of an order at a time
 
     async def quote(self, items: list[ItemQuantity]) -> Quote:
         """See `InventoryService.quote`."""
         return pricing.quote(items, await self._stock.prices(sorted({item.product_id for item in items})))
 
     async def reserve(self, command: ReserveItems) -> Reservation:
-        """See `InventoryService.reserve`.
+        """See `InventoryService.reserve`."""
+        async with self._orders.holding(command.order_id):
+            return await self._reserve(command)
+
+    async def _reserve(self, command: ReserveItems) -> Reservation:
+        """Reserve the order's items (one call of the order at a time in this process).
 
         The order's reservation is added PENDING first. A repeat finds it in its way: a recorded
         outcome is answered as it is (`_recorded`), nothing held; a PENDING one (a concurrent
@@ -101,12 +113,17 @@ class LocalInventoryService:
             ours.items = holds.priced
             ours.total_cents = sum(item.line_total_cents for item in holds.priced)
             ours.status = ReservationStatus.RESERVED
+            ours.found_held = sorted(holds.held - holds.moved)
         return await self._answer(await self._finish_pending(first, ours), ours, holds)
 
     async def _recorded(self, doc: ReservationRecord) -> Reservation:
-        """Answer a repeat with the outcome recorded before it (it holds nothing itself)."""
+        """Answer a repeat with the outcome recorded before it (it holds nothing itself).
+
+        Only the call that recorded RESERVED forgets the order's marks; a repeat does not. Had it
+        forgotten them too, the forget could drop the mark of a concurrent call's move made after
+        the first forget, which that call needs to give its units back (`_answer`).
+        """
         if doc.status is ReservationStatus.RESERVED:
-            await self._forget(doc, "holds")  # in case an earlier run stopped before it did
             return _reservation(doc)
         if doc.status is ReservationStatus.REJECTED:
             await self._undo_holds(doc)  # in case the rejecting run stopped before it gave them back
@@ -117,15 +134,28 @@ class LocalInventoryService:
         """Answer a reserve with the outcome recorded over the PENDING reservation, `first` (`ours`
         if this call recorded it; else RESERVED, REJECTED or RELEASED by another call).
 
-        What this call moved itself is given back unless it is the recorded hold. Marks it found
-        (another call's holds) are given back too when no hold of the order can be recorded: the
-        outcome is REJECTED.
+        Until an outcome is recorded a product is moved once for the order: its mark keeps
+        other calls from moving it again. The recording call then forgets the marks, so a call
+        still holding after that moves a product a second time. Hence, when another call
+        recorded the outcome:
+        - RESERVED: what this call moved is part of the recorded hold if the recording call
+          found it held (`found_held`); if that call moved it itself, this call's move came
+          after the record, and is given back;
+        - REJECTED: every hold of the order is given back, the ones this call found too;
+        - RELEASED (a release finished the reservation): what this call moved is given back.
+        Each give-back is conditional on the order's mark, so a unit is given back once.
         """
         if first is not ours:
-            unrecordable = first.status is ReservationStatus.REJECTED
-            await self._undo_holds(ours, only=holds.held if unrecordable else holds.moved)
+            if first.status is ReservationStatus.RESERVED:
+                extra = holds.moved - set(first.found_held)
+            elif first.status is ReservationStatus.REJECTED:
+                extra = holds.held
+            else:
+                extra = holds.moved
+            await self._undo_holds(ours, only=extra)
         if first.status is ReservationStatus.RESERVED:
-            await self._forget(first, "holds")  # in case an earlier run stopped before it did
+            if first is ours:
+                await self._forget(first, "holds")
             return _reservation(first)
         if first.status is ReservationStatus.REJECTED:
             if first is ours:
@@ -143,6 +173,11 @@ class LocalInventoryService:
 
     async def release(self, command: ReleaseItems) -> Reservation:
         """See `InventoryService.release`."""
+        async with self._orders.holding(command.order_id):
+            return await self._release(command)
+
+    async def _release(self, command: ReleaseItems) -> Reservation:
+        """Release the order's reservation (one call of the order at a time in this process)."""
         # The usual case, a RESERVED reservation, is claimed and read in one conditional write.
         doc = await self._stock.claim_release(command.order_id) or await self._stock.reservation(
             command.order_id

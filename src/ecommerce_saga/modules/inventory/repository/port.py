@@ -57,6 +57,10 @@ class ReservationRecord(BaseModel):
     version: int = 0
     created_at: datetime
     updated_at: datetime
+    found_held: list[str] = []
+    """Products whose units the call that recorded the outcome found held for the order by another
+    call (it moved the others itself): what tells a concurrent call whether its own move of a
+    product is part of the recorded hold or one made after it, to give back."""
 
 
 class InventoryRepository(Protocol):
