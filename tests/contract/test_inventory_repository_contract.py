@@ -301,6 +301,31 @@ class TestBeanieInventoryRepository(InventoryRepositorySpec):
         assert stored is not None and stored["holds"] == {}
         assert await stock(repository, product.product_id) == (3, 1)
 
+    async def test_sends_a_forget_with_one_of_two_concurrent_moves(
+        self, repository: InventoryRepository, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A second unset landing after the first could drop the mark that another process's move
+        # of the same order set meanwhile, which that move needs to be given back.
+        product = await a_product(repository, available=5)
+        await repository.hold("o1", product.product_id, 1)
+        await repository.forget("holds", "o1", [product.product_id])
+        collection = ProductDocument.get_pymongo_collection()
+        unsets: list[dict[str, Any]] = []
+
+        class Recording:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(collection, name)
+
+            async def update_one(self, criteria: Any, update: dict[str, Any], **options: Any) -> Any:
+                unsets.append(update.get("$unset", {}))
+                return await collection.update_one(criteria, update, **options)
+
+        monkeypatch.setattr(ProductDocument, "get_pymongo_collection", classmethod(lambda _: Recording()))
+        await asyncio.gather(*(repository.restock(product.product_id, 1) for _ in range(2)))
+
+        assert sorted(unsets, key=len) == [{}, {"holds.o1": ""}]
+        assert await stock(repository, product.product_id) == (6, 1)
+
     async def test_unsets_forgotten_marks_at_once_when_a_batch_waits(
         self, mongo_db: AsyncDatabase[dict[str, Any]]
     ) -> None:

@@ -74,20 +74,30 @@ class BeanieInventoryRepository:
     def _with_forgotten(
         self, product_id: str, update: dict[str, Any], touched: str | None = None
     ) -> tuple[dict[str, Any], frozenset[str]]:
-        """`update` unsetting, too, the marks forgotten on the product (but not the `touched` one)."""
+        """`update` unsetting, too, the marks forgotten on the product (but not the `touched` one).
+
+        The marks are taken off the queue while the update is in flight (`_requeue` puts them
+        back if it did not match or failed): one forget is sent once, never by two concurrent
+        moves. A second unset landing later could drop the same mark set again
+        meanwhile by another process's move of the order, which needs it to give its units back.
+        """
         waiting = self._forgotten.get(product_id)
         fields = frozenset(waiting - {touched} if touched else waiting) if waiting else frozenset()
         if not fields:
             return update, fields
+        self._take(product_id, fields)
         return {**update, "$unset": {**update.get("$unset", {}), **dict.fromkeys(fields, "")}}, fields
 
-    def _unset(self, product_id: str, fields: frozenset[str]) -> None:
-        """`fields` were unset on the product by a stored update."""
-        waiting = self._forgotten.get(product_id)
-        if waiting is not None and fields:
-            waiting -= fields
-            if not waiting:
-                del self._forgotten[product_id]
+    def _take(self, product_id: str, fields: frozenset[str]) -> None:
+        waiting = self._forgotten[product_id]
+        waiting -= fields
+        if not waiting:
+            del self._forgotten[product_id]
+
+    def _requeue(self, product_id: str, fields: frozenset[str]) -> None:
+        """`fields` were not unset (the update matched nothing, or failed): forget them again."""
+        if fields:
+            self._forgotten.setdefault(product_id, set()).update(fields)
 
     async def _move(
         self, product_id: str, criteria: dict[str, Any], update: dict[str, Any], touched: str | None = None
@@ -96,12 +106,16 @@ class BeanieInventoryRepository:
         full, fields = self._with_forgotten(product_id, update, touched)
         if not full:
             return True  # nothing to write
-        result = await ProductDocument.get_pymongo_collection().update_one(
-            {"_id": product_id, **criteria}, full
-        )
-        if result.matched_count:
-            self._unset(product_id, fields)
-        return result.matched_count > 0
+        matched = False
+        try:
+            result = await ProductDocument.get_pymongo_collection().update_one(
+                {"_id": product_id, **criteria}, full
+            )
+            matched = result.matched_count > 0
+        finally:
+            if not matched:
+                self._requeue(product_id, fields)
+        return matched
 
     async def add_product(self, product: ProductRecord) -> bool:
         """See `InventoryRepository.add_product`."""
@@ -154,14 +168,18 @@ class BeanieInventoryRepository:
             {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
             mark,
         )
-        found = await products.find_one_and_update(
-            {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}},
-            update,
-            projection=_PRICE_FIELDS,
-            return_document=ReturnDocument.AFTER,
-        )
+        found = None
+        try:
+            found = await products.find_one_and_update(
+                {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}},
+                update,
+                projection=_PRICE_FIELDS,
+                return_document=ReturnDocument.AFTER,
+            )
+        finally:
+            if found is None:
+                self._requeue(product_id, fields)
         if found is not None:
-            self._unset(product_id, fields)
             return _held(found, moved=True)
         # Held already by an earlier call, short of stock, or unknown: one read tells. It reads
         # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
