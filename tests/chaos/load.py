@@ -284,9 +284,46 @@ def stock_lost(report: AuditReport, catalog: Catalog) -> list[str]:
 async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: float = 60) -> AuditReport:
     """Audit the database once every saga has finished, and check that no stock was made or lost."""
     report = await settled_audit(mongo_url, db_name, timeout)
+    if report.in_flight:  # say what the unfinished sagas look like, and whether anything moves them
+        assert report.ok, report.summary() + "\n" + await describe_sagas(mongo_url, db_name, report.in_flight)
     assert report.ok, report.summary()
     assert not stock_lost(report, catalog), stock_lost(report, catalog)
     return report
+
+
+async def describe_sagas(mongo_url: str, db_name: str, saga_ids: list[str], apart: float = 3.0) -> str:
+    """Two looks at each saga, `apart` seconds apart: its status, step, lease and version, and its
+    last attempts. A lease renewed at a constant fencing token is a run still alive (a heartbeat);
+    a fencing token that climbs is a recovery claiming it again and again; nothing changing is a
+    saga no worker takes."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    fields = ("status", "current_step", "lease_owner", "lease_expires_at_ms", "fencing_token", "version")
+    try:
+        looks = []
+        for look in range(2):
+            if look:
+                await asyncio.sleep(apart)
+            now_ms = int(time.time() * 1000)
+            found = mongo[db_name][SAGA_COLLECTION].find({"_id": {"$in": saga_ids[:5]}})
+            looks.append((now_ms, {doc["_id"]: doc async for doc in found}))
+    finally:
+        await mongo.close()
+    lines = []
+    for saga_id in saga_ids[:5]:
+        for now_ms, docs in looks:
+            doc = docs.get(saga_id, {})
+            state = {name: doc.get(name) for name in fields}
+            lease = doc.get("lease_expires_at_ms")
+            lease_left = None if not isinstance(lease, int) else lease - now_ms
+            lines.append(f"  saga {saga_id} at {now_ms}: {state}, lease left {lease_left} ms")
+        history = looks[-1][1].get(saga_id, {}).get("history", [])
+        for entry in history[-4:]:
+            error = (entry.get("error") or {}).get("message", "")
+            lines.append(
+                f"    {entry.get('step')} {entry.get('phase')} #{entry.get('attempt')} {entry.get('status')} "
+                f"{entry.get('started_at')} to {entry.get('ended_at')} {error}"
+            )
+    return "\n".join(lines)
 
 
 async def sagas_in_flight(
