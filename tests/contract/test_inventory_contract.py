@@ -30,6 +30,7 @@ from ecommerce_saga.modules.inventory.contract import (
     ProductNotFoundError,
     Quote,
     ReleaseItems,
+    Reservation,
     ReservationReleasedError,
     ReservationStatus,
     ReserveItems,
@@ -395,33 +396,27 @@ class TestLocalInventoryService(LocalInventoryServiceSpec):
     ) -> None:
         first, second = sorted([await _product(service, 10), await _product(service, 10)])
         command = _reserve("o20", (first, 2), (second, 1))
-        slow = _PausesBeforeHold(BeanieInventoryRepository(), hold_number=2)
-        late = asyncio.create_task(LocalInventoryService(cast(InventoryRepository, slow)).reserve(command))
-        await slow.paused.wait()  # `first` is held by the late call, which waits before `second`
+        late, resume = await _stalled_reserve(command, hold_number=2)  # after `first`, before `second`
         # Another process finds `first` held, holds `second` and records RESERVED over both.
         recorded = await LocalInventoryService(BeanieInventoryRepository()).reserve(command)
-        slow.resume.set()
+        resume.set()
 
         assert await late == recorded  # the late call's `first` is the recorded hold: kept
-        products = [await service.get_product(p) for p in (first, second)]
-        assert [(p.available, p.reserved) for p in products] == [(8, 2), (9, 1)]
+        assert await _stock(service, first, second) == [(8, 2), (9, 1)]
 
     async def test_gives_back_a_hold_made_after_another_process_recorded_the_outcome(
         self, service: InventoryService
     ) -> None:
         first, second = sorted([await _product(service, 10), await _product(service, 10)])
         command = _reserve("o21", (first, 2), (second, 1))
-        slow = _PausesBeforeHold(BeanieInventoryRepository(), hold_number=1)
-        late = asyncio.create_task(LocalInventoryService(cast(InventoryRepository, slow)).reserve(command))
-        await slow.paused.wait()  # the late call found the reservation PENDING, holds nothing yet
+        late, resume = await _stalled_reserve(command, hold_number=1)  # found it PENDING, holds nothing yet
         recording = BeanieInventoryRepository()
         recorded = await LocalInventoryService(recording).reserve(command)
         await recording.flush()  # the marks are forgotten: the late call moves both products again
-        slow.resume.set()
+        resume.set()
 
         assert await late == recorded
-        products = [await service.get_product(p) for p in (first, second)]
-        assert [(p.available, p.reserved) for p in products] == [(8, 2), (9, 1)]
+        assert await _stock(service, first, second) == [(8, 2), (9, 1)]
 
     async def test_reserves_once_when_two_processes_race_the_same_order(
         self, service: InventoryService
@@ -498,6 +493,22 @@ class _PausesBeforeHold:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repository, name)
+
+
+async def _stalled_reserve(
+    command: ReserveItems, hold_number: int
+) -> tuple[asyncio.Task[Reservation], asyncio.Event]:
+    """A reserve in a process of its own (its own repository), stalled before its
+    `hold_number`-th hold: its task, and the event that lets it go on."""
+    slow = _PausesBeforeHold(BeanieInventoryRepository(), hold_number)
+    late = asyncio.create_task(LocalInventoryService(cast(InventoryRepository, slow)).reserve(command))
+    await slow.paused.wait()
+    return late, slow.resume
+
+
+async def _stock(service: InventoryService, *product_ids: str) -> list[tuple[int, int]]:
+    """Each product's (available, reserved)."""
+    return [((p := await service.get_product(pid)).available, p.reserved) for pid in product_ids]
 
 
 class _CountingQuotes(LocalInventoryService):
