@@ -24,7 +24,10 @@ class KeyedLock(Generic[K]):
     @asynccontextmanager
     async def holding(self, key: K) -> AsyncIterator[None]:
         """Hold `key`'s lock for the duration of the block."""
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
         users[0] += 1
         try:
             async with lock:
