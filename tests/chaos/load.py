@@ -284,9 +284,9 @@ def stock_lost(report: AuditReport, catalog: Catalog) -> list[str]:
 async def audit_books(mongo_url: str, db_name: str, catalog: Catalog, timeout: float = 60) -> AuditReport:
     """Audit the database once every saga has finished, and check that no stock was made or lost."""
     report = await settled_audit(mongo_url, db_name, timeout)
-    if report.in_flight:  # say what the unfinished sagas look like, and whether anything moves them
-        assert report.ok, report.summary() + "\n" + await describe_sagas(mongo_url, db_name, report.in_flight)
-    assert report.ok, report.summary()
+    # unfinished sagas: say what they look like, and whether anything moves them
+    unfinished = "\n" + await describe_sagas(mongo_url, db_name, report.in_flight) if report.in_flight else ""
+    assert report.ok, report.summary() + unfinished
     assert not stock_lost(report, catalog), stock_lost(report, catalog)
     return report
 

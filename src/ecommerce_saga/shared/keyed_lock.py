@@ -19,23 +19,21 @@ class KeyedLock(Generic[K]):
     """
 
     def __init__(self) -> None:
-        self._locks: dict[K, tuple[asyncio.Lock, list[int]]] = {}  # key → (lock, [users])
+        self._locks: dict[K, asyncio.Lock] = {}
+        self._users: dict[K, int] = {}  # key → tasks holding or waiting for its lock
 
     @asynccontextmanager
     async def holding(self, key: K) -> AsyncIterator[None]:
         """Hold `key`'s lock for the duration of the block."""
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
+        lock = self._locks.get(key) or self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
         try:
             async with lock:
                 yield
         finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
 
     def __len__(self) -> int:
         """How many keys are held or waited for now."""

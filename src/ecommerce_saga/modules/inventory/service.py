@@ -145,22 +145,16 @@ class LocalInventoryService:
         - RELEASED (a release finished the reservation): what this call moved is given back.
         Each give-back is conditional on the order's mark, so a unit is given back once.
         """
-        if first is not ours:
-            if first.status is ReservationStatus.RESERVED:
-                extra = holds.moved - set(first.found_held)
-            elif first.status is ReservationStatus.REJECTED:
-                extra = holds.held
-            else:
-                extra = holds.moved
-            await self._undo_holds(ours, only=extra)
         if first.status is ReservationStatus.RESERVED:
             if first is ours:
                 await self._forget(first, "holds")
+            else:
+                await self._undo_holds(ours, only=holds.moved - set(first.found_held))
             return _reservation(first)
-        if first.status is ReservationStatus.REJECTED:
-            if first is ours:
-                await self._undo_holds(ours, only=holds.held)
+        if first.status is ReservationStatus.REJECTED:  # this call's, or another's
+            await self._undo_holds(ours, only=holds.held)
             raise InventoryUnavailableError(holds.shortage or self._shortage_text(first))
+        await self._undo_holds(ours, only=holds.moved)  # RELEASED: never this call's outcome
         raise ReservationReleasedError(f"the reservation of order {first.order_id} was released")
 
     async def _finish_pending(self, pending: ReservationRecord, ours: ReservationRecord) -> ReservationRecord:

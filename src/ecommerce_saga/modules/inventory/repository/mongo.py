@@ -83,16 +83,12 @@ class BeanieInventoryRepository:
         """
         waiting = self._forgotten.get(product_id)
         fields = frozenset(waiting - {touched} if touched else waiting) if waiting else frozenset()
-        if not fields:
+        if not waiting or not fields:
             return update, fields
-        self._take(product_id, fields)
-        return {**update, "$unset": {**update.get("$unset", {}), **dict.fromkeys(fields, "")}}, fields
-
-    def _take(self, product_id: str, fields: frozenset[str]) -> None:
-        waiting = self._forgotten[product_id]
-        waiting -= fields
+        waiting -= fields  # taken off the queue while in flight
         if not waiting:
             del self._forgotten[product_id]
+        return {**update, "$unset": {**update.get("$unset", {}), **dict.fromkeys(fields, "")}}, fields
 
     def _requeue(self, product_id: str, fields: frozenset[str]) -> None:
         """`fields` were not unset (the update matched nothing, or failed): forget them again."""
