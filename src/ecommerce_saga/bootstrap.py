@@ -29,7 +29,7 @@ from ecommerce_saga.modules.inventory.client import HttpInventoryService
 from ecommerce_saga.modules.inventory.contract import InventoryService
 from ecommerce_saga.modules.inventory.documents import DOCUMENT_MODELS as INVENTORY_DOCUMENTS
 from ecommerce_saga.modules.inventory.repository import BeanieInventoryRepository
-from ecommerce_saga.modules.inventory.service import LocalInventoryService
+from ecommerce_saga.modules.inventory.service import STRAY_HOLD_SWEEP_SECONDS, LocalInventoryService
 from ecommerce_saga.modules.notification.books import MongoNotificationBooks
 from ecommerce_saga.modules.notification.client import HttpNotificationService
 from ecommerce_saga.modules.notification.contract import NotificationService, Outbox
@@ -137,26 +137,40 @@ class Container:
             if self.engine is not None:
                 await self.engine.start_background()
             if self.resume_orphans is not None:
-                self._background.append(asyncio.create_task(self._resume_orphans_forever()))
+                self._repeat(
+                    "resuming orphaned orders",
+                    self.resume_orphans,
+                    self.settings.saga_recovery_interval_seconds,
+                )
+            if self.hosts("inventory") and isinstance(self.inventory, LocalInventoryService):
+                self._repeat(
+                    "giving back holds no reservation records",
+                    self.inventory.give_back_unrecorded_holds,
+                    STRAY_HOLD_SWEEP_SECONDS,
+                )
         except BaseException:
             await self.database.close()
             raise
 
-    async def _resume_orphans_forever(self) -> None:
-        assert self.resume_orphans is not None  # noqa: S101 - started only when set
-        outages = 0  # passes in a row that met a database outage: back off, as saga recovery does
-        while True:
-            try:
-                await self.resume_orphans()
-                outages = 0
-            except Exception as exc:
-                if not (isinstance(exc, StoreUnavailableError) or is_database_outage(exc)):
-                    logger.exception("resuming orphaned orders failed; retrying at the next interval")
-                else:  # an outage: no traceback
-                    outages += 1
-                    logger.warning("resuming orphaned orders skipped: %s", exc)
-            backoff = min(2**outages, SagaEngine.OUTAGE_BACKOFF)
-            await asyncio.sleep(self.settings.saga_recovery_interval_seconds * backoff)
+    def _repeat(self, what: str, job: Callable[[], Awaitable[object]], interval: float) -> None:
+        """Run `job` now, then every `interval` seconds until `close()`, backing off in an outage."""
+
+        async def forever() -> None:
+            outages = 0  # passes in a row that met a database outage: back off, as saga recovery does
+            while True:
+                try:
+                    await job()
+                    outages = 0
+                except Exception as exc:
+                    if not (isinstance(exc, StoreUnavailableError) or is_database_outage(exc)):
+                        logger.exception("%s failed; retrying at the next interval", what)
+                    else:  # an outage: no traceback
+                        outages += 1
+                        logger.warning("%s skipped: %s", what, exc)
+                backoff = min(2**outages, SagaEngine.OUTAGE_BACKOFF)
+                await asyncio.sleep(interval * backoff)
+
+        self._background.append(asyncio.create_task(forever()))
 
     async def close(self) -> None:
         """Stop the engine, close the clients and the database."""

@@ -80,6 +80,17 @@ def _reserve(order_id: str, *items: tuple[str, int]) -> ReserveItems:
     )
 
 
+def _pending(order_id: str, *items: tuple[str, int]) -> ReservationRecord:
+    """A reservation as a reserve adds it before holding."""
+    unpriced = [
+        PricedItem(product_id=p, name="", quantity=q, price_cents=0, line_total_cents=0) for p, q in items
+    ]
+    return ReservationRecord(
+        order_id=order_id, reservation_id=f"res_{order_id}", status=ReservationStatus.PENDING, total_cents=0,
+        currency="USD", items=unpriced, created_at=utcnow(), updated_at=utcnow(),
+    )  # fmt: skip
+
+
 def _release(order_id: str) -> ReleaseItems:
     return ReleaseItems(order_id=order_id, idempotency_key=f"{order_id}:reserve_inventory:compensate")
 
@@ -243,7 +254,7 @@ class LocalInventoryServiceSpec(InventoryServiceSpec):
     its repository. Subclasses provide `repository`."""
 
     @pytest.fixture
-    def service(self, repository: InventoryRepository) -> InventoryService:
+    def service(self, repository: InventoryRepository) -> LocalInventoryService:
         return LocalInventoryService(repository)
 
     async def test_finishes_a_half_done_reservation_when_run_again(
@@ -321,7 +332,7 @@ class LocalInventoryServiceSpec(InventoryServiceSpec):
         assert [(await service.get_product(p)).available for p in (a, b)] == [5, 1]
         assert [(await service.get_product(p)).reserved for p in (a, b)] == [0, 0]
 
-    async def test_finishes_a_pending_reservation_an_earlier_release_left(
+    async def test_finishes_a_pending_reservation_a_dead_reserve_left(
         self, service: InventoryService, repository: InventoryRepository
     ) -> None:
         a, b = await _product(service, 5), await _product(service, 5)
@@ -343,6 +354,31 @@ class LocalInventoryServiceSpec(InventoryServiceSpec):
         assert [p.price_cents for p in reservation.items] == [1000, 1000]
         assert [(await service.get_product(p)).available for p in (a, b)] == [4, 4]
         assert [(await service.get_product(p)).reserved for p in (a, b)] == [1, 1]
+
+    async def test_a_sweep_gives_back_holds_no_reservation_records(
+        self, service: LocalInventoryService, repository: InventoryRepository
+    ) -> None:
+        a, b = await _product(service, 9), await _product(service, 9)
+        # o20: released while PENDING; a reserve still holding then died before giving back.
+        await repository.add_reservation(_pending("o20", (a, 2)))
+        assert (await service.release(_release("o20"))).status is ReservationStatus.RELEASED
+        await repository.hold("o20", a, 2)
+        # o21: rejected (b is short); the rejecting reserve died before giving `a` back.
+        with pytest.raises(InventoryUnavailableError):
+            await service.reserve(_reserve("o21", (a, 1), (b, 50)))
+        await repository.hold("o21", a, 1)
+        # o22 holds its units; o23's were given back by its release. Neither is touched.
+        await service.reserve(_reserve("o22", (b, 3)))
+        await service.reserve(_reserve("o23", (b, 1)))
+        await service.release(_release("o23"))
+        await repository.hold("o24", b, 1)  # a reserve holding now, its reservation still PENDING
+        await repository.add_reservation(_pending("o24", (b, 1)))
+
+        assert sorted(await service.give_back_unrecorded_holds()) == ["o20", "o21"]
+        assert await service.give_back_unrecorded_holds() == []
+
+        products = [await service.get_product(p) for p in (a, b)]
+        assert [(p.available, p.reserved) for p in products] == [(9, 0), (5, 4)]
 
     async def test_gives_back_once_when_a_release_is_interrupted_and_run_again(
         self, service: InventoryService, repository: InventoryRepository
@@ -371,6 +407,21 @@ class TestLocalInventoryService(LocalInventoryServiceSpec):
     @pytest.fixture
     def repository(self, inventory_db: AsyncDatabase[dict[str, Any]]) -> InventoryRepository:
         return BeanieInventoryRepository()
+
+    async def test_a_sweep_leaves_the_marks_of_a_reservation_released_after_it_was_recorded(
+        self, service: LocalInventoryService
+    ) -> None:
+        a = await _product(service, 9)
+        await service.reserve(_reserve("o25", (a, 2)))  # its hold mark, forgotten, is still stored
+        restarted = LocalInventoryService(BeanieInventoryRepository())  # the forget was lost with the process
+        await restarted.release(_release("o25"))
+        stored = await ProductDocument.get_pymongo_collection().find_one({"_id": a})
+        assert stored is not None
+        assert stored["holds"] == {"o25": 2}  # a mark whose units the release gave back
+
+        assert await restarted.give_back_unrecorded_holds() == []
+        product = await service.get_product(a)
+        assert (product.available, product.reserved) == (9, 0)
 
     # Reads the stored documents: the Beanie repository's storage detail.
     async def test_keeps_product_documents_small_when_many_orders_reserve(

@@ -56,6 +56,9 @@ from ecommerce_saga.shared.keyed_lock import KeyedLock
 logger = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 8
+STRAY_HOLD_SWEEP_SECONDS = 60.0
+"""How often a process hosting the inventory gives back holds no reservation records (at start, then
+every this many seconds): see `LocalInventoryService.give_back_unrecorded_holds`."""
 _SHOWN_RESERVATIONS = 50
 
 
@@ -209,6 +212,27 @@ class LocalInventoryService:
         else:  # REJECTED: its reserve may have stopped before it gave back what it held
             await self._undo_holds(doc)
 
+    async def give_back_unrecorded_holds(self) -> list[str]:
+        """Give back units held for orders whose reservation never recorded a hold; those orders.
+
+        Such units were held by a reserve that was still holding when the reservation was
+        REJECTED, or RELEASED before any outcome was recorded (a release of a PENDING
+        reservation, or a release's tombstone), and whose process died before it gave them back:
+        no later call of the order would find them. Every give-back is conditional on its mark,
+        so a reserve that gives the units back too, or another process's sweep, moves them once.
+        """
+        marks = await self._stock.hold_marks()
+        stray = [doc for doc in await self._stock.reservations(sorted(marks)) if _records_no_hold(doc)]
+        for doc in stray:
+            for product_id, units in sorted(marks[doc.order_id].items()):
+                await self._stock.undo_hold(doc.order_id, product_id, units)
+        if stray:
+            logger.warning(
+                "gave back units held for orders whose reservation records no hold",
+                extra={"orders": [doc.order_id for doc in stray][:20]},
+            )
+        return [doc.order_id for doc in stray]
+
     @staticmethod
     def _new_reservation(
         order_id: str, items: list[PricedItem], status: ReservationStatus
@@ -329,6 +353,15 @@ def _is_tombstone(doc: ReservationRecord) -> bool:
     """True for a release's tombstone: added RELEASED (never written since), so no hold of the
     order was ever recorded; the order's holds are a late reserve's, not given back yet."""
     return doc.status is ReservationStatus.RELEASED and doc.version == 0
+
+
+def _records_no_hold(doc: ReservationRecord) -> bool:
+    """True for a reservation that never recorded a hold and never will: REJECTED, or RELEASED at
+    version 0 or 1 (a release's tombstone, or a PENDING reservation released). One that recorded
+    RESERVED is RELEASED at version 2 or later (RELEASING comes between)."""
+    return doc.status is ReservationStatus.REJECTED or (
+        doc.status is ReservationStatus.RELEASED and doc.version <= 1
+    )
 
 
 def _refusal_text(refused: HoldRefused, product_id: str) -> str:

@@ -82,6 +82,15 @@ class InMemoryInventoryRepository:
             if mark == "holds" and order_id in marked
         }
 
+    async def hold_marks(self) -> dict[str, dict[str, int]]:
+        """See `InventoryRepository.hold_marks`."""
+        found: dict[str, dict[str, int]] = {}
+        for (mark, product_id), marked in sorted(self._marks.items()):
+            for order_id, units in marked.items():
+                if mark == "holds":
+                    found.setdefault(order_id, {})[product_id] = units
+        return found
+
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.undo_hold`."""
         holds = self.marks("holds", product_id)
@@ -118,6 +127,12 @@ class InMemoryInventoryRepository:
         """See `InventoryRepository.reservation`."""
         found = self._reservations.get(order_id)
         return None if found is None else found.model_copy(deep=True)
+
+    async def reservations(self, order_ids: list[str]) -> list[ReservationRecord]:
+        """See `InventoryRepository.reservations`."""
+        return [
+            r.model_copy(deep=True) for oid in order_ids if (r := self._reservations.get(oid)) is not None
+        ]
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """See `InventoryRepository.replace_reservation`."""

@@ -193,6 +193,15 @@ class BeanieInventoryRepository:
         found = ProductDocument.get_pymongo_collection().find({mark: {"$exists": True}}, {"holds": 1})
         return {doc["_id"]: int(doc["holds"][order_id]) async for doc in found}
 
+    async def hold_marks(self) -> dict[str, dict[str, int]]:
+        """See `InventoryRepository.hold_marks`: a scan of the products' marks (no index covers
+        them), as stored: marks forgotten here but not yet unset are still listed."""
+        found: dict[str, dict[str, int]] = {}
+        async for doc in ProductDocument.get_pymongo_collection().find({}, {"holds": 1}):
+            for order_id, units in (doc.get("holds") or {}).items():
+                found.setdefault(order_id, {})[doc["_id"]] = int(units)
+        return found
+
     async def undo_hold(self, order_id: str, product_id: str, quantity: int) -> None:
         """See `InventoryRepository.undo_hold`."""
         mark = f"holds.{order_id}"
@@ -247,6 +256,17 @@ class BeanieInventoryRepository:
         return _stored_reservation(
             await ReservationDocument.get_pymongo_collection().find_one({"_id": order_id})
         )
+
+    async def reservations(self, order_ids: list[str]) -> list[ReservationRecord]:
+        """See `InventoryRepository.reservations`: one read per 500 orders."""
+        found: list[ReservationRecord] = []
+        collection = ReservationDocument.get_pymongo_collection()
+        for start in range(0, len(order_ids), 500):
+            async for doc in collection.find({"_id": {"$in": order_ids[start : start + 500]}}):
+                record = _stored_reservation(doc)
+                if record is not None:
+                    found.append(record)
+        return found
 
     async def replace_reservation(self, reservation: ReservationRecord, expected_version: int) -> bool:
         """See `InventoryRepository.replace_reservation`."""

@@ -125,6 +125,17 @@ class InventoryRepository(Protocol):
         """Store a new reservation, or return the order's reservation stored first (nothing written)."""
         ...
 
+    async def hold_marks(self) -> dict[str, dict[str, int]]:
+        """Every order's marks of held units as stored, by order, then product.
+
+        Reads every product's marks: for the periodic sweep of holds no reservation records.
+        """
+        ...
+
+    async def reservations(self, order_ids: list[str]) -> list[ReservationRecord]:
+        """The reservations of these orders (those that have one)."""
+        ...
+
     async def reservation(self, order_id: str) -> ReservationRecord | None:
         """The order's reservation, or None."""
         ...
