@@ -3,7 +3,9 @@
 One listener for the whole test run (PyMongo listeners cannot be removed, and apply to clients
 made after they are registered: this module registers it when it is imported, before any test
 makes a client). It counts the commands sent to one database at a time, by name and collection
-(``"insert orders"``), leaving out the driver's own ``ping`` and ``endSessions``.
+(``"insert orders"``), leaving out the driver's own ``ping`` and ``endSessions``. A client-level
+``bulkWrite`` (sent to ``admin``, writes into several collections) counts for the database its
+collections are in, as ``"bulkWrite reservations+products"``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ class CommandLog(monitoring.CommandListener):
         self.seen: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database and event.command_name not in ("ping", "endSessions"):
+        if event.command_name == "bulkWrite" and event.database_name == "admin":
+            namespaces = [str(ns["ns"]) for ns in event.command.get("nsInfo", [])]
+            ours = [ns.partition(".")[2] for ns in namespaces if ns.partition(".")[0] == self.database]
+            if ours:
+                self.seen[f"bulkWrite {'+'.join(ours)}"] += 1
+        elif event.database_name == self.database and event.command_name not in ("ping", "endSessions"):
             target = event.command.get(event.command_name)
             self.seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
 

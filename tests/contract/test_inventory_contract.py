@@ -542,6 +542,14 @@ class _PausesBeforeHold:
             await self.resume.wait()
         return await self._repository.hold(order_id, product_id, quantity)
 
+    async def add_reservation_holding(self, reservation: Any, product_id: str, quantity: int) -> Any:
+        """The insert, then the hold through `hold` (a price not known yet: two commands), so that
+        the stall can come between them."""
+        first = await self._repository.add_reservation(reservation)
+        return first, (
+            await self.hold(reservation.order_id, product_id, quantity) if first is reservation else None
+        )
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repository, name)
 

@@ -23,7 +23,10 @@ _PR_SET_PDEATHSIG = 1
 LOG_FILE = "nx-27017.log"
 # The owner's pid rides on the command line, where the next start-up on the folder reads it
 # (`embedded_owner`); it is taken off again before nx-27017 parses its arguments.
-_SERVER_MAIN = "import sys; from nx_27017.nx_27017 import main; del sys.argv[1:3]; sys.exit(main())"
+_SERVER_MAIN = (
+    "import sys; from ecommerce_saga.db.embedded_fixes import apply; apply(); "
+    "from nx_27017.nx_27017 import main; del sys.argv[1:3]; sys.exit(main())"
+)
 
 MongoDocument: TypeAlias = dict[str, Any]
 T = TypeVar("T")

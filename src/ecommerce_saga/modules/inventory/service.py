@@ -107,10 +107,11 @@ class LocalInventoryService:
         """
         unpriced = [pricing.priced(item, None) for item in command.items]  # priced as the items are held
         ours = self._new_reservation(command.order_id, unpriced, ReservationStatus.PENDING)
-        first = await self._stock.add_reservation(ours)
+        product_id, quantity = _merged(ours.items)[0]  # the first product's hold goes with the insert
+        first, held = await self._stock.add_reservation_holding(ours, product_id, quantity)
         if first.status is not ReservationStatus.PENDING:
             return await self._recorded(first)
-        holds = await self._hold_all(ours)
+        holds = await self._hold_all(ours, {product_id: held} if held is not None else {})
         ours.status = ReservationStatus.REJECTED
         if holds.shortage is None:
             ours.items = holds.priced
@@ -243,15 +244,19 @@ class LocalInventoryService:
             total_cents=0, currency="USD", created_at=now, updated_at=now,
         )  # fmt: skip
 
-    async def _hold_all(self, doc: ReservationRecord) -> _Holds:
-        """Hold every item of `doc`, reading its catalog price in the same move.
+    async def _hold_all(self, doc: ReservationRecord, done: dict[str, Held | HoldRefused]) -> _Holds:
+        """Hold every item of `doc`, with its catalog price; `done` are holds already made.
 
         Items are held in a fixed order and each run stops at its first refusal, so no run
         (this one or an earlier one cut short) ever held a product from the refused one on.
         """
         catalog: dict[str, Held] = {}
         for product_id, quantity in _merged(doc.items):
-            held = await self._stock.hold(doc.order_id, product_id, quantity)
+            held = (
+                done[product_id]
+                if product_id in done
+                else await self._stock.hold(doc.order_id, product_id, quantity)
+            )
             if isinstance(held, HoldRefused):
                 return _Holds(catalog, [], _refusal_text(held, product_id))
             catalog[product_id] = held

@@ -123,6 +123,15 @@ class InMemoryInventoryRepository:
         self._reservations[reservation.order_id] = reservation.model_copy(deep=True)
         return reservation
 
+    async def add_reservation_holding(
+        self, reservation: ReservationRecord, product_id: str, quantity: int
+    ) -> tuple[ReservationRecord, Held | HoldRefused | None]:
+        """See `InventoryRepository.add_reservation_holding`."""
+        first = await self.add_reservation(reservation)
+        if first is not reservation:
+            return first, None
+        return first, await self.hold(reservation.order_id, product_id, quantity)
+
     async def reservation(self, order_id: str) -> ReservationRecord | None:
         """See `InventoryRepository.reservation`."""
         found = self._reservations.get(order_id)

@@ -8,6 +8,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.inserts import InsertGroup
+from ecommerce_saga.db.ordered import Insert, Update, write_in_order
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
 from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.pricing import CatalogPrice
@@ -157,17 +158,11 @@ class BeanieInventoryRepository:
     async def hold(self, order_id: str, product_id: str, quantity: int) -> Held | HoldRefused:
         """See `InventoryRepository.hold`."""
         products = ProductDocument.get_pymongo_collection()
-        mark = f"holds.{order_id}"
-        await self._forgotten_first(product_id, mark)
-        update, fields = self._with_forgotten(
-            product_id,
-            {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
-            mark,
-        )
+        criteria, update, fields = await self._hold_move(order_id, product_id, quantity)
         found = None
         try:
             found = await products.find_one_and_update(
-                {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}},
+                criteria,
                 update,
                 projection=_PRICE_FIELDS,
                 return_document=ReturnDocument.AFTER,
@@ -176,16 +171,42 @@ class BeanieInventoryRepository:
             if found is None:
                 self._requeue(product_id, fields)
         if found is not None:
-            return _held(found, moved=True)
-        # Held already by an earlier call, short of stock, or unknown: one read tells. It reads
-        # the marks whole: the embedded server ignores a projection of one (`holds.<id>`); they
-        # are the orders being reserved at this moment, a handful.
+            return self._remembered(product_id, _held(found, moved=True))
+        return await self._not_moved(order_id, product_id)
+
+    async def _hold_move(
+        self, order_id: str, product_id: str, quantity: int
+    ) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+        """A hold's conditional update: its criteria, its update (with the product's forgotten
+        marks, taken off the queue: `_requeue` them unless it matched) and those marks."""
+        mark = f"holds.{order_id}"
+        await self._forgotten_first(product_id, mark)
+        update, fields = self._with_forgotten(
+            product_id,
+            {"$inc": {"available": -quantity, "reserved": quantity}, "$set": {mark: quantity}},
+            mark,
+        )
+        return {"_id": product_id, "available": {"$gte": quantity}, mark: {"$exists": False}}, update, fields
+
+    def _remembered(self, product_id: str, held: Held) -> Held:
+        """`held`, its price remembered (prices never change): the product's next reservation
+        sends its insert and its first hold as one command."""
+        self._prices.put(
+            product_id, CatalogPrice(name=held.name, price_cents=held.price_cents, currency=held.currency)
+        )
+        return held
+
+    async def _not_moved(self, order_id: str, product_id: str) -> Held | HoldRefused:
+        """Why a hold moved nothing: held already by an earlier call, short of stock, or unknown.
+        One read tells. It reads the marks whole: the embedded server ignores a projection of
+        one (`holds.<id>`); they are the orders being reserved at this moment, a handful."""
+        products = ProductDocument.get_pymongo_collection()
         found = await products.find_one({"_id": product_id}, {**_PRICE_FIELDS, "holds": 1})
         if found is None:
             return HoldRefused.UNKNOWN_PRODUCT
         if order_id not in (found.get("holds") or {}):
             return HoldRefused.SHORT_OF_STOCK
-        return _held(found, moved=False)
+        return self._remembered(product_id, _held(found, moved=False))
 
     async def held_by(self, order_id: str) -> dict[str, int]:
         """See `InventoryRepository.held_by`: a scan of the products (no index covers a mark)."""
@@ -238,6 +259,39 @@ class BeanieInventoryRepository:
         """See `InventoryRepository.flush`: one update per product with forgotten marks."""
         for product_id in list(self._forgotten):
             await self._move(product_id, {}, {})
+
+    async def add_reservation_holding(
+        self, reservation: ReservationRecord, product_id: str, quantity: int
+    ) -> tuple[ReservationRecord, Held | HoldRefused | None]:
+        """See `InventoryRepository.add_reservation_holding`: the insert and the hold's conditional
+        update as one ordered command (`write_in_order`) when the product's price is known here
+        (prices never change, so the hold need not read it); else `add_reservation`, then `hold`."""
+        price = self._prices.get(product_id)
+        if price is None:
+            first = await self.add_reservation(reservation)
+            return first, (
+                await self.hold(reservation.order_id, product_id, quantity) if first is reservation else None
+            )
+        criteria, update, fields = await self._hold_move(reservation.order_id, product_id, quantity)
+        moved = False
+        try:
+            matched = await write_in_order(
+                [
+                    Insert(ReservationDocument.get_pymongo_collection(), _reservation_fields(reservation)),
+                    Update(ProductDocument.get_pymongo_collection(), criteria, update),
+                ]
+            )
+            moved = matched[1] > 0
+        except DuplicateKeyError:  # a repeat: the reservation stored first answers, nothing held
+            stored = await self.reservation(reservation.order_id)
+            assert stored is not None  # noqa: S101 - reservations are never deleted
+            return stored, None
+        finally:
+            if not moved:
+                self._requeue(product_id, fields)
+        if moved:
+            return reservation, Held(**price.model_dump(), moved=True)
+        return reservation, await self._not_moved(reservation.order_id, product_id)
 
     async def add_reservation(self, reservation: ReservationRecord) -> ReservationRecord:
         """See `InventoryRepository.add_reservation`."""

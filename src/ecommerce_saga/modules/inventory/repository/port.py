@@ -125,6 +125,17 @@ class InventoryRepository(Protocol):
         """Store a new reservation, or return the order's reservation stored first (nothing written)."""
         ...
 
+    async def add_reservation_holding(
+        self, reservation: ReservationRecord, product_id: str, quantity: int
+    ) -> tuple[ReservationRecord, Held | HoldRefused | None]:
+        """`add_reservation`, then, if it stored `reservation`, `hold` of the product for its order.
+
+        Returns the reservation stored first and the hold's answer (None, and nothing held, if
+        another reservation of the order was stored first). The MongoDB repository sends both
+        writes as one command where it can.
+        """
+        ...
+
     async def hold_marks(self) -> dict[str, dict[str, int]]:
         """Every order's marks of held units as stored, by order, then product.
 

@@ -1,0 +1,100 @@
+"""Writes into several collections, in order, as one command where the server allows it.
+
+`write_in_order` runs its writes one after the other and stops at the first that fails, as the
+same `insert_one` and `update_one` calls awaited in turn would. Where the server has MongoDB 8.0's
+client-level ``bulkWrite`` (the embedded server has it too), they travel as one ordered command:
+one round trip instead of one per write. Against an older server they are sent one by one, with
+the same outcome. Nothing is atomic either way: a write that ran stays written when a later one
+fails, and an outage in the middle leaves the first writes done, as with separate calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pymongo import InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ClientBulkWriteException, DuplicateKeyError, InvalidOperation, OperationFailure
+
+_DUPLICATE_KEY = 11000
+_NO_CLIENT_BULK_WRITE = "requires MongoDB server version 8.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Insert `document` into `collection`."""
+
+    collection: AsyncCollection[dict[str, Any]]
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Update the first document of `collection` matching `criteria`, if any."""
+
+    collection: AsyncCollection[dict[str, Any]]
+    criteria: dict[str, Any]
+    update: dict[str, Any]
+
+
+Write = Insert | Update
+
+_without_client_bulk_write: set[int] = set()
+"""The clients (by id) whose server refused the client-level bulkWrite: sent one by one since."""
+
+
+async def write_in_order(writes: Sequence[Write]) -> list[int]:
+    """Run `writes` in order; how many documents each matched (1 for an insert).
+
+    Raises:
+        DuplicateKeyError: A write hit a unique index; the writes after it did not run.
+        PyMongoError: What the driver raised (an outage: the writes before it may have run).
+    """
+    if not writes:
+        return []
+    client = writes[0].collection.database.client
+    if len(writes) == 1 or id(client) in _without_client_bulk_write:
+        return [await _one(write) for write in writes]
+    try:
+        result = await client.bulk_write(
+            [_model(write) for write in writes], ordered=True, verbose_results=True
+        )
+    except InvalidOperation as exc:
+        if _NO_CLIENT_BULK_WRITE not in str(exc):
+            raise
+        _without_client_bulk_write.add(id(client))  # nothing was sent
+        return [await _one(write) for write in writes]
+    except ClientBulkWriteException as exc:
+        error = _first_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
+    updates = result.update_results
+    return [updates[i].matched_count if i in updates else 1 for i in range(len(writes))]
+
+
+async def _one(write: Write) -> int:
+    if isinstance(write, Insert):
+        await write.collection.insert_one(write.document)
+        return 1
+    return (await write.collection.update_one(write.criteria, write.update)).matched_count
+
+
+def _model(write: Write) -> InsertOne[dict[str, Any]] | UpdateOne:
+    namespace = write.collection.full_name
+    if isinstance(write, Insert):
+        return InsertOne(write.document, namespace=namespace)
+    return UpdateOne(write.criteria, write.update, namespace=namespace)
+
+
+def _first_error(exc: ClientBulkWriteException) -> Exception:
+    """What the separate call that failed would have raised."""
+    if exc.write_errors:
+        error = cast(dict[str, Any], exc.write_errors[0])  # the server's write error document
+        kind = DuplicateKeyError if error.get("code") == _DUPLICATE_KEY else OperationFailure
+        return kind(error.get("errmsg", ""), error.get("code"), error)
+    if isinstance(exc.error, Exception):  # the command failed as a whole (an outage)
+        return exc.error
+    return exc  # a write concern error: as the driver reported it
