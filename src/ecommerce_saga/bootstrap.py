@@ -517,6 +517,15 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
         observers=overrides.observers,
     )
     engine.add_observer(ParkedOrderMarker(tracker))
-    service = LocalOrderService(tracker, engine, inventory, payment, wait_seconds=settings.order_wait_seconds)
+    # Orders and sagas on one MongoDB database: an order's insert goes with its saga's, in one command.
+    together = overrides.order_repository is None and overrides.saga_store is None
+    service = LocalOrderService(
+        tracker,
+        engine,
+        inventory,
+        payment,
+        wait_seconds=settings.order_wait_seconds,
+        insert_write=BeanieOrderRepository.insert_write if together else None,
+    )
     orphan_age = timedelta(seconds=settings.order_orphan_seconds)
     return _Orders(tracker, engine, service, lambda: service.resume_orphans(orphan_age))

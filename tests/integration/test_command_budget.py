@@ -22,12 +22,12 @@ from tests.commands import COMMANDS
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 from tests.integration.inprocess import shop_in_process
 
-SUCCESS_BUDGET = 12
+SUCCESS_BUDGET = 11
 """Commands for an order that completes (its confirmation included)."""
-THREE_PRODUCTS_BUDGET = 15
+THREE_PRODUCTS_BUDGET = 14
 """Commands for an order of three products that completes (a hold per product; the first order of
 two of them, so their catalog prices are read once)."""
-FAILURE_BUDGETS = {"out_of_stock": 10, "declined": 14, "unshippable": 17}
+FAILURE_BUDGETS = {"out_of_stock": 9, "declined": 13, "unshippable": 16}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
 CANCELLATION_BUDGET = 15
 """Commands for the cancellation of a completed order (its refund, release and notice included):

@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, InvalidOperation
 
-from ecommerce_saga.db import ordered
-from ecommerce_saga.db.ordered import Insert, Update, write_in_order
+from ecommerce_saga.saga.stores import ordered
+from ecommerce_saga.saga.stores.ordered import Insert, Update, write_in_order
 from tests.commands import counting
 
 

@@ -145,6 +145,7 @@ class SagaEngine:
         *,
         saga_id: str | None = None,
         correlation_id: str | None = None,
+        preceded_by: Sequence[object] = (),
     ) -> SagaState:
         """Start a saga and return its initial state; it then runs in the background.
 
@@ -153,9 +154,16 @@ class SagaEngine:
         The input is validated against the newest definition's input model, if it has one, and
         stored as JSON.
 
+        `preceded_by` are writes of the caller's that the store makes first, in order, in the same
+        command as the saga's insert where it can (`SagaStore.create`; `MongoSagaStore` takes its
+        `stores.ordered` writes): the record the saga acts for, stored before its saga and at the
+        cost of one round trip for both.
+
         Raises:
             UnknownSagaTypeError: If no definition is registered as `saga_type`.
             InvalidSagaInputError: If the input does not validate.
+            PrecedingWriteRefusedError: A write of `preceded_by` hit a unique index; the saga was
+                not stored or started.
         """
         definition = self._worker.registry.newest_of(saga_type)
         now = self._worker.now_ms()
@@ -174,7 +182,8 @@ class SagaEngine:
         transitions.open_attempt(state, definition.steps[0].name, Phase.ACTION, worker=self.worker_id)
         if self._stopping:  # shutting down: leave it to another worker at once
             state.lease_expires_at_ms = 0
-        if not await self.store.create(state):
+        created = await (self.store.create(state, preceded_by) if preceded_by else self.store.create(state))
+        if not created:
             return await self._existing(state.saga_id, saga_type)
         self._notifier.emit(EventKind.SAGA_STARTED, state)
         self._notifier.emit(EventKind.STEP_STARTED, state, step=definition.steps[0].name, attempt=1)

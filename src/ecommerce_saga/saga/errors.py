@@ -79,6 +79,11 @@ class LeaseLostError(ConcurrencyError):
     """This worker no longer holds the saga's lease; it must stop working on the saga."""
 
 
+class PrecedingWriteRefusedError(SagaError):
+    """A write `start` was to make before the saga's insert was refused (it hit a unique index):
+    the saga was not stored or started. Its cause is the store's own error."""
+
+
 class StoreUnavailableError(SagaError):
     """The saga store cannot be reached right now (its database is down or unreachable).
 

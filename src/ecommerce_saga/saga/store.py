@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -58,8 +58,14 @@ class SagaStore(Protocol):
     version 1 of its type, whatever that version's fingerprint (see `SagaState.runs_on`).
     """
 
-    async def create(self, state: SagaState) -> bool:
-        """Insert a new saga; False (and no change) if one with the same id exists."""
+    async def create(self, state: SagaState, preceded_by: Sequence[object] = ()) -> bool:
+        """Insert a new saga; False (and no change) if one with the same id exists.
+
+        `preceded_by`: writes of the caller's to make first, in order, in the same command where
+        the store can (what they may be is the store's to say; a store that takes none raises
+        `ValueError` for any). If one is refused by a unique index, the later ones and the saga's
+        insert are not made, and `PrecedingWriteRefusedError` is raised; the earlier ones stay.
+        """
         ...
 
     async def get(self, saga_id: str) -> SagaState | None:

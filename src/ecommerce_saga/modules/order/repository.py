@@ -26,6 +26,7 @@ from ecommerce_saga.modules.order.contract import (
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.shipping.contract import Address, ShippingMethod
+from ecommerce_saga.saga.stores.ordered import Insert
 from ecommerce_saga.shared.clock import utcnow
 
 
@@ -103,6 +104,13 @@ class BeanieOrderRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    @staticmethod
+    def insert_write(order: OrderRecord) -> Insert:
+        """`add`'s insert as a write for a saga store to make first, in the command that stores
+        the order's saga (`SagaEngine.start(preceded_by=...)`); a duplicate id or idempotency key
+        refuses it as it refuses `add`."""
+        return Insert(OrderDocument.get_pymongo_collection(), stored_fields(order, id_field="order_id"))
 
     async def get(self, order_id: str) -> OrderRecord | None:
         """See `OrderRepository.get`."""

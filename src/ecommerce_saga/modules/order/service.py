@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +29,13 @@ from ecommerce_saga.modules.order.repository import OrderRecord
 from ecommerce_saga.modules.order.saga import CANCEL_ORDER, PLACE_ORDER, CancelOrderInput, PlaceOrderInput
 from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.modules.payment.contract import PaymentService
-from ecommerce_saga.saga import SagaEngine, SagaNotFoundError, SagaState, SagaStatus
+from ecommerce_saga.saga import (
+    PrecedingWriteRefusedError,
+    SagaEngine,
+    SagaNotFoundError,
+    SagaState,
+    SagaStatus,
+)
 from ecommerce_saga.shared.clock import utcnow
 from ecommerce_saga.shared.contracts import Page
 from ecommerce_saga.shared.ids import new_id
@@ -96,7 +103,12 @@ class LocalOrderService:
         payment: PaymentService,
         *,
         wait_seconds: float = 5.0,
+        insert_write: Callable[[OrderRecord], object] | None = None,
     ) -> None:
+        """`insert_write`: the order's insert as a write the engine's saga store makes right before
+        the saga's insert, in one command (a Mongo saga store on the orders' database); None:
+        the order is inserted first, then the saga is started."""
+        self._insert_write = insert_write
         self._orders = orders
         self._engine = engine
         self._inventory = inventory
@@ -113,13 +125,27 @@ class LocalOrderService:
             if replay is not None:
                 return replay
         doc = await self._new_order(command, idempotency_key, fingerprint)
-        if not await self._orders.insert(doc):  # lost a race for the same idempotency key
+        if not await self._store_and_start(doc):  # lost a race for the same idempotency key
             assert idempotency_key is not None  # noqa: S101 - order ids are unique
             replay = await self._replay(idempotency_key, fingerprint, wait_seconds)
             assert replay is not None  # noqa: S101 - the winner's order exists
             return replay
-        await self._start_saga(doc)
         return await self._outcome(doc.order_id, wait_seconds, known=doc)
+
+    async def _store_and_start(self, doc: OrderRecord) -> bool:
+        """Store the new order, then start its saga; False, and no saga, if an order with its id
+        or idempotency key exists. With `insert_write` both go to the database as one command."""
+        if self._insert_write is None:
+            if not await self._orders.insert(doc):
+                return False
+            await self._start_saga(doc)
+            return True
+        try:
+            await self._start_saga(doc, preceded_by=[self._insert_write(doc)])
+        except PrecedingWriteRefusedError:
+            return False
+        self._orders.inserted(doc)
+        return True
 
     async def resume_orphans(self, older_than: timedelta, limit: int = 100) -> int:
         """Start the saga of every order whose request stopped between storing it and starting it.
@@ -180,7 +206,7 @@ class LocalOrderService:
             request_hash=fingerprint,
         )
 
-    async def _start_saga(self, doc: OrderRecord) -> None:
+    async def _start_saga(self, doc: OrderRecord, preceded_by: Sequence[object] = ()) -> None:
         saga_input = PlaceOrderInput(
             order_id=doc.order_id,
             customer_id=doc.customer_id,
@@ -191,7 +217,9 @@ class LocalOrderService:
             shipping_address=doc.shipping_address,
             shipping_method=doc.shipping_method,
         )
-        await self._engine.start(PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.order_id)
+        await self._engine.start(
+            PLACE_ORDER, saga_input, saga_id=doc.saga_id, correlation_id=doc.order_id, preceded_by=preceded_by
+        )
 
     async def _outcome(
         self, order_id: str, wait_seconds: float | None, known: OrderRecord | None = None

@@ -43,6 +43,10 @@ class OrderTracker:
         self._remember(order)
         return True
 
+    def inserted(self, order: OrderRecord) -> None:
+        """`order` was stored another way (with its saga's insert): remember it as `insert` does."""
+        self._remember(order)
+
     async def get(self, order_id: str) -> OrderRecord | None:
         """The order, or None."""
         order = await self._repository.get(order_id)

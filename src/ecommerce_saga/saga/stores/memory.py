@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from ecommerce_saga.saga.errors import ConcurrencyError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
@@ -22,8 +22,10 @@ class InMemorySagaStore:
         self._lock = asyncio.Lock()
         self.writes = 0
 
-    async def create(self, state: SagaState) -> bool:
-        """See `SagaStore.create`."""
+    async def create(self, state: SagaState, preceded_by: Sequence[object] = ()) -> bool:
+        """See `SagaStore.create`; this store makes no writes but its own (`preceded_by` must be empty)."""
+        if preceded_by:
+            raise ValueError("InMemorySagaStore makes no writes of others before a saga's insert")
         async with self._lock:
             if state.saga_id in self._sagas:
                 return False

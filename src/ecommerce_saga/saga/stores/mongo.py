@@ -10,17 +10,19 @@ same moment go out together, as do the inserts (`write_group`). Leases are claim
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from datetime import UTC
 from typing import Any, ParamSpec, TypeVar
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from ecommerce_saga.saga.errors import ConcurrencyError, StoreUnavailableError
+from ecommerce_saga.saga.errors import ConcurrencyError, PrecedingWriteRefusedError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
+from ecommerce_saga.saga.stores.ordered import DuplicateKeyAtError, Insert, Update, Write, write_in_order
 from ecommerce_saga.saga.stores.write_group import WRITE_ID, WriteGroup
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
@@ -105,9 +107,27 @@ class MongoSagaStore:
         return SagaState.model_validate(doc)
 
     @_outages_as_store_errors
-    async def create(self, state: SagaState) -> bool:
-        """See `SagaStore.create`."""
-        return await self._writes.insert(self._to_doc(state))
+    async def create(self, state: SagaState, preceded_by: Sequence[object] = ()) -> bool:
+        """See `SagaStore.create`. `preceded_by` are `stores.ordered` writes (`Insert`, `Update`) on
+        this store's client: they and the saga's insert go as one ordered command
+        (`write_in_order`); without them the insert joins the store's group commit."""
+        if not preceded_by:
+            return await self._writes.insert(self._to_doc(state))
+        writes: list[Write] = []
+        for write in preceded_by:
+            if not isinstance(write, Insert | Update):
+                raise ValueError(f"MongoSagaStore takes ordered Insert and Update writes, not {write!r}")
+            writes.append(write)
+        writes.append(Insert(self._collection, {**self._to_doc(state), WRITE_ID: ObjectId()}))
+        try:
+            await write_in_order(writes)
+        except DuplicateKeyAtError as exc:
+            if exc.position == len(writes) - 1:
+                return False  # the saga exists
+            raise PrecedingWriteRefusedError(
+                f"a write before saga {state.saga_id} was refused: {exc}"
+            ) from exc
+        return True
 
     @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:

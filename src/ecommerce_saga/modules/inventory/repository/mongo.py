@@ -8,7 +8,6 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.inserts import InsertGroup
-from ecommerce_saga.db.ordered import Insert, Update, write_in_order
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
 from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.pricing import CatalogPrice
@@ -20,6 +19,7 @@ from ecommerce_saga.modules.inventory.repository.port import (
     ProductRecord,
     ReservationRecord,
 )
+from ecommerce_saga.saga.stores.ordered import Insert, Update, write_in_order
 from ecommerce_saga.shared.recent import Recent
 
 _PRICE_FIELDS = {"name": 1, "price_cents": 1, "currency": 1}

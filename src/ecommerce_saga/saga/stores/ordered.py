@@ -1,11 +1,14 @@
-"""Writes into several collections, in order, as one command where the server allows it.
+"""Writes into several MongoDB collections, in order, as one command where the server allows it.
 
 `write_in_order` runs its writes one after the other and stops at the first that fails, as the
 same `insert_one` and `update_one` calls awaited in turn would. Where the server has MongoDB 8.0's
-client-level ``bulkWrite`` (the embedded server has it too), they travel as one ordered command:
+client-level ``bulkWrite`` (the embedded nx-27017 has it too), they travel as one ordered command:
 one round trip instead of one per write. Against an older server they are sent one by one, with
 the same outcome. Nothing is atomic either way: a write that ran stays written when a later one
 fails, and an outage in the middle leaves the first writes done, as with separate calls.
+
+`MongoSagaStore.create` uses it to store a saga right after the record it acts for; the shop's
+repositories, for pairs of writes of their own.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ class Update:
 
 Write = Insert | Update
 
+
+class DuplicateKeyAtError(DuplicateKeyError):
+    """The write at `position` hit a unique index; the writes before it ran, the later ones did not."""
+
+    def __init__(self, error: DuplicateKeyError, position: int) -> None:
+        super().__init__(str(error), error.code, error.details)
+        self.position = position
+
+
 _without_client_bulk_write: set[int] = set()
 """The clients (by id) whose server refused the client-level bulkWrite: sent one by one since."""
 
@@ -48,15 +60,17 @@ _without_client_bulk_write: set[int] = set()
 async def write_in_order(writes: Sequence[Write]) -> list[int]:
     """Run `writes` in order; how many documents each matched (1 for an insert).
 
+    All of them must be on one client (one deployment).
+
     Raises:
-        DuplicateKeyError: A write hit a unique index; the writes after it did not run.
+        DuplicateKeyAtError: A write hit a unique index; the writes after it did not run.
         PyMongoError: What the driver raised (an outage: the writes before it may have run).
     """
     if not writes:
         return []
     client = writes[0].collection.database.client
     if len(writes) == 1 or id(client) in _without_client_bulk_write:
-        return [await _one(write) for write in writes]
+        return await _one_by_one(writes)
     try:
         result = await client.bulk_write(
             [_model(write) for write in writes], ordered=True, verbose_results=True
@@ -65,7 +79,7 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
         if _NO_CLIENT_BULK_WRITE not in str(exc):
             raise
         _without_client_bulk_write.add(id(client))  # nothing was sent
-        return [await _one(write) for write in writes]
+        return await _one_by_one(writes)
     except ClientBulkWriteException as exc:
         error = _first_error(exc)
         if error is exc:
@@ -75,11 +89,20 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
     return [updates[i].matched_count if i in updates else 1 for i in range(len(writes))]
 
 
-async def _one(write: Write) -> int:
-    if isinstance(write, Insert):
-        await write.collection.insert_one(write.document)
-        return 1
-    return (await write.collection.update_one(write.criteria, write.update)).matched_count
+async def _one_by_one(writes: Sequence[Write]) -> list[int]:
+    matched = []
+    for position, write in enumerate(writes):
+        try:
+            if isinstance(write, Insert):
+                await write.collection.insert_one(write.document)
+                matched.append(1)
+            else:
+                matched.append(
+                    (await write.collection.update_one(write.criteria, write.update)).matched_count
+                )
+        except DuplicateKeyError as exc:
+            raise DuplicateKeyAtError(exc, position) from exc
+    return matched
 
 
 def _model(write: Write) -> InsertOne[dict[str, Any]] | UpdateOne:
@@ -93,8 +116,10 @@ def _first_error(exc: ClientBulkWriteException) -> Exception:
     """What the separate call that failed would have raised."""
     if exc.write_errors:
         error = cast(dict[str, Any], exc.write_errors[0])  # the server's write error document
-        kind = DuplicateKeyError if error.get("code") == _DUPLICATE_KEY else OperationFailure
-        return kind(error.get("errmsg", ""), error.get("code"), error)
+        message, code = str(error.get("errmsg", "")), error.get("code")
+        if code == _DUPLICATE_KEY:
+            return DuplicateKeyAtError(DuplicateKeyError(message, code, error), int(error.get("idx", 0)))
+        return OperationFailure(message, code, error)
     if isinstance(exc.error, Exception):  # the command failed as a whole (an outage)
         return exc.error
     return exc  # a write concern error: as the driver reported it
