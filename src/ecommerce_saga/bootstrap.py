@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from asyncio import current_task
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,6 +73,10 @@ from ecommerce_saga.web.auth import Authenticator, split_tokens
 from ecommerce_saga.web.service_client import ServiceClient, http_client
 
 logger = logging.getLogger(__name__)
+
+BACKGROUND_STOP_SECONDS = 2.0
+"""How long shutdown waits for the periodic background passes it cancelled (orphan resumption, the
+inventory's sweep) before it goes on without them."""
 
 T = TypeVar("T")
 
@@ -156,12 +161,16 @@ class Container:
         """Run `job` now, then every `interval` seconds until `close()`, backing off in an outage."""
 
         async def forever() -> None:
+            this = current_task()
+            assert this is not None  # noqa: S101 - run as a task
             outages = 0  # passes in a row that met a database outage: back off, as saga recovery does
             while True:
                 try:
                     await job()
                     outages = 0
                 except Exception as exc:
+                    if this.cancelling():  # close() cancelled the pass, and it failed for that
+                        raise asyncio.CancelledError from exc
                     if not (isinstance(exc, StoreUnavailableError) or is_database_outage(exc)):
                         logger.exception("%s failed; retrying at the next interval", what)
                     else:  # an outage: no traceback
@@ -170,13 +179,20 @@ class Container:
                 backoff = min(2**outages, SagaEngine.OUTAGE_BACKOFF)
                 await asyncio.sleep(interval * backoff)
 
-        self._background.append(asyncio.create_task(forever()))
+        self._background.append(asyncio.create_task(forever(), name=what))
 
     async def close(self) -> None:
         """Stop the engine, close the clients and the database."""
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._background:  # a pass stopped in the middle is harmless: each pass is complete on its own
+            _, stuck = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_SECONDS)
+            if stuck:
+                logger.warning(
+                    "background work still running %.0f s after shutdown asked it to stop; left behind",
+                    BACKGROUND_STOP_SECONDS,
+                    extra={"tasks": sorted(task.get_name() for task in stuck)},
+                )
         if self.engine is not None:
             await self.engine.stop(grace=self.settings.saga_shutdown_grace_seconds)
         for flush in self.flushes:

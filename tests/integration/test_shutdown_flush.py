@@ -6,6 +6,8 @@ still waiting when the app stops are unset as it stops, so a clean shutdown leav
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
+from ecommerce_saga import bootstrap
+from ecommerce_saga.bootstrap import Container
 from ecommerce_saga.saga import SagaEngine
 from tests.e2e.shop import ADDRESS, GOOD_CARD
 from tests.integration.inprocess import shop_in_process
@@ -68,3 +72,49 @@ async def test_a_flush_the_database_refuses_is_logged_and_the_shutdown_goes_on(
     assert [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()] == [
         "writes left for shutdown were not stored: connection closed"
     ]
+
+
+async def test_a_pass_whose_cancellation_surfaces_as_an_outage_stops_with_the_shutdown(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def turns_cancel_into_outage() -> None:  # as a driver call cut short may report it
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise AutoReconnect("connection closed") from None
+
+    with caplog.at_level(logging.WARNING, logger="ecommerce_saga.bootstrap"):
+        async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush-pass") as (client, app):
+            container: Container = app.state.container
+            container._repeat("a pass cut short", turns_cancel_into_outage, 60)
+            assert (await client.get("/readyz")).status_code == 200
+
+    task = next(task for task in container._background if task.get_name() == "a pass cut short")
+    assert task.cancelled()  # not asleep until its next pass
+    assert not [r for r in caplog.records if "skipped" in r.getMessage() or "left behind" in r.getMessage()]
+
+
+async def test_the_shutdown_goes_on_without_background_work_that_does_not_stop(
+    mongo_url: str,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bootstrap, "BACKGROUND_STOP_SECONDS", 0.2)
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+
+    with caplog.at_level(logging.WARNING, logger="ecommerce_saga.bootstrap"):
+        async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush-stuck") as (client, app):
+            container: Container = app.state.container
+            container._repeat("a stubborn pass", stubborn, 60)
+            assert (await client.get("/readyz")).status_code == 200
+
+    left = [r for r in caplog.records if "left behind" in r.getMessage()]
+    assert [getattr(r, "tasks", None) for r in left] == [["a stubborn pass"]]
+    released.set()
