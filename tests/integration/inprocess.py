@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from ecommerce_saga.main import create_app
 from ecommerce_saga.settings import Settings
+from tests.e2e.shop import ADDRESS, GOOD_CARD
 
 
 @asynccontextmanager
@@ -32,3 +33,20 @@ async def shop_in_process(
         headers = {"Authorization": f"Bearer {name}-admin"}
         async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=headers) as client:
             yield client, app
+
+
+async def add_product(
+    client: httpx.AsyncClient, product_id: str, *, quantity: int, price_cents: int = 100
+) -> None:
+    """Add `product_id` to the catalog through the API (the client holds the admin token)."""
+    product = {"product_id": product_id, "name": product_id, "category": "t", "price_cents": price_cents}
+    created = await client.post("/api/inventory", json={**product, "quantity": quantity})
+    assert created.status_code == 201, created.text
+
+
+def one_item_order(product_id: str, customer_id: str) -> dict[str, Any]:
+    """An order body for one unit of `product_id`, paid with the good card, shipped to `ADDRESS`."""
+    return {
+        "customer_id": customer_id, "items": [{"product_id": product_id, "quantity": 1}],
+        "payment": GOOD_CARD, "shipping_address": ADDRESS, "shipping_method": "STANDARD",
+    }  # fmt: skip

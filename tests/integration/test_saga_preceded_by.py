@@ -25,8 +25,7 @@ from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.saga.stores.ordered import Insert
 from tests.commands import counting
-from tests.e2e.shop import ADDRESS, GOOD_CARD
-from tests.integration.inprocess import shop_in_process
+from tests.integration.inprocess import add_product, one_item_order, shop_in_process
 
 
 async def _ship(ctx: StepContext[Any]) -> dict[str, Any]:
@@ -109,18 +108,8 @@ async def test_orders_racing_with_one_idempotency_key_store_one_order_and_one_sa
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path
 ) -> None:
     async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "start") as (client, app):
-        product = {
-            "product_id": "sku-start",
-            "name": "S",
-            "category": "t",
-            "price_cents": 300,
-            "quantity": 20,
-        }
-        assert (await client.post("/api/inventory", json=product)).status_code == 201
-        order = {
-            "customer_id": "cust-start", "items": [{"product_id": "sku-start", "quantity": 1}],
-            "payment": GOOD_CARD, "shipping_address": ADDRESS, "shipping_method": "STANDARD",
-        }  # fmt: skip
+        await add_product(client, "sku-start", quantity=20, price_cents=300)
+        order = one_item_order("sku-start", "cust-start")
         answers = await asyncio.gather(
             *(
                 client.post("/api/orders", json=order, headers={"Idempotency-Key": "start-once"})

@@ -19,26 +19,15 @@ from pymongo.errors import AutoReconnect
 from ecommerce_saga import bootstrap
 from ecommerce_saga.bootstrap import Container
 from ecommerce_saga.saga import SagaEngine
-from tests.e2e.shop import ADDRESS, GOOD_CARD
-from tests.integration.inprocess import shop_in_process
+from tests.integration.inprocess import add_product, one_item_order, shop_in_process
 
 
 async def test_a_clean_shutdown_leaves_no_mark_stored(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path
 ) -> None:
     async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush") as (client, app):
-        product = {
-            "product_id": "sku-flush",
-            "name": "F",
-            "category": "t",
-            "price_cents": 100,
-            "quantity": 5,
-        }
-        assert (await client.post("/api/inventory", json=product)).status_code == 201
-        order = {
-            "customer_id": "cust-flush", "items": [{"product_id": "sku-flush", "quantity": 1}],
-            "payment": GOOD_CARD, "shipping_address": ADDRESS, "shipping_method": "STANDARD",
-        }  # fmt: skip
+        await add_product(client, "sku-flush", quantity=5)
+        order = one_item_order("sku-flush", "cust-flush")
         placed = await client.post("/api/orders", json=order)
         assert placed.status_code in (200, 201), placed.text
         engine: SagaEngine = app.state.container.engine
