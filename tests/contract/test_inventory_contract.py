@@ -43,6 +43,7 @@ from ecommerce_saga.modules.inventory.repository import (
     InventoryRepository,
     ReservationRecord,
 )
+from ecommerce_saga.modules.inventory.repository.port import add_then_hold
 from ecommerce_saga.modules.inventory.router import build_router
 from ecommerce_saga.modules.inventory.service import LocalInventoryService
 from ecommerce_saga.shared.clock import utcnow
@@ -545,10 +546,7 @@ class _PausesBeforeHold:
     async def add_reservation_holding(self, reservation: Any, product_id: str, quantity: int) -> Any:
         """The insert, then the hold through `hold` (a price not known yet: two commands), so that
         the stall can come between them."""
-        first = await self._repository.add_reservation(reservation)
-        return first, (
-            await self.hold(reservation.order_id, product_id, quantity) if first is reservation else None
-        )
+        return await add_then_hold(cast(InventoryRepository, self), reservation, product_id, quantity)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repository, name)

@@ -97,10 +97,9 @@ class BeanieOrderRepository:
 
     async def add(self, order: OrderRecord) -> bool:
         """See `OrderRepository.add`."""
+        write = self.insert_write(order)
         try:
-            await self._inserts.insert_one(
-                OrderDocument.get_pymongo_collection(), stored_fields(order, id_field="order_id")
-            )
+            await self._inserts.insert_one(write.collection, write.document)
         except DuplicateKeyError:
             return False
         return True

@@ -11,6 +11,7 @@ from ecommerce_saga.modules.inventory.repository.port import (
     Mark,
     ProductRecord,
     ReservationRecord,
+    add_then_hold,
 )
 
 
@@ -127,10 +128,7 @@ class InMemoryInventoryRepository:
         self, reservation: ReservationRecord, product_id: str, quantity: int
     ) -> tuple[ReservationRecord, Held | HoldRefused | None]:
         """See `InventoryRepository.add_reservation_holding`."""
-        first = await self.add_reservation(reservation)
-        if first is not reservation:
-            return first, None
-        return first, await self.hold(reservation.order_id, product_id, quantity)
+        return await add_then_hold(self, reservation, product_id, quantity)
 
     async def reservation(self, order_id: str) -> ReservationRecord | None:
         """See `InventoryRepository.reservation`."""

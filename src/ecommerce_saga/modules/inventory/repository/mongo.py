@@ -18,6 +18,7 @@ from ecommerce_saga.modules.inventory.repository.port import (
     Mark,
     ProductRecord,
     ReservationRecord,
+    add_then_hold,
 )
 from ecommerce_saga.saga.stores.ordered import Insert, Update, write_in_order
 from ecommerce_saga.shared.recent import Recent
@@ -268,10 +269,7 @@ class BeanieInventoryRepository:
         (prices never change, so the hold need not read it); else `add_reservation`, then `hold`."""
         price = self._prices.get(product_id)
         if price is None:
-            first = await self.add_reservation(reservation)
-            return first, (
-                await self.hold(reservation.order_id, product_id, quantity) if first is reservation else None
-            )
+            return await add_then_hold(self, reservation, product_id, quantity)
         criteria, update, fields = await self._hold_move(reservation.order_id, product_id, quantity)
         moved = False
         try:

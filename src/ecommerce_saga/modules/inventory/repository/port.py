@@ -163,3 +163,14 @@ class InventoryRepository(Protocol):
     async def active_reservations(self, product_id: str, limit: int) -> list[ReservationRecord]:
         """The newest `limit` active reservations that include the product."""
         ...
+
+
+async def add_then_hold(
+    repository: InventoryRepository, reservation: ReservationRecord, product_id: str, quantity: int
+) -> tuple[ReservationRecord, Held | HoldRefused | None]:
+    """`InventoryRepository.add_reservation_holding` as two calls: `add_reservation`, then, if it
+    stored `reservation`, `hold` (what a repository that cannot send both at once does)."""
+    first = await repository.add_reservation(reservation)
+    if first is not reservation:
+        return first, None
+    return first, await repository.hold(reservation.order_id, product_id, quantity)
