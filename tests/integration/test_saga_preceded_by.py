@@ -126,3 +126,36 @@ async def test_orders_racing_with_one_idempotency_key_store_one_order_and_one_sa
     assert await mongo_db["orders"].count_documents({}) == 1
     stored = await mongo_db["products"].find_one({"_id": "sku-start"})
     assert stored is not None and (stored["available"], stored["reserved"]) == (19, 1)
+
+
+async def test_an_order_placed_while_another_is_stored_with_its_saga_joins_the_grouped_inserts(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "together") as (client, app):
+        await add_product(client, "sku-together", quantity=20)
+        store = app.state.container.engine.store
+        create, paused, go_on = store.create, asyncio.Event(), asyncio.Event()
+
+        async def held_back(state: Any, preceded_by: Any = ()) -> bool:  # the combined insert, in flight
+            if preceded_by:
+                paused.set()
+                await go_on.wait()
+                return bool(await create(state, preceded_by))
+            return bool(await create(state))
+
+        monkeypatch.setattr(store, "create", held_back)
+        later = {"Prefer": "respond-async"}
+        with counting(mongo_db.name) as seen:
+            first = asyncio.create_task(client.post("/api/orders", json=one_item_order("sku-together", "c1")))
+            await paused.wait()
+            placing = client.post("/api/orders", json=one_item_order("sku-together", "c2"), headers=later)
+            second = await asyncio.wait_for(placing, 30)  # not held back behind the first
+            assert second.status_code == 202, second.text
+            assert (seen["insert orders"], seen["bulkWrite orders+sagas"]) == (1, 0)  # stored the grouped way
+            go_on.set()
+            assert (await first).status_code in (200, 201)
+        assert seen["bulkWrite orders+sagas"] == 1
+
+        engine: SagaEngine = app.state.container.engine
+        assert (await engine.wait(second.json()["saga_id"], timeout=30)).status is SagaStatus.COMPLETED
+    assert await mongo_db["orders"].count_documents({"status": "COMPLETED"}) == 2
