@@ -5,6 +5,7 @@ embedded server); against an older server, one by one with the same outcome."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -100,7 +101,7 @@ async def test_a_server_without_the_client_bulk_write_gets_the_writes_one_by_one
         raise InvalidOperation("MongoClient.bulk_write requires MongoDB server version 8.0+.")
 
     monkeypatch.setattr(db.client, "bulk_write", older_server)
-    monkeypatch.setattr(ordered, "_without_client_bulk_write", set())
+    monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet())
 
     with counting(db.name) as seen:
         assert await write_in_order(_writes(db, "o1", 2)) == [1, 1]

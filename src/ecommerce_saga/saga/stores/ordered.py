@@ -13,6 +13,7 @@ repositories, for pairs of writes of their own.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -53,8 +54,8 @@ class DuplicateKeyAtError(DuplicateKeyError):
         self.position = position
 
 
-_without_client_bulk_write: set[int] = set()
-"""The clients (by id) whose server refused the client-level bulkWrite: sent one by one since."""
+_without_client_bulk_write: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The clients whose server refused the client-level bulkWrite: their writes go one by one since."""
 
 
 async def write_in_order(writes: Sequence[Write]) -> list[int]:
@@ -69,7 +70,7 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
     if not writes:
         return []
     client = writes[0].collection.database.client
-    if len(writes) == 1 or id(client) in _without_client_bulk_write:
+    if len(writes) == 1 or client in _without_client_bulk_write:
         return await _one_by_one(writes)
     try:
         result = await client.bulk_write(
@@ -78,7 +79,7 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
     except InvalidOperation as exc:
         if _NO_CLIENT_BULK_WRITE not in str(exc):
             raise
-        _without_client_bulk_write.add(id(client))  # nothing was sent
+        _without_client_bulk_write.add(client)  # nothing was sent
         return await _one_by_one(writes)
     except ClientBulkWriteException as exc:
         error = _first_error(exc)
