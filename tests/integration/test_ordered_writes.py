@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, InvalidOperation
 
 from ecommerce_saga.saga.stores import ordered
-from ecommerce_saga.saga.stores.ordered import Insert, Update, write_in_order
+from ecommerce_saga.saga.stores.ordered import Insert, Replace, Update, write_in_order
 from tests.commands import counting
 
 
@@ -89,6 +89,29 @@ async def test_the_writes_before_a_duplicate_key_stay_written(db: AsyncDatabase[
         await write_in_order(writes)
 
     assert await _product(db) == (4, 1)
+
+
+@pytest.mark.parametrize("path", ["one command", "one by one"])
+async def test_an_upserting_replace_of_a_stale_version_stops_the_writes_after_it(
+    db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    if path == "one by one":
+        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([db.client]))
+    await db["sagas"].insert_one({"_id": "s1", "version": 2})
+
+    def replace(version: int) -> Replace:
+        criteria = {"_id": "s1", "version": version}
+        return Replace(db["sagas"], criteria, {"_id": "s1", "version": version + 1}, upsert=True)
+
+    with pytest.raises(DuplicateKeyError) as refused:  # stale: the upsert's insert hits the _id
+        await write_in_order([replace(1), _writes(db, "o1", 2)[1]])
+    assert getattr(refused.value, "position", None) == 0
+    assert await _product(db) == (5, 0)  # the write after it did not run
+    assert await db["sagas"].find({}).to_list() == [{"_id": "s1", "version": 2}]
+
+    assert await write_in_order([replace(2), _writes(db, "o1", 2)[1]]) == [1, 1]
+    assert await db["sagas"].find({}).to_list() == [{"_id": "s1", "version": 3}]
+    assert await _product(db) == (3, 2)
 
 
 async def test_a_server_without_the_client_bulk_write_gets_the_writes_one_by_one(

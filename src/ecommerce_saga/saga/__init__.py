@@ -87,7 +87,9 @@ from ecommerce_saga.saga.steps import (
     Step,
     StepContext,
     StepKind,
+    StepWrites,
     TypedCompensation,
+    WritesOf,
 )
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery, SagaStore
 
@@ -132,9 +134,11 @@ __all__ = [
     "StepError",
     "StepHook",
     "StepKind",
+    "StepWrites",
     "StoreUnavailableError",
     "TypedCompensation",
     "UnknownDefinitionError",
     "UnknownSagaTypeError",
+    "WritesOf",
     "current_step",
 ]

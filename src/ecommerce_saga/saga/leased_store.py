@@ -8,7 +8,7 @@ worker read; when another worker has claimed the saga in between, the write fail
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ecommerce_saga.saga.definition import Registry, Saga
@@ -74,14 +74,36 @@ class LeasedStore:
         Raises:
             LeaseLostError: If another worker claimed the saga since this one read it.
         """
-        state.updated_at = utcnow()
-        state.lease_expires_at_ms = self.now_ms() + self.lease_ms if state.status.is_active else 0
+        self._stamp(state)
         try:
             saved = await self.store.save(state)
         except ConcurrencyError as exc:
             raise LeaseLostError(f"saga {state.saga_id}: lease lost to another worker") from exc
-        if state.saga_id in self.driven:
-            self.driven[state.saga_id] = saved
+        return self._stored(saved)
+
+    async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
+        """`save`, then `writes` in the same command where the store can (`SagaStore.save_and_write`).
+
+        Returns:
+            The state as stored, and whether every write was made.
+
+        Raises:
+            LeaseLostError: If another worker claimed the saga since this one read it (no write made).
+        """
+        self._stamp(state)
+        try:
+            saved, written = await self.store.save_and_write(state, writes)
+        except ConcurrencyError as exc:
+            raise LeaseLostError(f"saga {state.saga_id}: lease lost to another worker") from exc
+        return self._stored(saved), written
+
+    def _stamp(self, state: SagaState) -> None:
+        state.updated_at = utcnow()
+        state.lease_expires_at_ms = self.now_ms() + self.lease_ms if state.status.is_active else 0
+
+    def _stored(self, saved: SagaState) -> SagaState:
+        if saved.saga_id in self.driven:
+            self.driven[saved.saga_id] = saved
         return saved
 
     async def claim_expired(self) -> SagaState | None:

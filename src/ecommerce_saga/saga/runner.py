@@ -96,6 +96,9 @@ class SagaRunner:
         self._step_hooks: list[StepHook] = []
         self._unsaved: set[str] = set()
         """Sagas whose state in hand holds successes not saved yet (`Saga.save_every_step`)."""
+        self._ridden: dict[str, tuple[str, int, object]] = {}
+        """Sagas whose open attempt's writes the store made with the save that opened it
+        (`SagaStep.riding`): the step, the attempt and the output they stand for."""
         self.draining = asyncio.Event()
         """Set when the worker shuts down: each run hands its saga over once its attempt in
         flight has ended and its result is saved (see `SagaEngine.stop`)."""
@@ -139,6 +142,7 @@ class SagaRunner:
         finally:
             heartbeat.cancel()
             self._unsaved.discard(state.saga_id)
+            self._ridden.pop(state.saga_id, None)
         return None
 
     async def _drive(self, state: SagaState) -> SagaState:
@@ -179,13 +183,17 @@ class SagaRunner:
         step = definition.steps[state.current_step]
         state, attempt = await self._ensure_open(state, step.name, Phase.ACTION)
         await self._sleep_until_due(attempt)
-        ctx = transitions.step_context(definition, state, step, attempt.attempt, compensating=False)
-        try:
-            output = await self._attempt(ctx, step.action, step.timeout)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
-            self._pause_on_outage(step.name, exc)
-            error = transitions.error_info(exc, step.timeout)
-            return await self._forward_failed(definition, state, step, attempt, error)
+        ridden = self._ridden.pop(state.saga_id, None)
+        if ridden is not None and ridden[:2] == (step.name, attempt.attempt):
+            output = ridden[2]  # the store made the attempt's writes with the save that opened it
+        else:
+            ctx = transitions.step_context(definition, state, step, attempt.attempt, compensating=False)
+            try:
+                output = await self._attempt(ctx, step.action, step.timeout)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+                self._pause_on_outage(step.name, exc)
+                error = transitions.error_info(exc, step.timeout)
+                return await self._forward_failed(definition, state, step, attempt, error)
         try:
             stored = _stored_output(step, output)
         except (TypeError, ValueError) as exc:  # a bug in the step: retried, then the saga compensates
@@ -227,7 +235,9 @@ class SagaRunner:
         ):
             # after a crash it runs again; if the saga then compensates, it is compensated too
             return self._keep_unsaved(state)
-        return await self._save_transition(state)
+        state = await self._save_opening(definition, state)
+        self._notifier.transition(state)
+        return state
 
     async def _forward_failed(
         self,
@@ -333,6 +343,36 @@ class SagaRunner:
     async def _save(self, state: SagaState) -> SagaState:
         saved = await self._worker.save(state)
         self._unsaved.discard(state.saga_id)
+        return saved
+
+    async def _save_opening(self, definition: Saga[Any], state: SagaState) -> SagaState:
+        """Save `state`, which may open an attempt of its current step: if that step rides on
+        this save (`SagaStep.riding`), the store makes the attempt's writes right after it."""
+        entry = state.open_entry()
+        if state.status is not SagaStatus.RUNNING or entry is None or entry.phase is not Phase.ACTION:
+            return await self._save(state)
+        step = definition.steps[state.current_step]
+        if step.writes is None:
+            return await self._save(state)
+        ctx = transitions.step_context(definition, state, step, entry.attempt, compensating=False)
+        try:
+            writes = step.writes(ctx)
+        except Exception:  # a bug in the step's writes: the action will do
+            logger.exception("step %s: its writes could not be built", step.name,
+                             extra={"saga_id": state.saga_id})  # fmt: skip
+            writes = None
+        if writes is None or not writes.writes:
+            return await self._save(state)
+        saved, made = await self._worker.save_and_write(state, writes.writes)
+        self._unsaved.discard(state.saga_id)
+        if made:
+            self._ridden[state.saga_id] = (step.name, entry.attempt, writes.output)
+            if writes.made is not None:
+                try:
+                    writes.made()
+                except Exception:  # the writes are made all the same: only a cache may miss them
+                    logger.exception("step %s: its writes' callback failed", step.name,
+                                     extra={"saga_id": state.saga_id})  # fmt: skip
         return saved
 
     async def _ensure_open(self, state: SagaState, step: str, phase: Phase) -> tuple[SagaState, HistoryEntry]:

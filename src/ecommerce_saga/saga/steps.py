@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -111,6 +111,28 @@ Compensation = Callable[[StepContext[InT]], Awaitable[object]]
 nothing to undo."""
 TypedCompensation = Callable[[StepContext[InT], OutT | None], Awaitable[None]]
 """Undoes a typed step's effect, given that step's output (None if the action never succeeded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrites(Generic[OutT]):
+    """An attempt's effect as writes for the saga store to make with the save that opens it
+    (`SagaStep.riding`).
+
+    Attributes:
+        writes: The writes, as the store takes them (`MongoSagaStore`: `stores.ordered` writes on
+            its client).
+        output: The step's output once every write is made.
+        made: Called once every write is made (to remember what was written, say), or None.
+    """
+
+    writes: Sequence[object]
+    output: OutT
+    made: Callable[[], None] | None = None
+
+
+WritesOf = Callable[[StepContext[InT]], StepWrites[OutT] | None]
+"""Builds an attempt's writes (`SagaStep.riding`), or None to leave the attempt to the action.
+It must not do I/O nor have any effect."""
 SagaHook = Callable[[StepContext[InT]], Awaitable[None]]
 """A saga-level hook (`Saga.on_compensated`): receives the saga's context, with every stored
 output and the failure that stopped the saga."""
@@ -132,6 +154,8 @@ class SagaStep(Generic[InT, OutT]):
         retry: Retry policy of the action.
         timeout: Seconds one attempt may take before it counts as a retryable failure.
         output: The model of the action's output (typed steps), or None.
+        writes: Builds the writes an attempt may make with the save that opens it, or None
+            (see `riding`).
     """
 
     name: str
@@ -141,6 +165,7 @@ class SagaStep(Generic[InT, OutT]):
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 10.0
     output: type[BaseModel] | None = None
+    writes: WritesOf[InT, OutT] | None = None
 
     def __post_init__(self) -> None:
         check_name("step", self.name)
@@ -164,6 +189,21 @@ class SagaStep(Generic[InT, OutT]):
             await compensation(ctx, done)
 
         return dataclasses.replace(self, compensation=undo)
+
+    def riding(self, writes: WritesOf[InT, OutT]) -> SagaStep[InT, OutT]:
+        """This step, whose attempt may ride on the save that opens it.
+
+        When a save records the step before it and opens this one (write-ahead), `writes(ctx)`
+        gives the attempt's effect as writes for the store, with the output they stand for.
+        The store makes them right after that save, in the same command where it can
+        (`SagaStore.save_and_write`); it never makes them if the save is refused. When it made
+        every one, the attempt succeeded with that output and the action does not run. When it
+        made none, or one was refused or matched nothing, the action runs as usual: it must end
+        the same way whether or not some of the writes were made (an idempotent action does).
+        The step counts one command fewer on the saga's path; nothing else changes, after a
+        crash either.
+        """
+        return dataclasses.replace(self, writes=writes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,23 @@ class SagaStore(Protocol):
         """
         ...
 
+    async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
+        """`save`, then the caller's `writes`, in order, in the same command where the store can.
+
+        The writes are made only once the save is stored, so they come after it, as an effect
+        comes after the write-ahead record that announces it (what they may be is the store's
+        to say). A store may make none of them (it cannot, or not at that moment).
+
+        Returns:
+            The state as stored, and True if every write was made and matched a document; False
+            if the store made none, or one was refused or matched nothing (the writes after it
+            not made). The caller then makes its writes its own way: they must be safe to repeat.
+
+        Raises:
+            ConcurrencyError: As `save`; none of the writes was made.
+        """
+        ...
+
     async def claim_expired(
         self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:

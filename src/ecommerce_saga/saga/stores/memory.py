@@ -53,6 +53,10 @@ class InMemorySagaStore:
             self._sagas[state.saga_id] = new
             return new.model_copy(deep=True)
 
+    async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
+        """See `SagaStore.save_and_write`; this store makes no writes but its own (always False)."""
+        return await self.save(state), False
+
     async def claim_expired(
         self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:

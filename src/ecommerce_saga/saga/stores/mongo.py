@@ -22,7 +22,14 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from ecommerce_saga.saga.errors import ConcurrencyError, PrecedingWriteRefusedError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
-from ecommerce_saga.saga.stores.ordered import DuplicateKeyAtError, Insert, Update, Write, write_in_order
+from ecommerce_saga.saga.stores.ordered import (
+    DuplicateKeyAtError,
+    Insert,
+    Replace,
+    Update,
+    Write,
+    write_in_order,
+)
 from ecommerce_saga.saga.stores.write_group import WRITE_ID, WriteGroup
 
 _ACTIVE = ["RUNNING", "COMPENSATING"]
@@ -108,16 +115,12 @@ class MongoSagaStore:
 
     @_outages_as_store_errors
     async def create(self, state: SagaState, preceded_by: Sequence[object] = ()) -> bool:
-        """See `SagaStore.create`. `preceded_by` are `stores.ordered` writes (`Insert`, `Update`) on
-        this store's client: they and the saga's insert go as one ordered command
+        """See `SagaStore.create`. `preceded_by` are `stores.ordered` writes (`Insert`, `Update`,
+        `Replace`) on this store's client: they and the saga's insert go as one ordered command
         (`write_in_order`); without them the insert joins the store's group commit."""
         if not preceded_by:
             return await self._writes.insert(self._to_doc(state))
-        writes: list[Write] = []
-        for write in preceded_by:
-            if not isinstance(write, Insert | Update):
-                raise ValueError(f"MongoSagaStore takes ordered Insert and Update writes, not {write!r}")
-            writes.append(write)
+        writes = _ordered_writes(preceded_by)
         writes.append(Insert(self._collection, {**self._to_doc(state), WRITE_ID: ObjectId()}))
         try:
             await write_in_order(writes)
@@ -143,6 +146,32 @@ class MongoSagaStore:
         if not await self._writes.replace(doc, state.version, state.fencing_token):
             raise ConcurrencyError(f"saga {state.saga_id} changed since it was read")
         return new
+
+    @_outages_as_store_errors
+    async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
+        """See `SagaStore.save_and_write`. `writes` are `stores.ordered` writes (`Insert`, `Update`,
+        `Replace`) on this store's client: the saga's replace and they go as one ordered command
+        (`write_in_order`) when no command of the group commit is in flight. When one is, the
+        save joins the group (the writes of concurrent sagas share a command, which under load
+        saves more than pairing one saga's writes would) and the writes are not made.
+
+        The replace is an upsert, so that a stale version or fencing token stops the command:
+        the insert it turns into hits the saga's ``_id``. A saga is never deleted, so it cannot
+        insert one."""
+        following = _ordered_writes(writes)
+        if not following or self._writes.busy:
+            return await self.save(state), False
+        new = state.model_copy(update={"version": state.version + 1})
+        doc = {**self._to_doc(new), WRITE_ID: ObjectId()}
+        criteria = {"_id": state.saga_id, "version": state.version, "fencing_token": state.fencing_token}
+        try:
+            saga = Replace(self._collection, criteria, doc, upsert=True)
+            matched = await write_in_order([saga, *following])
+        except DuplicateKeyAtError as exc:
+            if exc.position == 0:
+                raise ConcurrencyError(f"saga {state.saga_id} changed since it was read") from exc
+            return new, False  # saved; a write of the caller's was refused
+        return new, all(matched[1:])
 
     @_outages_as_store_errors
     async def claim_expired(
@@ -243,6 +272,14 @@ class MongoSagaStore:
         """See `SagaStore.statuses`."""
         cursor = self._collection.find({}, projection={"status": 1})
         return {doc["_id"]: _stored_status(doc) async for doc in cursor}
+
+
+def _ordered_writes(writes: Sequence[object]) -> list[Write]:
+    """`writes`, checked to be `stores.ordered` writes."""
+    for write in writes:
+        if not isinstance(write, Insert | Update | Replace):
+            raise ValueError(f"MongoSagaStore takes ordered Insert, Update and Replace writes, not {write!r}")
+    return list(writes)  # type: ignore[arg-type] # checked above
 
 
 def _stored_status(doc: dict[str, Any]) -> str | None:

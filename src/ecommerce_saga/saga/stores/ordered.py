@@ -7,8 +7,9 @@ one round trip instead of one per write. Against an older server they are sent o
 the same outcome. Nothing is atomic either way: a write that ran stays written when a later one
 fails, and an outage in the middle leaves the first writes done, as with separate calls.
 
-`MongoSagaStore.create` uses it to store a saga right after the record it acts for; the shop's
-repositories, for pairs of writes of their own.
+`MongoSagaStore.create` uses it to store a saga right after the record it acts for, and
+`MongoSagaStore.save_and_write` to make a step's writes right after the save that opens the
+step; the shop's repositories, for pairs of writes of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ClientBulkWriteException, DuplicateKeyError, InvalidOperation, OperationFailure
 
@@ -43,7 +44,23 @@ class Update:
     update: dict[str, Any]
 
 
-Write = Insert | Update
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """Replace the first document of `collection` matching `criteria` with `document`, if any.
+
+    With `upsert`, a replace that matches nothing inserts `document` instead; given the ``_id``
+    of `criteria`, that insert hits the existing document's ``_id`` when only the rest of
+    `criteria` failed to match (a stale version, say), which makes a mismatch an error that
+    stops the writes after it (`DuplicateKeyAtError`).
+    """
+
+    collection: AsyncCollection[dict[str, Any]]
+    criteria: dict[str, Any]
+    document: dict[str, Any]
+    upsert: bool = False
+
+
+Write = Insert | Update | Replace
 
 
 class DuplicateKeyAtError(DuplicateKeyError):
@@ -59,7 +76,8 @@ _without_client_bulk_write: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 async def write_in_order(writes: Sequence[Write]) -> list[int]:
-    """Run `writes` in order; how many documents each matched (1 for an insert).
+    """Run `writes` in order; how many documents each matched (1 for an insert, and for an
+    upsert that inserted).
 
     All of them must be on one client (one deployment).
 
@@ -87,7 +105,10 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
             raise
         raise error from exc
     updates = result.update_results
-    return [updates[i].matched_count if i in updates else 1 for i in range(len(writes))]
+    return [
+        updates[i].matched_count + (updates[i].upserted_id is not None) if i in updates else 1
+        for i in range(len(writes))
+    ]
 
 
 async def _one_by_one(writes: Sequence[Write]) -> list[int]:
@@ -97,6 +118,11 @@ async def _one_by_one(writes: Sequence[Write]) -> list[int]:
             if isinstance(write, Insert):
                 await write.collection.insert_one(write.document)
                 matched.append(1)
+            elif isinstance(write, Replace):
+                replaced = await write.collection.replace_one(
+                    write.criteria, write.document, upsert=write.upsert
+                )
+                matched.append(replaced.matched_count + (replaced.upserted_id is not None))
             else:
                 matched.append(
                     (await write.collection.update_one(write.criteria, write.update)).matched_count
@@ -106,10 +132,12 @@ async def _one_by_one(writes: Sequence[Write]) -> list[int]:
     return matched
 
 
-def _model(write: Write) -> InsertOne[dict[str, Any]] | UpdateOne:
+def _model(write: Write) -> InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne:
     namespace = write.collection.full_name
     if isinstance(write, Insert):
         return InsertOne(write.document, namespace=namespace)
+    if isinstance(write, Replace):
+        return ReplaceOne(write.criteria, write.document, upsert=write.upsert, namespace=namespace)
     return UpdateOne(write.criteria, write.update, namespace=namespace)
 
 

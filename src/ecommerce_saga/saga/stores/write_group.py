@@ -82,6 +82,11 @@ class WriteGroup:
         self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def busy(self) -> bool:
+        """True while a command of the group is in flight (a write made now would wait for it)."""
+        return self._sender is not None and not self._sender.done()
+
     async def insert(self, doc: dict[str, Any]) -> bool:
         """Insert the saga in `doc` (which gets a `WRITE_ID` field); False if its id exists.
 

@@ -1,0 +1,191 @@
+"""`SagaStep.riding`: a step's writes made right after the save that opens it, in the same command
+(`MongoSagaStore.save_and_write`, `stores.ordered`), and never after a refused save. When they
+are not all made, the action runs as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ecommerce_saga.saga import (
+    ConcurrencyError,
+    Saga,
+    SagaEngine,
+    SagaState,
+    SagaStatus,
+    SagaStep,
+    StepContext,
+    StepKind,
+    StepWrites,
+)
+from ecommerce_saga.saga.stores import ordered
+from ecommerce_saga.saga.stores.mongo import MongoSagaStore
+from ecommerce_saga.saga.stores.ordered import Update
+from tests.commands import counting
+
+
+class Parcels:
+    """A saga that packs a parcel, then ships it: shipping's write rides on the save that opens it."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.parcels = db["parcels"]
+        self.actions: list[str] = []
+        self.made: list[str] = []
+
+    def saga(self) -> Saga[Any]:
+        async def pack(ctx: StepContext[Any]) -> dict[str, Any]:
+            return {"packed": True}
+
+        return Saga(
+            "parcel",
+            [
+                SagaStep("pack", pack),
+                SagaStep("ship", self._ship, kind=StepKind.PIVOT).riding(self._ship_writes),
+            ],
+        )
+
+    def _shipped(self, saga_id: str) -> Update:
+        return Update(self.parcels, {"_id": saga_id, "status": "packed"}, {"$set": {"status": "shipped"}})
+
+    async def _ship(self, ctx: StepContext[Any]) -> dict[str, Any]:
+        self.actions.append(ctx.saga_id)
+        write = self._shipped(ctx.saga_id)
+        await self.parcels.update_one(write.criteria, write.update)
+        return {"by": "action"}
+
+    def _ship_writes(self, ctx: StepContext[Any]) -> StepWrites[dict[str, Any]]:
+        made = lambda: self.made.append(ctx.saga_id)  # noqa: E731
+        return StepWrites([self._shipped(ctx.saga_id)], {"by": "writes"}, made=made)
+
+
+async def _has_client_bulk_write(db: AsyncDatabase[dict[str, Any]]) -> bool:
+    return int((await db.client.admin.command("hello"))["maxWireVersion"]) >= 25
+
+
+@pytest.fixture
+async def store(mongo_db: AsyncDatabase[dict[str, Any]]) -> MongoSagaStore:
+    store = MongoSagaStore(mongo_db["sagas"])
+    await store.create_indexes()
+    return store
+
+
+@pytest.fixture
+async def parcels(mongo_db: AsyncDatabase[dict[str, Any]]) -> Parcels:
+    return Parcels(mongo_db)
+
+
+async def _run(store: MongoSagaStore, parcels: Parcels, saga_id: str = "p1") -> SagaState:
+    engine = SagaEngine(store, [parcels.saga()], observers=[])
+    try:
+        await engine.start("parcel", {}, saga_id=saga_id)
+        return await engine.wait(saga_id, timeout=30)
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.parametrize("path", ["one command", "one by one"])
+async def test_the_writes_go_with_the_save_that_opens_the_step_and_the_action_does_not_run(
+    store: MongoSagaStore,
+    parcels: Parcels,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    if path == "one by one":  # a server before MongoDB 8.0
+        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([mongo_db.client]))
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+
+    with counting(mongo_db.name) as seen:
+        state = await _run(store, parcels)
+
+    assert state.status is SagaStatus.COMPLETED
+    assert state.outputs["ship"] == {"by": "writes"}
+    assert (parcels.actions, parcels.made) == ([], ["p1"])
+    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "shipped"}
+    ship = [entry for entry in state.history if entry.step == "ship"]
+    assert [(entry.attempt, entry.status.value) for entry in ship] == [(1, "SUCCEEDED")]
+    if path == "one command" and await _has_client_bulk_write(mongo_db):
+        # the insert; the save that records pack and opens ship, with ship's write; the last save
+        assert dict(seen) == {"insert sagas": 1, "bulkWrite sagas+parcels": 1, "update sagas": 1}
+    else:
+        assert dict(seen) == {"insert sagas": 1, "update sagas": 2, "update parcels": 1}
+
+
+async def test_writes_that_match_nothing_leave_the_step_to_its_action(
+    store: MongoSagaStore, parcels: Parcels
+) -> None:
+    await parcels.parcels.insert_one({"_id": "p1", "status": "held"})  # the update matches nothing
+
+    state = await _run(store, parcels)
+
+    assert state.status is SagaStatus.COMPLETED
+    assert state.outputs["ship"] == {"by": "action"}
+    assert (parcels.actions, parcels.made) == (["p1"], [])
+
+
+async def test_a_step_whose_builder_fails_runs_its_action(store: MongoSagaStore, parcels: Parcels) -> None:
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+
+    def broken(ctx: StepContext[Any]) -> StepWrites[dict[str, Any]]:
+        raise RuntimeError("no writes today")
+
+    parcels._ship_writes = broken  # type: ignore[method-assign]
+    state = await _run(store, parcels)
+
+    assert state.outputs["ship"] == {"by": "action"}
+    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "shipped"}
+
+
+@pytest.mark.parametrize("path", ["one command", "one by one"])
+async def test_a_stale_save_makes_none_of_the_writes(
+    store: MongoSagaStore,
+    parcels: Parcels,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    if path == "one by one":
+        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([mongo_db.client]))
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+    state = SagaState(saga_id="p1", saga_type="parcel")
+    assert await store.create(state)
+    moved_on = await store.save(state.model_copy(deep=True))  # another worker's write
+
+    with pytest.raises(ConcurrencyError):
+        await store.save_and_write(state, [parcels._shipped("p1")])
+
+    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "packed"}
+    assert await mongo_db["sagas"].count_documents({}) == 1  # the upsert inserted nothing
+    stored = await store.get("p1")
+    assert stored is not None and stored.version == moved_on.version
+
+
+async def test_while_a_grouped_save_is_in_flight_the_save_joins_the_group_and_makes_no_writes(
+    store: MongoSagaStore, parcels: Parcels
+) -> None:
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+    first, other = SagaState(saga_id="p1", saga_type="parcel"), SagaState(saga_id="p2", saga_type="parcel")
+    assert await store.create(first)
+    assert await store.create(other)
+
+    in_flight = asyncio.create_task(store.save(other))
+    await asyncio.sleep(0)  # its command is on its way: the group commit is busy
+    saved, made = await store.save_and_write(first, [parcels._shipped("p1")])
+    await in_flight
+
+    assert (saved.version, made) == (first.version + 1, False)
+    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "packed"}
+    stored = await store.get("p1")
+    assert stored is not None and stored.version == saved.version
+
+
+async def test_stores_refuse_writes_they_cannot_make(store: MongoSagaStore) -> None:
+    state = SagaState(saga_id="p1", saga_type="parcel")
+    assert await store.create(state)
+
+    with pytest.raises(ValueError, match="MongoSagaStore takes"):
+        await store.save_and_write(state, [{"_id": "p1"}])
