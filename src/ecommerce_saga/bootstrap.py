@@ -507,6 +507,9 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
     if inventory is None or payment is None or shipping is None or notifications is None:
         raise RuntimeError("the order module needs every other module")  # settings prevent this
     tracker = OrderTracker(overrides.order_repository or BeanieOrderRepository())
+    # Orders and sagas on one MongoDB database: an order's insert goes with its saga's, in one
+    # command, and so does its confirmation with the saga's save that opens confirm_order.
+    together = overrides.order_repository is None and overrides.saga_store is None
     sagas = OrderSagas(
         tracker,
         inventory,
@@ -521,6 +524,7 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
         best_effort_retry=RetryPolicy(
             initial_interval=0.5, maximum_interval=60.0, maximum_attempts=settings.saga_compensation_attempts
         ),
+        replace_write=BeanieOrderRepository.replace_write if together else None,
     )
     engine = SagaEngine(
         overrides.saga_store or mongo_saga_store(database.db),
@@ -533,8 +537,6 @@ def _orders(settings: Settings, database: Database, parts: _Participants, overri
         observers=overrides.observers,
     )
     engine.add_observer(ParkedOrderMarker(tracker))
-    # Orders and sagas on one MongoDB database: an order's insert goes with its saga's, in one command.
-    together = overrides.order_repository is None and overrides.saga_store is None
     service = LocalOrderService(
         tracker,
         engine,

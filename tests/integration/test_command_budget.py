@@ -22,9 +22,9 @@ from tests.commands import COMMANDS
 from tests.e2e.shop import ADDRESS, DECLINED_CARD, GOOD_CARD
 from tests.integration.inprocess import shop_in_process
 
-SUCCESS_BUDGET = 11
+SUCCESS_BUDGET = 10
 """Commands for an order that completes (its confirmation included)."""
-THREE_PRODUCTS_BUDGET = 14
+THREE_PRODUCTS_BUDGET = 13
 """Commands for an order of three products that completes (a hold per product; the first order of
 two of them, so their catalog prices are read once)."""
 FAILURE_BUDGETS = {"out_of_stock": 9, "declined": 13, "unshippable": 16}

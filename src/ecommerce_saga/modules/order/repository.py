@@ -26,7 +26,7 @@ from ecommerce_saga.modules.order.contract import (
 )
 from ecommerce_saga.modules.order.documents import OrderDocument
 from ecommerce_saga.modules.shipping.contract import Address, ShippingMethod
-from ecommerce_saga.saga.stores.ordered import Insert
+from ecommerce_saga.saga.stores.ordered import Insert, Replace
 from ecommerce_saga.shared.clock import utcnow
 
 
@@ -123,10 +123,17 @@ class BeanieOrderRepository:
 
     async def replace(self, order: OrderRecord, expected_version: int) -> bool:
         """See `OrderRepository.replace`."""
+        write = self.replace_write(order, expected_version)
+        result = await write.collection.replace_one(write.criteria, write.document)
+        return result.matched_count == 1
+
+    @staticmethod
+    def replace_write(order: OrderRecord, expected_version: int) -> Replace:
+        """`replace`'s write, for a saga store to make right after the save that opens a step
+        (`SagaStep.riding`); it matches nothing if the stored order's version is not `expected_version`."""
         current = {"_id": order.order_id, "version": expected_version}
         stored = stored_fields(order, id_field="order_id")
-        result = await OrderDocument.get_pymongo_collection().replace_one(current, stored)
-        return result.matched_count == 1
+        return Replace(OrderDocument.get_pymongo_collection(), current, stored)
 
     async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
         """See `OrderRepository.pending_since_before`."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import TypedDict
@@ -74,6 +75,7 @@ from ecommerce_saga.saga import (
     SagaEvent,
     Step,
     StepContext,
+    StepWrites,
 )
 from ecommerce_saga.shared.contracts import FrozenModel
 
@@ -239,6 +241,10 @@ class OrderSagas:
     step_timeout: float = 10.0
     step_retry: RetryPolicy = PARTICIPANT_RETRY
     best_effort_retry: RetryPolicy = BEST_EFFORT_RETRY
+    replace_write: Callable[[OrderRecord, int], object] | None = None
+    """The order repository's replace as a write for the saga store (the Mongo store on the
+    orders' database: `BeanieOrderRepository.replace_write`), or None. With it, confirm_order's
+    replace of the order rides on the save that opens it (`SagaStep.riding`)."""
 
     def definitions(self) -> list[Saga[PlaceOrderInput] | Saga[CancelOrderInput]]:
         """Every saga definition: the three versions of place-order, and cancel-order."""
@@ -261,13 +267,14 @@ class OrderSagas:
 
     def _place_order(self, *, version: int, save_compensatable_steps: bool) -> Saga[PlaceOrderInput]:
         before, after = self._before_pivot(), self._after_pivot()
+        confirm = CONFIRM_ORDER.pivot(self._confirm, **after)
         return Saga(
             PLACE_ORDER,
             [
                 RESERVE_INVENTORY.does(self._reserve, **before).undoes(self._unreserve),
                 PROCESS_PAYMENT.does(self._charge, **before).undoes(self._uncharge),
                 SCHEDULE_SHIPPING.does(self._schedule, **before).undoes(self._unschedule),
-                CONFIRM_ORDER.pivot(self._confirm, **after),
+                confirm.riding(self._confirm_writes) if self.replace_write else confirm,
                 SEND_CONFIRMATION.retriable(self._notify_confirmed, **after),
             ],
             version=version,
@@ -392,22 +399,22 @@ class OrderSagas:
         await self._cancel_shipping(ctx.input.order_id, ctx.idempotency_key)
 
     async def _confirm(self, ctx: StepContext[PlaceOrderInput]) -> OrderStatusChanged:
-        shipment = ctx.output_of(SCHEDULE_SHIPPING)
-        payment = ctx.output_of(PROCESS_PAYMENT)
-
-        def complete(doc: OrderRecord) -> None:
-            doc.status = OrderStatus.COMPLETED
-            doc.payment_id = payment.payment_id
-            doc.shipping_id = shipment.shipping_id
-            doc.tracking_number = shipment.tracking_number
-            doc.estimated_delivery = shipment.estimated_delivery
-
-        await self.orders.update(
-            ctx.input.order_id,
-            complete,
-            allowed_from=[OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION],
-        )
+        await self.orders.update(ctx.input.order_id, _completion(ctx), allowed_from=_CONFIRMABLE)
         return OrderStatusChanged(status=OrderStatus.COMPLETED)
+
+    def _confirm_writes(self, ctx: StepContext[PlaceOrderInput]) -> StepWrites[OrderStatusChanged] | None:
+        """`_confirm`'s replace of the order as a write, if this process remembers the order (it
+        placed it, or read it since): no read is made here. If the write is refused (the order
+        changed meanwhile), `_confirm` runs and reads the order."""
+        changed = self.orders.changed(ctx.input.order_id, _completion(ctx), allowed_from=_CONFIRMABLE)
+        if changed is None or self.replace_write is None:
+            return None
+        order, expected = changed
+        return StepWrites(
+            [self.replace_write(order, expected)],
+            OrderStatusChanged(status=OrderStatus.COMPLETED),
+            made=lambda: self.orders.stored(order),
+        )
 
     async def _notify_confirmed(self, ctx: StepContext[PlaceOrderInput]) -> CustomerNotified:
         carrier = ctx.output_of(SCHEDULE_SHIPPING).carrier
@@ -486,6 +493,25 @@ class OrderSagas:
             )
         )
         return CustomerNotified(notification_id=notification.notification_id)
+
+
+_CONFIRMABLE = (OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION)
+"""The statuses confirm_order completes an order from."""
+
+
+def _completion(ctx: StepContext[PlaceOrderInput]) -> Callable[[OrderRecord], None]:
+    """confirm_order's change of the order: COMPLETED, with its payment and shipment."""
+    shipment = ctx.output_of(SCHEDULE_SHIPPING)
+    payment = ctx.output_of(PROCESS_PAYMENT)
+
+    def complete(doc: OrderRecord) -> None:
+        doc.status = OrderStatus.COMPLETED
+        doc.payment_id = payment.payment_id
+        doc.shipping_id = shipment.shipping_id
+        doc.tracking_number = shipment.tracking_number
+        doc.estimated_delivery = shipment.estimated_delivery
+
+    return complete
 
 
 class ParkedOrderMarker:

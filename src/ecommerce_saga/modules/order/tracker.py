@@ -89,24 +89,37 @@ class OrderTracker:
         remembered = self._recent.get(order_id)
         for _ in range(attempts):
             if remembered is not None and (allowed_from is None or remembered.status in allowed_from):
-                # a shallow copy will do: changes assign fields, never change what a field holds
-                order: OrderRecord | None = remembered.model_copy()
+                current: OrderRecord | None = remembered
             else:  # not remembered, stale, or remembered in a status that may have moved on
-                order = await self.get(order_id)
+                current = await self.get(order_id)
             remembered = None  # a second pass reads what the concurrent writer stored
-            if order is None or (allowed_from is not None and order.status not in allowed_from):
+            if current is None or (allowed_from is not None and current.status not in allowed_from):
                 return None
-            expected = order.version
-            change(order)
-            order.version = expected + 1
-            order.updated_at = utcnow()
-            if not await self._repository.replace(order, expected):
+            order = _changed(current, change)
+            if not await self._repository.replace(order, current.version):
                 self._recent.discard(order_id)
                 continue
-            self._remember(order)
-            self._wake(order)
+            self.stored(order)
             return order
         raise StaleOrderError(order_id)
+
+    def changed(
+        self, order_id: str, change: Callable[[OrderRecord], None], *, allowed_from: Collection[OrderStatus]
+    ) -> tuple[OrderRecord, int] | None:
+        """The remembered order with `change` applied, as `update` would store it, and the version
+        the stored one must have; None if it is not remembered in a status of `allowed_from`.
+
+        Nothing is read or written: store it another way, then call `stored` with it.
+        """
+        remembered = self._recent.get(order_id)
+        if remembered is None or remembered.status not in allowed_from:
+            return None
+        return _changed(remembered, change), remembered.version
+
+    def stored(self, order: OrderRecord) -> None:
+        """`order`, from `changed`, was stored: remember it, and wake who waits for it."""
+        self._remember(order)
+        self._wake(order)
 
     async def pending_since_before(self, cutoff: datetime, limit: int) -> list[OrderRecord]:
         """PENDING orders created before `cutoff` (at most `limit`, oldest first)."""
@@ -163,6 +176,16 @@ class OrderTracker:
 
 
 _POLL_SECONDS = 0.25
+
+
+def _changed(order: OrderRecord, change: Callable[[OrderRecord], None]) -> OrderRecord:
+    """A copy of `order` with `change` applied, its next version, updated now."""
+    # a shallow copy will do: changes assign fields, never change what a field holds
+    changed = order.model_copy()
+    change(changed)
+    changed.version = order.version + 1
+    changed.updated_at = utcnow()
+    return changed
 
 
 class _Waiter:
