@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.saga import (
     ConcurrencyError,
+    PrecedingWriteRefusedError,
     Saga,
     SagaEngine,
     SagaState,
@@ -24,7 +25,7 @@ from ecommerce_saga.saga import (
 )
 from ecommerce_saga.saga.stores import ordered
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
-from ecommerce_saga.saga.stores.ordered import Update
+from ecommerce_saga.saga.stores.ordered import Insert, Update
 from tests.commands import counting
 
 
@@ -164,23 +165,104 @@ async def test_a_stale_save_makes_none_of_the_writes(
     assert stored is not None and stored.version == moved_on.version
 
 
-async def test_while_a_grouped_save_is_in_flight_the_save_joins_the_group_and_makes_no_writes(
+async def _sagas(store: MongoSagaStore, *saga_ids: str) -> list[SagaState]:
+    states = [SagaState(saga_id=saga_id, saga_type="parcel") for saga_id in saga_ids]
+    for state in states:
+        assert await store.create(state)
+    return states
+
+
+async def test_saves_with_writes_join_the_group_commit_and_their_writes_go_in_its_command(
+    store: MongoSagaStore, parcels: Parcels, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    await parcels.parcels.insert_many([{"_id": p, "status": "packed"} for p in ("p1", "p3")])
+    first, second, third = await _sagas(store, "p1", "p2", "p3")
+
+    with counting(mongo_db.name) as seen:
+        in_flight = asyncio.create_task(store.save(second))
+        await asyncio.sleep(0)  # its command is on its way: the next writes queue up behind it
+        (saved, made), (_, also_made), _ = await asyncio.gather(
+            store.save_and_write(first, [parcels._shipped("p1")]),
+            store.save_and_write(third, [parcels._shipped("p3"), parcels._shipped("p9")]),
+            in_flight,
+        )
+
+    assert (saved.version, made) == (first.version + 1, True)
+    assert also_made is False  # its second write matched nothing (no parcel p9); its first was made
+    assert await parcels.parcels.count_documents({"status": "shipped"}) == 2
+    for saga_id in ("p1", "p2", "p3"):
+        stored = await store.get(saga_id)
+        assert stored is not None and stored.version == 1, saga_id
+    if await _has_client_bulk_write(mongo_db):
+        assert dict(seen) == {"update sagas": 1, "bulkWrite sagas+parcels": 1}
+
+
+async def test_a_stale_save_in_a_group_makes_none_of_its_writes_and_the_others_go_on(
     store: MongoSagaStore, parcels: Parcels
 ) -> None:
-    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
-    first, other = SagaState(saga_id="p1", saga_type="parcel"), SagaState(saga_id="p2", saga_type="parcel")
-    assert await store.create(first)
-    assert await store.create(other)
+    await parcels.parcels.insert_many([{"_id": p, "status": "packed"} for p in ("p1", "p2", "p3")])
+    first, second, third = await _sagas(store, "p1", "p2", "p3")
+    await store.save(first.model_copy(deep=True))  # another worker's write: `first` is stale
 
-    in_flight = asyncio.create_task(store.save(other))
-    await asyncio.sleep(0)  # its command is on its way: the group commit is busy
-    saved, made = await store.save_and_write(first, [parcels._shipped("p1")])
+    in_flight = asyncio.create_task(store.save(second.model_copy(deep=True)))
+    await asyncio.sleep(0)
+    stale, fresh = await asyncio.gather(
+        store.save_and_write(first, [parcels._shipped("p1")]),
+        store.save_and_write(third, [parcels._shipped("p3")]),
+        return_exceptions=True,
+    )
     await in_flight
 
-    assert (saved.version, made) == (first.version + 1, False)
-    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "packed"}
-    stored = await store.get("p1")
-    assert stored is not None and stored.version == saved.version
+    assert isinstance(stale, ConcurrencyError)
+    assert isinstance(fresh, tuple) and fresh[1] is True
+    shipped = {doc["_id"] async for doc in parcels.parcels.find({"status": "shipped"})}
+    assert shipped == {"p3"}
+    assert await store.statuses() == {"p1": "RUNNING", "p2": "RUNNING", "p3": "RUNNING"}  # nothing inserted
+
+
+async def test_a_first_step_s_writes_go_with_the_saga_s_insert(
+    store: MongoSagaStore, parcels: Parcels, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+    saga = Saga("parcel", [SagaStep("ship", parcels._ship).riding(parcels._ship_writes)])
+    engine = SagaEngine(store, [saga], observers=[])
+    try:
+        with counting(mongo_db.name) as seen:
+            await engine.start("parcel", {}, saga_id="p1")
+            state = await engine.wait("p1", timeout=30)
+    finally:
+        await engine.stop()
+
+    assert state.outputs["ship"] == {"by": "writes"}
+    assert (parcels.actions, parcels.made) == ([], ["p1"])
+    if await _has_client_bulk_write(mongo_db):
+        assert dict(seen) == {"bulkWrite sagas+parcels": 1, "update sagas": 1}
+
+
+async def test_an_insert_with_writes_preceded_by_a_record_goes_in_order(
+    store: MongoSagaStore, parcels: Parcels, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
+    record = Insert(mongo_db["labels"], {"_id": "p1"})
+
+    with counting(mongo_db.name) as seen:
+        made = await store.create_and_write(
+            SagaState(saga_id="p1", saga_type="parcel"), [parcels._shipped("p1")], [record]
+        )
+    again = await store.create_and_write(  # the saga exists: its writes are not made again
+        SagaState(saga_id="p1", saga_type="parcel"), [Insert(mongo_db["labels"], {"_id": "p2"})]
+    )
+    with pytest.raises(PrecedingWriteRefusedError):  # the record exists: no saga, no writes
+        await store.create_and_write(
+            SagaState(saga_id="p3", saga_type="parcel"), [Insert(mongo_db["labels"], {"_id": "p4"})], [record]
+        )
+
+    assert (made, again) == ((True, True), (False, False))
+    assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "shipped"}
+    assert [doc["_id"] async for doc in mongo_db["labels"].find({})] == ["p1"]
+    assert await store.get("p3") is None
+    if await _has_client_bulk_write(mongo_db):
+        assert dict(seen) == {"bulkWrite labels+sagas+parcels": 1}
 
 
 async def test_stores_refuse_writes_they_cannot_make(store: MongoSagaStore) -> None:

@@ -32,11 +32,22 @@ class WritingStore(InMemorySagaStore):
 
     async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
         saved = await self.save(state)
+        self._make(writes)
+        return saved, True
+
+    async def create_and_write(
+        self, state: SagaState, writes: Sequence[object], preceded_by: Sequence[object] = ()
+    ) -> tuple[bool, bool]:
+        if not await self.create(state, preceded_by):
+            return False, False
+        self._make(writes)
+        return True, True
+
+    def _make(self, writes: Sequence[object]) -> None:
         self.written.append(writes)
         for write in writes:
             assert callable(write)
             write()
-        return saved, True
 
 
 class Parcel:
@@ -78,6 +89,20 @@ async def test_writes_the_store_made_are_the_attempt(make_engine: MakeEngine) ->
     assert state.outputs["ship"] == {"by": "writes"}
     assert (parcel.shipped, parcel.actions, parcel.made, len(store.written)) == (["p1"], 0, 1, 1)
     assert attempts_of(state, "ship", Phase.ACTION) == [(1, AttemptStatus.SUCCEEDED, None)]
+
+
+async def test_a_first_step_rides_on_the_saga_s_insert(make_engine: MakeEngine) -> None:
+    parcel, store = Parcel(), WritingStore()
+    saga = Saga("parcel", [SagaStep("ship", parcel.ship).riding(parcel.writes)])
+    engine = make_engine(saga, store=store)
+
+    await engine.start("parcel", {}, saga_id="p1")
+    state = await engine.wait("p1", timeout=5)
+    again = await engine.start("parcel", {}, saga_id="p1")  # a repeated start: no writes again
+
+    assert state.outputs["ship"] == {"by": "writes"}
+    assert (parcel.shipped, parcel.actions, parcel.made, len(store.written)) == (["p1"], 0, 1, 1)
+    assert again.status is SagaStatus.COMPLETED
 
 
 async def test_a_store_that_makes_no_writes_leaves_the_attempt_to_the_action(make_engine: MakeEngine) -> None:

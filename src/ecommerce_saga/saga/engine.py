@@ -182,7 +182,15 @@ class SagaEngine:
         transitions.open_attempt(state, definition.steps[0].name, Phase.ACTION, worker=self.worker_id)
         if self._stopping:  # shutting down: leave it to another worker at once
             state.lease_expires_at_ms = 0
-        created = await (self.store.create(state, preceded_by) if preceded_by else self.store.create(state))
+        writes = None if self._stopping else self._runner.writes_of(definition, state)
+        if writes is not None:  # the first step rides on the saga's insert (`SagaStep.riding`)
+            created, made = await self.store.create_and_write(state, writes.writes, preceded_by)
+            if created and made:
+                self._runner.rode(state, writes)
+        elif preceded_by:
+            created = await self.store.create(state, preceded_by)
+        else:
+            created = await self.store.create(state)
         if not created:
             return await self._existing(state.saga_id, saga_type)
         self._notifier.emit(EventKind.SAGA_STARTED, state)

@@ -33,7 +33,7 @@ from ecommerce_saga.saga.state import (
     SagaStatus,
     utcnow,
 )
-from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext, StepKind
+from ecommerce_saga.saga.steps import JsonObject, SagaStep, StepContext, StepKind, StepWrites
 
 # Records keep the engine's logger name, as before the runner left engine.py: log configuration
 # may refer to it.
@@ -349,31 +349,46 @@ class SagaRunner:
         """Save `state`, which may open an attempt of its current step: if that step rides on
         this save (`SagaStep.riding`), the store makes the attempt's writes right after it."""
         entry = state.open_entry()
-        if state.status is not SagaStatus.RUNNING or entry is None or entry.phase is not Phase.ACTION:
-            return await self._save(state)
-        step = definition.steps[state.current_step]
-        if step.writes is None:
-            return await self._save(state)
-        ctx = transitions.step_context(definition, state, step, entry.attempt, compensating=False)
-        try:
-            writes = step.writes(ctx)
-        except Exception:  # a bug in the step's writes: the action will do
-            logger.exception("step %s: its writes could not be built", step.name,
-                             extra={"saga_id": state.saga_id})  # fmt: skip
-            writes = None
-        if writes is None or not writes.writes:
+        writes = None
+        if state.status is SagaStatus.RUNNING and entry is not None and entry.phase is Phase.ACTION:
+            writes = self.writes_of(definition, state)
+        if writes is None:
             return await self._save(state)
         saved, made = await self._worker.save_and_write(state, writes.writes)
         self._unsaved.discard(state.saga_id)
         if made:
-            self._ridden[state.saga_id] = (step.name, entry.attempt, writes.output)
-            if writes.made is not None:
-                try:
-                    writes.made()
-                except Exception:  # the writes are made all the same: only a cache may miss them
-                    logger.exception("step %s: its writes' callback failed", step.name,
-                                     extra={"saga_id": state.saga_id})  # fmt: skip
+            self.rode(saved, writes)
         return saved
+
+    def writes_of(self, definition: Saga[Any], state: SagaState) -> StepWrites[Any] | None:
+        """The writes of the open attempt of `state`'s current step, if it rides (`SagaStep.riding`)
+        and builds some; None otherwise (a builder that fails is logged: the action will do)."""
+        step = definition.steps[state.current_step]
+        entry = state.open_entry()
+        if step.writes is None or entry is None:
+            return None
+        ctx = transitions.step_context(definition, state, step, entry.attempt, compensating=False)
+        try:
+            writes = step.writes(ctx)
+        except Exception:
+            logger.exception("step %s: its writes could not be built", step.name,
+                             extra={"saga_id": state.saga_id})  # fmt: skip
+            return None
+        return writes if writes is not None and writes.writes else None
+
+    def rode(self, state: SagaState, writes: StepWrites[Any]) -> None:
+        """The store made `writes`, the open attempt's, with the write that stored `state`: the
+        attempt succeeded with their output, which the next run of the saga takes instead of
+        running the action."""
+        entry = state.open_entry()
+        assert entry is not None  # noqa: S101 - the writes were built for it
+        self._ridden[state.saga_id] = (entry.step, entry.attempt, writes.output)
+        if writes.made is not None:
+            try:
+                writes.made()
+            except Exception:  # the writes are made all the same: only a cache may miss them
+                logger.exception("step %s: its writes' callback failed", entry.step,
+                                 extra={"saga_id": state.saga_id})  # fmt: skip
 
     async def _ensure_open(self, state: SagaState, step: str, phase: Phase) -> tuple[SagaState, HistoryEntry]:
         """The open attempt of `step`, recording one first if there is none (write-ahead)."""

@@ -68,6 +68,21 @@ class SagaStore(Protocol):
         """
         ...
 
+    async def create_and_write(
+        self, state: SagaState, writes: Sequence[object], preceded_by: Sequence[object] = ()
+    ) -> tuple[bool, bool]:
+        """`create`, then the caller's `writes`, in order, right after the saga's insert, in the
+        same command where the store can, and only if the saga was inserted (see `save_and_write`).
+
+        Returns:
+            Whether the saga was inserted, and whether every write was made and matched a
+            document (False also when the store made none).
+
+        Raises:
+            PrecedingWriteRefusedError: As `create`; none of `writes` was made.
+        """
+        ...
+
     async def get(self, saga_id: str) -> SagaState | None:
         """The saga with `saga_id`, or None."""
         ...

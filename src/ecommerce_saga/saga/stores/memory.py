@@ -53,6 +53,12 @@ class InMemorySagaStore:
             self._sagas[state.saga_id] = new
             return new.model_copy(deep=True)
 
+    async def create_and_write(
+        self, state: SagaState, writes: Sequence[object], preceded_by: Sequence[object] = ()
+    ) -> tuple[bool, bool]:
+        """See `SagaStore.create_and_write`; this store makes no writes but its own (always False)."""
+        return await self.create(state, preceded_by), False
+
     async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
         """See `SagaStore.save_and_write`; this store makes no writes but its own (always False)."""
         return await self.save(state), False

@@ -2,7 +2,8 @@
 
 One document per saga, `_id` = saga id. Writes are whole-document inserts and replaces filtered
 on `version` and `fencing_token` (optimistic concurrency); the replaces of sagas written at the
-same moment go out together, as do the inserts (`write_group`). Leases are claimed with one
+same moment go out together, as do the inserts (`write_group`), with the writes a save carries
+(`save_and_write`). Leases are claimed with one
 `find_one_and_update`. Instants that are compared in queries (lease expiry) are integers
 (epoch milliseconds), which behave the same on MongoDB and on MongoDB-compatible servers.
 """
@@ -133,6 +134,30 @@ class MongoSagaStore:
         return True
 
     @_outages_as_store_errors
+    async def create_and_write(
+        self, state: SagaState, writes: Sequence[object], preceded_by: Sequence[object] = ()
+    ) -> tuple[bool, bool]:
+        """See `SagaStore.create_and_write`. `writes` and `preceded_by` as for `save_and_write` and
+        `create`: without `preceded_by` the insert and its writes join the group commit; with it,
+        they all go as one ordered command."""
+        riders = self._riders(writes)
+        if not riders:
+            return await self.create(state, preceded_by), False
+        if not preceded_by:
+            return await self._writes.insert_then(self._to_doc(state), riders)
+        before = _ordered_writes(preceded_by)
+        saga = Insert(self._collection, {**self._to_doc(state), WRITE_ID: ObjectId()})
+        try:
+            matched = await write_in_order([*before, saga, *riders])
+        except DuplicateKeyAtError as exc:
+            if exc.position < len(before):
+                raise PrecedingWriteRefusedError(
+                    f"a write before saga {state.saga_id} was refused: {exc}"
+                ) from exc
+            return exc.position > len(before), False  # the saga exists, or a write of its was refused
+        return True, all(matched[len(before) + 1 :])
+
+    @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:
         """See `SagaStore.get`."""
         doc = await self._collection.find_one({"_id": saga_id})
@@ -150,28 +175,27 @@ class MongoSagaStore:
     @_outages_as_store_errors
     async def save_and_write(self, state: SagaState, writes: Sequence[object]) -> tuple[SagaState, bool]:
         """See `SagaStore.save_and_write`. `writes` are `stores.ordered` writes (`Insert`, `Update`,
-        `Replace`) on this store's client: the saga's replace and they go as one ordered command
-        (`write_in_order`) when no command of the group commit is in flight. When one is, the
-        save joins the group (the writes of concurrent sagas share a command, which under load
-        saves more than pairing one saga's writes would) and the writes are not made.
-
-        The replace is an upsert, so that a stale version or fencing token stops the command:
-        the insert it turns into hits the saga's ``_id``. A saga is never deleted, so it cannot
-        insert one."""
-        following = _ordered_writes(writes)
-        if not following or self._writes.busy:
+        `Replace`) on this store's client. The save and they join the group commit: a group with
+        such writes goes as one ordered command, each saga's replace followed by its writes
+        (`write_group`), so they cost no command of their own, alone or among other sagas'."""
+        riders = self._riders(writes)
+        if not riders:
             return await self.save(state), False
         new = state.model_copy(update={"version": state.version + 1})
-        doc = {**self._to_doc(new), WRITE_ID: ObjectId()}
-        criteria = {"_id": state.saga_id, "version": state.version, "fencing_token": state.fencing_token}
-        try:
-            saga = Replace(self._collection, criteria, doc, upsert=True)
-            matched = await write_in_order([saga, *following])
-        except DuplicateKeyAtError as exc:
-            if exc.position == 0:
-                raise ConcurrencyError(f"saga {state.saga_id} changed since it was read") from exc
-            return new, False  # saved; a write of the caller's was refused
-        return new, all(matched[1:])
+        stored, made = await self._writes.replace_then(
+            self._to_doc(new), state.version, state.fencing_token, riders
+        )
+        if not stored:
+            raise ConcurrencyError(f"saga {state.saga_id} changed since it was read")
+        return new, made
+
+    def _riders(self, writes: Sequence[object]) -> list[Write]:
+        """`writes` to make after a saga's statement: `stores.ordered` writes on this store's client."""
+        riders = _ordered_writes(writes)
+        client = self._collection.database.client
+        if any(rider.collection.database.client is not client for rider in riders):
+            raise ValueError("MongoSagaStore makes writes on its own client only")
+        return riders
 
     @_outages_as_store_errors
     async def claim_expired(

@@ -15,7 +15,7 @@ step; the shop's repositories, for pairs of writes of their own.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -64,11 +64,15 @@ Write = Insert | Update | Replace
 
 
 class DuplicateKeyAtError(DuplicateKeyError):
-    """The write at `position` hit a unique index; the writes before it ran, the later ones did not."""
+    """The write at `position` hit a unique index; the writes before it ran, the later ones did not.
 
-    def __init__(self, error: DuplicateKeyError, position: int) -> None:
+    `matched`: how many documents each write before it matched, as `write_in_order` returns them.
+    """
+
+    def __init__(self, error: DuplicateKeyError, position: int, matched: Sequence[int] = ()) -> None:
         super().__init__(str(error), error.code, error.details)
         self.position = position
+        self.matched = list(matched)
 
 
 _without_client_bulk_write: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -103,11 +107,18 @@ async def write_in_order(writes: Sequence[Write]) -> list[int]:
         error = _first_error(exc)
         if error is exc:
             raise
+        if isinstance(error, DuplicateKeyAtError) and exc.partial_result is not None:
+            error.matched = _matched(exc.partial_result.update_results, error.position)
         raise error from exc
-    updates = result.update_results
+    return _matched(result.update_results, len(writes))
+
+
+def _matched(updates: Mapping[int, Any], count: int) -> list[int]:
+    """How many documents each of the first `count` writes matched (1 for an insert, and for an
+    upsert that inserted), from a verbose client-level bulkWrite's update results."""
     return [
         updates[i].matched_count + (updates[i].upserted_id is not None) if i in updates else 1
-        for i in range(len(writes))
+        for i in range(count)
     ]
 
 
@@ -128,7 +139,7 @@ async def _one_by_one(writes: Sequence[Write]) -> list[int]:
                     (await write.collection.update_one(write.criteria, write.update)).matched_count
                 )
         except DuplicateKeyError as exc:
-            raise DuplicateKeyAtError(exc, position) from exc
+            raise DuplicateKeyAtError(exc, position, matched) from exc
     return matched
 
 
