@@ -3,14 +3,11 @@
 A saga write is an insert (a new saga) or a replace filtered on the saga's id, version and
 fencing token. On their own, N sagas writing at the same moment cost N commands; most of a
 command's cost, in the driver and in the database, is the command, not the document. While
-`MAX_IN_FLIGHT` (two) commands are in flight the writes that arrive queue up, and go out
+`MAX_IN_FLIGHT` commands are in flight the writes that arrive queue up, and go out
 together as the statements of the next ``insert`` and ``update`` commands (`bulk_write`,
-unordered) as soon as one of them is answered: the database runs one command while the next is
-on its way, instead of waiting for the app between them. No write ever waits for a timer: a
+unordered) as soon as one of them is answered. No write ever waits for a timer: a
 lone write goes out at once, as its own ``insert_one`` or ``replace_one``, so at concurrency 1
-nothing changes. A group holds at most one write per saga; one saga's writes are made one after
-the other by its runner, so two groups in flight hold different sagas' writes (a stale writer's
-replace and the new owner's can meet, and at most one of them matches).
+nothing changes. A group holds at most one write per saga.
 
 Which statements of a group took effect: an insert did unless the server reports a duplicate
 key at its index. For replaces the server reports only how many matched. When all did (the
@@ -49,8 +46,8 @@ from ecommerce_saga.saga.stores.ordered import DuplicateKeyAtError, Insert, Repl
 MAX_GROUP = 100
 """Writes sent in one group at most."""
 
-MAX_IN_FLIGHT = 2
-"""Commands of the group in flight at once: while the database runs one, the next is on its way."""
+MAX_IN_FLIGHT = 1
+"""Commands of the group in flight at once."""
 
 WRITE_ID = "write_id"
 """The field of a saga document that identifies the write that stored it."""
