@@ -9,8 +9,8 @@ collection). Three ways to run it, at each concurrency level:
 - ``engine/memory``: the engine on `InMemorySagaStore` (its state is not durable).
 - ``engine/mongo``: the engine on `MongoSagaStore` (the create plus one save per step, N + 1 = 5).
 - ``engine/mongo-riding``: ``engine/mongo`` whose steps' inserts ride on the save that opens
-  each step (``SagaStep.riding``): the store sends the save and the step's insert as one
-  command when its group commit has none in flight; otherwise the action makes the insert.
+  each step, or on the saga's insert for the first (``SagaStep.riding``): they go in the saga
+  store's commands (its group commit), and the actions do not run.
 - ``engine/mongo-deferred``: the same saga with ``Saga(save_compensatable_steps=False)``: its four
   compensatable steps are saved with the final save, so the store writes the create and the end
   (2), as the baseline writes its log. After a crash the steps run again; a saga that then
