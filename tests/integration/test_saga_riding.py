@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ecommerce_saga.modules.order.tracker import OrderTracker
 from ecommerce_saga.saga import (
     ConcurrencyError,
     PrecedingWriteRefusedError,
@@ -27,6 +29,7 @@ from ecommerce_saga.saga.stores import ordered
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
 from ecommerce_saga.saga.stores.ordered import Insert, Update
 from tests.commands import counting
+from tests.integration.inprocess import add_product, one_item_order, shop_in_process
 
 
 class Parcels:
@@ -271,3 +274,38 @@ async def test_stores_refuse_writes_they_cannot_make(store: MongoSagaStore) -> N
 
     with pytest.raises(ValueError, match="MongoSagaStore takes"):
         await store.save_and_write(state, [{"_id": "p1"}])
+
+
+async def test_an_order_confirms_with_its_saga_s_save_or_by_the_step_when_that_write_matches_nothing(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "riding") as (client, app):
+        await add_product(client, "sku-ride", quantity=5)
+        engine: SagaEngine = app.state.container.engine
+
+        with counting(mongo_db.name) as seen:
+            rode = await client.post("/api/orders", json=one_item_order("sku-ride", "c1"))
+            assert rode.status_code == 201, rode.text
+            await engine.wait(rode.json()["saga_id"], timeout=30)
+        if await _has_client_bulk_write(mongo_db):
+            assert (seen["bulkWrite sagas+orders"], seen["update orders"]) == (1, 0)
+
+        changed = OrderTracker.changed
+
+        def stale(self: OrderTracker, *args: Any, **kwargs: Any) -> Any:  # as if another process wrote
+            found = changed(self, *args, **kwargs)
+            return None if found is None else (found[0], found[1] - 1)
+
+        monkeypatch.setattr(OrderTracker, "changed", stale)
+        with counting(mongo_db.name) as seen:
+            fell_back = await client.post("/api/orders", json=one_item_order("sku-ride", "c2"))
+            assert fell_back.status_code == 201, fell_back.text
+            state = await engine.wait(fell_back.json()["saga_id"], timeout=30)
+        assert state.status is SagaStatus.COMPLETED
+        assert seen["update orders"] == 1  # confirm_order's own replace, after the write matched nothing
+
+    for answer in (rode, fell_back):
+        stored = await mongo_db["orders"].find_one({"_id": answer.json()["order_id"]})
+        assert stored is not None
+        assert (stored["status"], stored["version"]) == ("COMPLETED", 1)
+        assert stored["payment_id"] and stored["shipping_id"]

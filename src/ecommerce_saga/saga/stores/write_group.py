@@ -2,12 +2,12 @@
 
 A saga write is an insert (a new saga) or a replace filtered on the saga's id, version and
 fencing token. On their own, N sagas writing at the same moment cost N commands; most of a
-command's cost, in the driver and in the database, is the command, not the document. While
-`MAX_IN_FLIGHT` commands are in flight the writes that arrive queue up, and go out
-together as the statements of the next ``insert`` and ``update`` commands (`bulk_write`,
-unordered) as soon as one of them is answered. No write ever waits for a timer: a
-lone write goes out at once, as its own ``insert_one`` or ``replace_one``, so at concurrency 1
-nothing changes. A group holds at most one write per saga.
+command's cost, in the driver and in the database, is the command, not the document. While a
+command is in flight (`MAX_IN_FLIGHT`: one) the writes that arrive queue up, and go out together
+as the statements of the next ``insert`` and ``update`` commands (`bulk_write`, unordered) once
+it is answered. No write ever waits for a timer: a lone write goes out at once, as its own
+``insert_one`` or ``replace_one``, so at concurrency 1 nothing changes. A group holds at most one
+write per saga.
 
 Which statements of a group took effect: an insert did unless the server reports a duplicate
 key at its index. For replaces the server reports only how many matched. When all did (the
@@ -19,8 +19,9 @@ and was replaced by another worker's before the read-back is reported as failed,
 its writer would learn at its next write anyway: the saga is no longer its own.
 
 An insert or a replace may carry writes of the caller's to make right after it, and only if it
-is stored (riders: `MongoSagaStore.save_and_write` and `create_and_write`). A group with riders goes as one ordered client-level
-``bulkWrite`` instead (`stores.ordered.write_in_order`): each saga's statement, then its riders.
+is stored (riders: `MongoSagaStore.save_and_write` and `create_and_write`). A group with riders
+goes as one ordered client-level ``bulkWrite`` instead (`stores.ordered.write_in_order`): each
+saga's statement, then its riders.
 There each replace is an upsert with the saga's ``_id``, so a stale one is an error at its
 index (its insert hits the ``_id``), which stops the command: the writes before it stand, its
 riders are not made, and the rest of the group goes again in the next command. Every statement's
