@@ -82,6 +82,16 @@ async def parcels(mongo_db: AsyncDatabase[dict[str, Any]]) -> Parcels:
     return Parcels(mongo_db)
 
 
+@pytest.fixture(params=["one command", "one by one"])
+def path(
+    request: pytest.FixtureRequest, mongo_db: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """How the ordered writes travel: as one command, or one by one (a server before MongoDB 8.0)."""
+    if request.param == "one by one":
+        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([mongo_db.client]))
+    return str(request.param)
+
+
 async def _run(store: MongoSagaStore, parcels: Parcels, saga_id: str = "p1") -> SagaState:
     engine = SagaEngine(store, [parcels.saga()], observers=[])
     try:
@@ -91,16 +101,9 @@ async def _run(store: MongoSagaStore, parcels: Parcels, saga_id: str = "p1") -> 
         await engine.stop()
 
 
-@pytest.mark.parametrize("path", ["one command", "one by one"])
 async def test_the_writes_go_with_the_save_that_opens_the_step_and_the_action_does_not_run(
-    store: MongoSagaStore,
-    parcels: Parcels,
-    mongo_db: AsyncDatabase[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-    path: str,
+    store: MongoSagaStore, parcels: Parcels, mongo_db: AsyncDatabase[dict[str, Any]], path: str
 ) -> None:
-    if path == "one by one":  # a server before MongoDB 8.0
-        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([mongo_db.client]))
     await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
 
     with counting(mongo_db.name) as seen:
@@ -144,16 +147,9 @@ async def test_a_step_whose_builder_fails_runs_its_action(store: MongoSagaStore,
     assert await parcels.parcels.find_one({"_id": "p1"}) == {"_id": "p1", "status": "shipped"}
 
 
-@pytest.mark.parametrize("path", ["one command", "one by one"])
 async def test_a_stale_save_makes_none_of_the_writes(
-    store: MongoSagaStore,
-    parcels: Parcels,
-    mongo_db: AsyncDatabase[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-    path: str,
+    store: MongoSagaStore, parcels: Parcels, mongo_db: AsyncDatabase[dict[str, Any]], path: str
 ) -> None:
-    if path == "one by one":
-        monkeypatch.setattr(ordered, "_without_client_bulk_write", weakref.WeakSet([mongo_db.client]))
     await parcels.parcels.insert_one({"_id": "p1", "status": "packed"})
     state = SagaState(saga_id="p1", saga_type="parcel")
     assert await store.create(state)
