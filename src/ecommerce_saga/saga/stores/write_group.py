@@ -2,12 +2,11 @@
 
 A saga write is an insert (a new saga) or a replace filtered on the saga's id, version and
 fencing token. On their own, N sagas writing at the same moment cost N commands; most of a
-command's cost, in the driver and in the database, is the command, not the document. While a
-command is in flight (`MAX_IN_FLIGHT`: one) the writes that arrive queue up, and go out together
-as the statements of the next ``insert`` and ``update`` commands (`bulk_write`, unordered) once
-it is answered. No write ever waits for a timer: a lone write goes out at once, as its own
-``insert_one`` or ``replace_one``, so at concurrency 1 nothing changes. A group holds at most one
-write per saga.
+command's cost, in the driver and in the database, is the command, not the document. While one
+command is in flight the writes that arrive queue up, and go out together as the statements of
+the next ``insert`` and ``update`` commands (`bulk_write`, unordered). No write ever waits for a
+timer: a lone write goes out at once, as its own ``insert_one`` or ``replace_one``, so at
+concurrency 1 nothing changes. A group holds at most one write per saga.
 
 Which statements of a group took effect: an insert did unless the server reports a duplicate
 key at its index. For replaces the server reports only how many matched. When all did (the
@@ -21,12 +20,12 @@ its writer would learn at its next write anyway: the saga is no longer its own.
 An insert or a replace may carry writes of the caller's to make right after it, and only if it
 is stored (riders: `MongoSagaStore.save_and_write` and `create_and_write`). A group with riders
 goes as one ordered client-level ``bulkWrite`` instead (`stores.ordered.write_in_order`): each
-saga's statement, then its riders.
-There each replace is an upsert with the saga's ``_id``, so a stale one is an error at its
-index (its insert hits the ``_id``), which stops the command: the writes before it stand, its
-riders are not made, and the rest of the group goes again in the next command. Every statement's
-outcome is then known from the reply; no read-back is needed. Against a server without the
-client-level ``bulkWrite`` the statements go one by one, with the same outcomes.
+saga's statement, then its riders. There each replace is an upsert with the saga's ``_id``, so a
+stale one is an error at its index (its insert hits the ``_id``), which stops the command: the
+writes before it stand, its riders are not made, and the rest of the group goes again in the
+next command. Every statement's outcome is then known from the reply; no read-back is needed.
+Against a server without the client-level ``bulkWrite`` the statements go one by one, with the
+same outcomes.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
@@ -46,9 +45,6 @@ from ecommerce_saga.saga.stores.ordered import DuplicateKeyAtError, Insert, Repl
 
 MAX_GROUP = 100
 """Writes sent in one group at most."""
-
-MAX_IN_FLIGHT = 1
-"""Commands of the group in flight at once."""
 
 WRITE_ID = "write_id"
 """The field of a saga document that identifies the write that stored it."""
@@ -62,7 +58,7 @@ class _Write:
     """The document, with its ``_id`` and `WRITE_ID`."""
     expect: tuple[int, int] | None
     """An insert: None. A replace: the version and fencing token the stored saga must have."""
-    done: asyncio.Future[bool]
+    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     riders: Sequence[Write] = ()
     """Writes to make right after this one, if it is stored."""
     made: bool = False
@@ -109,7 +105,7 @@ class WriteGroup:
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self._collection = collection
         self._queue: list[_Write] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def insert(self, doc: dict[str, Any]) -> bool:
@@ -118,7 +114,7 @@ class WriteGroup:
         Raises:
             PyMongoError: What the driver raised for this write (an outage fails the whole group).
         """
-        return await self._queued(doc, None)
+        return await self._queued(_Write(doc, None))
 
     async def replace(self, doc: dict[str, Any], version: int, fencing_token: int) -> bool:
         """Replace the saga with `doc` (which gets a `WRITE_ID` field) if it still has `version`
@@ -127,7 +123,7 @@ class WriteGroup:
         Raises:
             PyMongoError: What the driver raised for this write (an outage fails the whole group).
         """
-        return await self._queued(doc, (version, fencing_token))
+        return await self._queued(_Write(doc, (version, fencing_token)))
 
     async def replace_then(
         self, doc: dict[str, Any], version: int, fencing_token: int, riders: Sequence[Write]
@@ -148,42 +144,34 @@ class WriteGroup:
     async def _queued_with(
         self, doc: dict[str, Any], expect: tuple[int, int] | None, riders: Sequence[Write]
     ) -> tuple[bool, bool]:
-        write = _Write(doc, expect, asyncio.get_running_loop().create_future(), riders)
-        stored = await self._queued(doc, expect, write)
-        return stored, write.made
+        write = _Write(doc, expect, riders=riders)
+        return await self._queued(write), write.made
 
-    async def _queued(
-        self, doc: dict[str, Any], expect: tuple[int, int] | None, write: _Write | None = None
-    ) -> bool:
+    async def _queued(self, write: _Write) -> bool:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a store used by a new event loop: the old one's queue is gone
-            self._loop, self._queue, self._senders = loop, [], set()
-        doc[WRITE_ID] = ObjectId()
-        write = write or _Write(doc, expect, loop.create_future())
+            self._loop, self._queue, self._sender = loop, [], None
+        write.doc[WRITE_ID] = ObjectId()
         self._queue.append(write)
-        if len(self._senders) < MAX_IN_FLIGHT:
+        if self._sender is None:
             # in a context of its own: the group's commands belong to none of its callers (a
             # caller's pymongo.timeout() deadline or tracing span must not bound or claim them)
-            sender = loop.create_task(
-                self._send_queued(), name="saga-store-writes", context=contextvars.Context()
-            )
-            self._senders.add(sender)
+            sender = self._send_queued()
+            self._sender = loop.create_task(sender, name="saga-store-writes", context=contextvars.Context())
         return await write.done
 
     async def _send_queued(self) -> None:
-        me = asyncio.current_task()
         try:
             while self._queue:
                 group = self._next_group()
                 if group:
                     await self._send(group)
         finally:
-            if me in self._senders:  # not replaced by a new event loop's senders
-                self._senders.discard(me)
-                if not self._senders:
-                    for write in self._queue:  # only left behind if the senders were cancelled
-                        write.done.cancel()
-                    self._queue = []
+            if self._sender is asyncio.current_task():  # not replaced by a new event loop's sender
+                self._sender = None
+                for write in self._queue:  # only left behind if this task was cancelled
+                    write.done.cancel()
+                self._queue = []
 
     def _next_group(self) -> list[_Write]:
         """Up to `MAX_GROUP` queued writes, one per saga; a cancelled caller's write is dropped."""
