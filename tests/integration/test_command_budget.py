@@ -29,7 +29,7 @@ THREE_PRODUCTS_BUDGET = 13
 two of them, so their catalog prices are read once)."""
 FAILURE_BUDGETS = {"out_of_stock": 9, "declined": 13, "unshippable": 16}
 """Commands for an order that fails, by branch (its compensations and failure notice included)."""
-CANCELLATION_BUDGET = 15
+CANCELLATION_BUDGET = 14
 """Commands for the cancellation of a completed order (its refund, release and notice included):
 the saga's 2 writes (cancel-order saves its retriable steps with its final write), 9 for the
 participants, the order's two updates, and 3 reads of the order and its sagas by the request."""

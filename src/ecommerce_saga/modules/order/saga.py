@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date
 from typing import TypedDict
@@ -307,10 +307,11 @@ class OrderSagas:
     def cancel_order(self) -> Saga[CancelOrderInput]:
         """The cancel-order saga."""
         after = self._after_pivot()
+        begin = BEGIN_CANCELLATION.pivot(self._begin_cancellation, **after)
         return Saga(
             CANCEL_ORDER,
             [
-                BEGIN_CANCELLATION.pivot(self._begin_cancellation, **after),
+                begin.riding(self._begin_cancellation_writes) if self.replace_write else begin,
                 CANCEL_SHIPPING.retriable(self._cancel_shipment, **after),
                 REFUND_PAYMENT.retriable(self._refund_payment, **after),
                 RELEASE_INVENTORY.retriable(self._release_inventory, **after),
@@ -406,13 +407,24 @@ class OrderSagas:
         """`_confirm`'s replace of the order as a write, if this process remembers the order (it
         placed it, or read it since): no read is made here. If the write is refused (the order
         changed meanwhile), `_confirm` runs and reads the order."""
-        changed = self.orders.changed(ctx.input.order_id, _completion(ctx), allowed_from=_CONFIRMABLE)
+        return self._order_writes(ctx.input.order_id, _completion(ctx), _CONFIRMABLE, OrderStatus.COMPLETED)
+
+    def _order_writes(
+        self,
+        order_id: str,
+        change: Callable[[OrderRecord], None],
+        allowed_from: Collection[OrderStatus],
+        status: OrderStatus,
+    ) -> StepWrites[OrderStatusChanged] | None:
+        """A step's change of the order as a replace for the saga store to make, built from the
+        order this process remembers in a status of `allowed_from` (None if it does not)."""
+        changed = self.orders.changed(order_id, change, allowed_from=allowed_from)
         if changed is None or self.replace_write is None:
             return None
         order, expected = changed
         return StepWrites(
             [self.replace_write(order, expected)],
-            OrderStatusChanged(status=OrderStatus.COMPLETED),
+            OrderStatusChanged(status=status),
             made=lambda: self.orders.stored(order),
         )
 
@@ -425,17 +437,22 @@ class OrderSagas:
     # --- cancel-order actions
 
     async def _begin_cancellation(self, ctx: StepContext[CancelOrderInput]) -> OrderStatusChanged:
-        def cancelling(doc: OrderRecord) -> None:
-            doc.status = OrderStatus.CANCELLING
-            doc.cancel_saga_id = ctx.saga_id
-
         order_id = ctx.input.order_id
-        updated = await self.orders.update(order_id, cancelling, allowed_from=[OrderStatus.COMPLETED])
+        updated = await self.orders.update(order_id, _cancelling(ctx), allowed_from=[OrderStatus.COMPLETED])
         if updated is None:
             current = await self.orders.get(order_id)
             if current is None or current.cancel_saga_id != ctx.saga_id:
                 raise NonRetryableError(f"order {order_id} is not COMPLETED", code="order.not_cancellable")
         return OrderStatusChanged(status=OrderStatus.CANCELLING)
+
+    def _begin_cancellation_writes(
+        self, ctx: StepContext[CancelOrderInput]
+    ) -> StepWrites[OrderStatusChanged] | None:
+        """`_begin_cancellation`'s replace of the order as a write, to ride on the cancel saga's
+        insert, if this process remembers the order COMPLETED (`cancel` has just read it)."""
+        return self._order_writes(
+            ctx.input.order_id, _cancelling(ctx), [OrderStatus.COMPLETED], OrderStatus.CANCELLING
+        )
 
     async def _cancel_shipment(self, ctx: StepContext[CancelOrderInput]) -> ShipmentCancelled:
         return await self._cancel_shipping(ctx.input.order_id, ctx.idempotency_key)
@@ -497,6 +514,16 @@ class OrderSagas:
 
 _CONFIRMABLE = (OrderStatus.PENDING, OrderStatus.REQUIRES_ATTENTION)
 """The statuses confirm_order completes an order from."""
+
+
+def _cancelling(ctx: StepContext[CancelOrderInput]) -> Callable[[OrderRecord], None]:
+    """begin_cancellation's change of the order: CANCELLING, by this cancel saga."""
+
+    def cancelling(doc: OrderRecord) -> None:
+        doc.status = OrderStatus.CANCELLING
+        doc.cancel_saga_id = ctx.saga_id
+
+    return cancelling
 
 
 def _completion(ctx: StepContext[PlaceOrderInput]) -> Callable[[OrderRecord], None]:
