@@ -121,17 +121,8 @@ class MongoSagaStore:
         (`write_in_order`); without them the insert joins the store's group commit."""
         if not preceded_by:
             return await self._writes.insert(self._to_doc(state))
-        writes = _ordered_writes(preceded_by)
-        writes.append(Insert(self._collection, {**self._to_doc(state), WRITE_ID: ObjectId()}))
-        try:
-            await write_in_order(writes)
-        except DuplicateKeyAtError as exc:
-            if exc.position == len(writes) - 1:
-                return False  # the saga exists
-            raise PrecedingWriteRefusedError(
-                f"a write before saga {state.saga_id} was refused: {exc}"
-            ) from exc
-        return True
+        created, _ = await self._create_in_order(state, preceded_by, [])
+        return created
 
     @_outages_as_store_errors
     async def create_and_write(
@@ -145,6 +136,13 @@ class MongoSagaStore:
             return await self.create(state, preceded_by), False
         if not preceded_by:
             return await self._writes.insert_then(self._to_doc(state), riders)
+        return await self._create_in_order(state, preceded_by, riders)
+
+    async def _create_in_order(
+        self, state: SagaState, preceded_by: Sequence[object], riders: list[Write]
+    ) -> tuple[bool, bool]:
+        """`preceded_by`, the saga's insert, then `riders`, as one ordered command: whether the
+        saga was inserted, and whether every rider was made and matched a document."""
         before = _ordered_writes(preceded_by)
         saga = Insert(self._collection, {**self._to_doc(state), WRITE_ID: ObjectId()})
         try:
@@ -155,7 +153,7 @@ class MongoSagaStore:
                     f"a write before saga {state.saga_id} was refused: {exc}"
                 ) from exc
             return exc.position > len(before), False  # the saga exists, or a write of its was refused
-        return True, all(matched[len(before) + 1 :])
+        return True, bool(riders) and all(matched[len(before) + 1 :])
 
     @_outages_as_store_errors
     async def get(self, saga_id: str) -> SagaState | None:
