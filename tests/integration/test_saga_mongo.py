@@ -48,13 +48,6 @@ class FakeClock:
 
 
 @pytest.fixture
-async def store(mongo_db: AsyncDatabase[dict[str, Any]]) -> MongoSagaStore:
-    store = MongoSagaStore(mongo_db["sagas"])
-    await store.create_indexes()
-    return store
-
-
-@pytest.fixture
 async def naive_store(mongo_url: str, db_name: str) -> AsyncIterator[MongoSagaStore]:
     """A store on a client with PyMongo's default options (datetimes would come back naive)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
