@@ -174,6 +174,23 @@ class SagaStoreSpec:
         assert stored is not None
         assert (stored.version, stored.current_step) == (0, 0)
 
+    async def test_saves_as_save_does_and_reports_no_writes_made_when_saving_with_none(
+        self, store: SagaStore
+    ) -> None:
+        assert await store.create_and_write(a_saga("s-1"), []) == (True, False)
+        assert await store.create_and_write(a_saga("s-1"), []) == (False, False)  # it exists
+        read = await store.get("s-1")
+        assert read is not None
+
+        saved, made = await store.save_and_write(read.model_copy(update={"current_step": 1}), [])
+        with pytest.raises(ConcurrencyError):  # stale, as `save` would refuse it
+            await store.save_and_write(read.model_copy(update={"current_step": 9}), [])
+
+        stored = await store.get("s-1")
+        assert (saved.version, made) == (1, False)
+        assert stored is not None
+        assert (stored.version, stored.current_step) == (1, 1)
+
     async def test_rejects_a_save_when_the_saga_does_not_exist(self, store: SagaStore) -> None:
         with pytest.raises(ConcurrencyError):
             await store.save(a_saga("missing"))
