@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
+from starlette.types import ASGIApp
 
 from ecommerce_saga.db.embedded import EmbeddedMongo, die_with_parent, free_port
 from ecommerce_saga.identity import DEV_AUDIENCE, DEV_ISSUER, DevelopmentIssuer, OidcClaims
@@ -362,8 +363,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in this process on a fresh database with the bench product, and a client as its customer."""
+async def in_process_shop(
+    mongo_url: str, prefix: str, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in this process on a fresh database with the bench product, and a client as its
+    customer; `wrap`, if given, wraps the app as the client reaches it (an outermost middleware)."""
     from asgi_lifespan import LifespanManager  # noqa: PLC0415 - only the in-process measurements need it
 
     from ecommerce_saga.main import create_app  # noqa: PLC0415
@@ -377,7 +381,7 @@ async def in_process_shop(mongo_url: str, prefix: str) -> AsyncIterator[httpx.As
     app = create_app(settings)
     as_customer = {"Authorization": f"Bearer {customer_token(ORDER['customer_id'])}"}
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app if wrap is None else wrap(manager.app))
         async with httpx.AsyncClient(
             transport=transport, base_url="http://bench", headers=as_customer
         ) as client:
