@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ecommerce_saga.main import create_app
 from ecommerce_saga.settings import Settings
@@ -18,10 +19,16 @@ from tests.e2e.shop import ADDRESS, GOOD_CARD
 
 @asynccontextmanager
 async def shop_in_process(
-    mongo_url: str, db_name: str, data_dir: Path, name: str, **settings: Any
+    mongo_url: str,
+    db_name: str,
+    data_dir: Path,
+    name: str,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """Start the shop (its lifespan included) on `db_name`; yield a client holding the admin
-    token (``Bearer <name>-admin``) and the app. The shop stops, and its shutdown runs, on exit."""
+    token (``Bearer <name>-admin``) and the app. The shop stops, and its shutdown runs, on exit.
+    `wrap`, if given, wraps the app as the client reaches it (an outermost middleware)."""
     values: dict[str, Any] = {
         "mongodb_url": mongo_url, "mongodb_db": db_name, "service_token": f"{name}-service",
         "admin_token": f"{name}-admin", "demo_catalog": False, "log_level": "WARNING",
@@ -29,7 +36,7 @@ async def shop_in_process(
     }  # fmt: skip
     app = create_app(Settings(**values))
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app if wrap is None else wrap(manager.app))
         headers = {"Authorization": f"Bearer {name}-admin"}
         async with httpx.AsyncClient(transport=transport, base_url="http://shop", headers=headers) as client:
             yield client, app

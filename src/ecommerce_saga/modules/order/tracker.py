@@ -153,10 +153,9 @@ class OrderTracker:
                 if remaining <= 0:
                     break
                 polling = poll()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        waiter.changed.wait(), min(remaining, _POLL_SECONDS) if polling else remaining
-                    )
+                with contextlib.suppress(TimeoutError):  # not wait_for: no task, woken at once
+                    async with asyncio.timeout(min(remaining, _POLL_SECONDS) if polling else remaining):
+                        await waiter.changed.wait()
                 waiter.changed.clear()
                 if waiter.latest is not None:
                     order, waiter.latest = waiter.latest, None
