@@ -27,8 +27,6 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,15 @@ import uvloop
 from pymongo import AsyncMongoClient, monitoring
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orders_bench import ORDER, baseline_order, database, in_process_shop, machine, seed_baseline
+from orders_bench import (
+    ORDER,
+    baseline_order,
+    command_label,
+    database,
+    in_process_shop,
+    machine,
+    seed_baseline,
+)
 
 REQUEST_IN, ANSWER_OUT = "request in", "answer out"
 
@@ -69,11 +75,7 @@ class _Listener(monitoring.CommandListener):
         self.timeline = Timeline()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        if event.command_name == "bulkWrite":
-            target = "+".join(ns["ns"].rsplit(".", 1)[-1] for ns in event.command.get("nsInfo", []))
-        name = f"{event.command_name} {target if isinstance(target, str) else ''}".strip()
-        self.timeline.started(event.request_id, name)
+        self.timeline.started(event.request_id, command_label(event))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self.timeline.ended(event.request_id)
@@ -143,12 +145,6 @@ def medians(orders: list[list[Step]]) -> list[tuple[str, float, float, bool]]:
     ]
 
 
-@contextmanager
-def listening() -> Iterator[_Listener]:
-    monitoring.register(LISTENER)
-    yield LISTENER
-
-
 async def shop_paths(mongo_url: str, orders: int, pause: float) -> list[list[Step]]:
     """The paths of `orders` orders placed one at a time, `pause` seconds apart."""
     paths = []
@@ -216,7 +212,8 @@ def main() -> int:
     parser.add_argument("--url", help="a MongoDB URL (default: an embedded server in a temp folder)")
     args = parser.parse_args()
     pause = args.pause_ms / 1000
-    with database(args.url, Path(tempfile.mkdtemp(prefix="critical-path-"))) as (mongo_url, _), listening():
+    monitoring.register(LISTENER)  # for the clients made from here on
+    with database(args.url, Path(tempfile.mkdtemp(prefix="critical-path-"))) as (mongo_url, _):
         shop = uvloop.run(shop_paths(mongo_url, args.orders, pause))
         base = uvloop.run(baseline_paths(mongo_url, args.orders, pause))
     print(f"Machine: {machine()}\n{args.orders} orders one at a time, {args.pause_ms:g} ms apart\n")

@@ -389,6 +389,17 @@ async def in_process_shop(
             yield client
 
 
+def command_label(event: monitoring.CommandStartedEvent) -> str:
+    """A command by name and collection (``insert orders``); a client-level ``bulkWrite`` by the
+    collections it writes into (``bulkWrite orders+sagas``)."""
+    if event.command_name == "bulkWrite":
+        return "bulkWrite " + "+".join(
+            str(ns["ns"]).partition(".")[2] for ns in event.command.get("nsInfo", [])
+        )
+    target = event.command.get(event.command_name)
+    return f"{event.command_name} {target if isinstance(target, str) else ''}".strip()
+
+
 async def count_operations(
     mongo_url: str, orders: int = 20, clients: tuple[int, ...] = (16, 64)
 ) -> tuple[Counter[str], float, dict[int, Counter[str]]]:
@@ -400,8 +411,7 @@ async def count_operations(
 
     class Listener(monitoring.CommandListener):
         def started(self, event: monitoring.CommandStartedEvent) -> None:
-            target = event.command.get(event.command_name)
-            seen[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
+            seen[command_label(event)] += 1
 
         def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
             pass
