@@ -219,3 +219,37 @@ async def test_leaves_money_and_stock_unjudged_while_a_saga_is_in_flight() -> No
     assert report.in_flight == ["s-1"]
     assert report.violations == []
     assert not report.settled
+
+
+async def test_a_saga_settling_while_the_audit_reads_is_not_a_finding() -> None:
+    """The declined order's saga is still compensating when the audit starts: it sends the failure
+    notice and settles right after the audit's first read. The audit sees it in flight, or sees it
+    settled with its notice, never settled without it (`tests/chaos` found that twice)."""
+
+    class Settling(InMemoryBooks):
+        reads = 0
+
+        def _after_a_read(self) -> None:
+            self.reads += 1
+            if self.reads == 1:  # the saga sends its notice, then records that it settled
+                self.notification_entries.append(notice)
+                self.sagas["s-2"] = "COMPENSATED"
+
+        async def statuses(self) -> dict[str, str | None]:
+            found = await super().statuses()
+            self._after_a_read()
+            return found
+
+        async def notifications(self) -> list[NotificationEntry]:
+            found = await super().notifications()
+            self._after_a_read()
+            return found
+
+    books = Settling(**vars(_balanced()))
+    books.sagas["s-2"] = "COMPENSATING"
+    notice = books.notification_entries.pop()  # the ORDER_FAILED of o-2, not sent yet
+
+    report = await _audit(books)
+
+    assert report.violations == [], report.summary()
+    assert report.in_flight == ["s-2"]

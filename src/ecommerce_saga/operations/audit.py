@@ -145,11 +145,15 @@ class _Books:
 
     @classmethod
     async def read(cls, sources: AuditSources) -> _Books:
+        """The sagas first: a saga seen final made every effect it records before its last save,
+        so the reads after it find them all. Read later, a saga settling during the reads (its
+        last step a notice, say) would be seen final with that effect missing."""
+        sagas = await sources.sagas.statuses()
         notifications: dict[str, Counter[str]] = defaultdict(Counter)
         for notice in await sources.notifications.notifications():
             notifications[notice.order_id][notice.type] += 1
         return cls(
-            sagas=await sources.sagas.statuses(),
+            sagas=sagas,
             orders={order.order_id: order for order in await sources.orders.orders()},
             reservations={held.order_id: held for held in await sources.inventory.reservations()},
             products=await sources.inventory.stock(),
