@@ -4,7 +4,8 @@ Each attempt runs inside the step hooks, with a timeout, as the current step (se
 `ecommerce_saga.saga.context`); its outcome goes through `ecommerce_saga.saga.transitions` and is
 saved before the next attempt begins (past the point of no return, a definition may let a
 success wait for the next save: `Saga.save_every_step`). A heartbeat renews the lease while an
-attempt runs long.
+attempt runs long, but not for ever: an attempt that outlives its timeout by a lease's length
+(its cancellation was swallowed) makes the heartbeat cancel the run and give the saga up.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class SagaRunner:
         self._step_hooks: list[StepHook] = []
         self._unsaved: set[str] = set()
         """Sagas whose state in hand holds successes not saved yet (`Saga.save_every_step`)."""
+        self._overdue_at: dict[str, tuple[float, str, int]] = {}
+        """Sagas with an attempt in flight: when (`loop.time()`) the attempt is overdue, the step
+        and the attempt number. Overdue is a lease's length past the step's timeout: the timeout
+        cancelled the attempt, and the attempt did not stop."""
         self._ridden: dict[str, tuple[str, int, object]] = {}
         """Sagas whose open attempt's writes the store made with the save that opened it
         (`SagaStep.riding`): the step, the attempt and the output they stand for."""
@@ -141,6 +146,7 @@ class SagaRunner:
             logger.warning("saga run aborted: %r", exc, extra={"saga_id": state.saga_id})
         finally:
             heartbeat.cancel()
+            self._overdue_at.pop(state.saga_id, None)
             self._unsaved.discard(state.saga_id)
             self._ridden.pop(state.saga_id, None)
         return None
@@ -161,8 +167,17 @@ class SagaRunner:
     async def _heartbeat(self, state: SagaState, runner: asyncio.Task[Any] | None) -> None:
         saga_id, fencing_token = state.saga_id, state.fencing_token
         interval = self._worker.lease_ms / 3000
+        given_up = False
         while True:
             await asyncio.sleep(interval)
+            if self._overdue(saga_id, logged=given_up):
+                # the run waits for an attempt that would not stop: no renewal, and the run is
+                # cancelled (again at each tick, until it has ended), so that it frees the lease
+                # and recovery runs the step again
+                given_up = True
+                if runner is not None:
+                    runner.cancel()
+                continue
             try:
                 held = await self._worker.renew(saga_id, fencing_token)
             except StoreUnavailableError as exc:
@@ -176,6 +191,18 @@ class SagaRunner:
                 self._notifier.emit(EventKind.LEASE_LOST, state)
                 runner.cancel()
                 return
+
+    def _overdue(self, saga_id: str, *, logged: bool) -> bool:
+        """Whether the saga's attempt in flight is overdue; the first time, say so in the log."""
+        overdue = self._overdue_at.get(saga_id)
+        if overdue is None or asyncio.get_running_loop().time() < overdue[0]:
+            return False
+        if not logged:
+            logger.error(
+                "step %s attempt %d would not stop after its timeout; the saga is handed over",
+                overdue[1], overdue[2], extra={"saga_id": saga_id},
+            )  # fmt: skip
+        return True
 
     # ------------------------------------------------------------------ forward
 
@@ -405,10 +432,15 @@ class SagaRunner:
     async def _attempt(
         self, ctx: StepContext[Any], call: Callable[[StepContext[Any]], Awaitable[object]], timeout: float
     ) -> object:
-        with contextlib.ExitStack() as hooks:
-            for hook in self._step_hooks:
-                hooks.enter_context(hook(ctx))
-            return await asyncio.wait_for(_in_context(ctx, call), timeout)
+        overdue = asyncio.get_running_loop().time() + timeout + self._worker.lease_ms / 1000
+        self._overdue_at[ctx.saga_id] = (overdue, ctx.step, ctx.attempt)
+        try:
+            with contextlib.ExitStack() as hooks:
+                for hook in self._step_hooks:
+                    hooks.enter_context(hook(ctx))
+                return await asyncio.wait_for(_in_context(ctx, call), timeout)
+        finally:
+            self._overdue_at.pop(ctx.saga_id, None)
 
     async def _sleep_until_due(self, entry: HistoryEntry) -> None:
         """Wait until a scheduled retry is due; a shutdown cuts the wait short and hands the saga over."""
