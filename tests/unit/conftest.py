@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ecommerce_saga.saga import AttemptStatus, Phase, Saga, SagaEngine, SagaState
+from ecommerce_saga.saga import AttemptStatus, EventKind, Phase, Saga, SagaEngine, SagaEvent, SagaState
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from tests.waiting import eventually
 
@@ -37,6 +37,22 @@ async def make_engine(store: InMemorySagaStore) -> AsyncIterator[MakeEngine]:
     yield make
     for engine in engines:
         await engine.stop()
+
+
+class Recorder:
+    """An observer that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[SagaEvent] = []
+
+    def notify(self, event: SagaEvent) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list[EventKind]:
+        return [event.kind for event in self.events]
+
+    def trail(self) -> list[tuple[EventKind, str | None, int | None]]:
+        return [(e.kind, e.step, e.attempt) for e in self.events]
 
 
 def attempts_of(state: SagaState, step: str, phase: Phase) -> list[tuple[int, AttemptStatus, str | None]]:

@@ -160,6 +160,15 @@ def test_counts_a_saga_in_flight_once_until_it_ends_or_loses_its_lease() -> None
     assert metrics.counts("saga_in_flight", "saga_lease_lost_total", "saga_completed_total") == [0, 1, 1]
 
 
+def test_counts_an_abandoned_attempt_by_step_and_no_longer_counts_its_saga_in_flight() -> None:
+    metrics = Metrics()
+    metrics.sagas.notify(event(K.SAGA_STARTED, saga_id="a"))
+    metrics.sagas.notify(event(K.ATTEMPT_ABANDONED, saga_id="a", step="charge", attempt=1))
+
+    assert metrics.value("saga_attempts_abandoned_total", saga_type="order", step="charge") == 1
+    assert metrics.counts("saga_in_flight", "saga_failed_total") == [0, 0]
+
+
 def test_stops_counting_a_saga_in_flight_when_this_process_no_longer_drives_it() -> None:
     metrics = Metrics()
     metrics.sagas.notify(event(K.SAGA_STARTED, saga_id="a"))

@@ -17,22 +17,9 @@ from ecommerce_saga.saga import (
     StepContext,
 )
 from ecommerce_saga.saga.testing import FaultPlan, InMemoryLedger, scripted_saga
-from tests.unit.conftest import MakeEngine
+from tests.unit.conftest import MakeEngine, Recorder
 
 K = EventKind
-
-
-class Recorder:
-    """An observer that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[SagaEvent] = []
-
-    def notify(self, event: SagaEvent) -> None:
-        self.events.append(event)
-
-    def trail(self) -> list[tuple[EventKind, str | None, int | None]]:
-        return [(e.kind, e.step, e.attempt) for e in self.events]
 
 
 class Exploding:

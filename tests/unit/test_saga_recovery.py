@@ -13,7 +13,6 @@ from ecommerce_saga.saga import (
     Phase,
     Saga,
     SagaEngine,
-    SagaEvent,
     SagaQuery,
     SagaState,
     SagaStatus,
@@ -30,23 +29,10 @@ from ecommerce_saga.saga.testing import (
     assert_invariants,
     scripted_saga,
 )
-from tests.unit.conftest import FakeClock, MakeEngine, crash_then_recover
+from tests.unit.conftest import FakeClock, MakeEngine, Recorder, crash_then_recover
 from tests.waiting import eventually
 
 STEPS = ["reserve", "charge", "ship", "notify"]
-
-
-class Recorder:
-    """An observer that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[SagaEvent] = []
-
-    def notify(self, event: SagaEvent) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[EventKind]:
-        return [event.kind for event in self.events]
 
 
 def _hold_first_attempt(saga: Saga, step_name: str, release: asyncio.Event, entered: asyncio.Event) -> Saga:

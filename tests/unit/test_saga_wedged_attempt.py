@@ -4,8 +4,8 @@ A step's timeout cancels its attempt, and the runner waits for the attempt to st
 attempts of one step never run at once). An attempt that swallows the cancellation (a library
 retrying on every exception, say) would keep the run waiting while the heartbeat renewed the
 lease: the saga would stay RUNNING for good with nothing logged. Once an attempt outlives its
-timeout by a lease's length, the worker logs it and hands the saga over; recovery then closes the
-attempt as interrupted and runs the step again.
+timeout by a lease's length, the worker reports it (`attempt_abandoned`, logged as an error) and
+hands the saga over; recovery then closes the attempt as interrupted and runs the step again.
 """
 
 from __future__ import annotations
@@ -15,9 +15,19 @@ import logging
 
 import pytest
 
-from ecommerce_saga.saga import AttemptStatus, ErrorCode, Phase, Saga, SagaStatus, SagaStep, StepContext
+from ecommerce_saga.saga import (
+    AttemptStatus,
+    ErrorCode,
+    EventKind,
+    LoggingObserver,
+    Phase,
+    Saga,
+    SagaStatus,
+    SagaStep,
+    StepContext,
+)
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
-from tests.unit.conftest import MakeEngine, attempts_of
+from tests.unit.conftest import MakeEngine, Recorder, attempts_of
 
 LEASE = 0.3
 """Seconds: the attempt is given up about this long after its timeout."""
@@ -61,11 +71,16 @@ def wedged_saga(stubborn: Stubborn) -> Saga[object]:
 async def test_hands_a_saga_over_when_its_attempt_ignores_the_cancellation_and_runs_the_step_again(
     make_engine: MakeEngine, store: InMemorySagaStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stubborn = Stubborn()
-    engine = make_engine(wedged_saga(stubborn), lease_seconds=LEASE, recovery_interval=0.05)
+    stubborn, seen = Stubborn(), Recorder()
+    engine = make_engine(
+        wedged_saga(stubborn),
+        lease_seconds=LEASE,
+        recovery_interval=0.05,
+        observers=[seen, LoggingObserver()],
+    )
     await engine.start_background()
     try:
-        with caplog.at_level(logging.ERROR, logger="ecommerce_saga.saga.engine"):
+        with caplog.at_level(logging.ERROR, logger="ecommerce_saga.saga"):
             await engine.start("wedged", {}, saga_id="s-1")
             final = await engine.wait("s-1", timeout=15)  # bounds a failure; a pass takes ~0.5 s
     finally:
@@ -78,8 +93,11 @@ async def test_hands_a_saga_over_when_its_attempt_ignores_the_cancellation_and_r
         (1, AttemptStatus.FAILED, ErrorCode.INTERRUPTED),
         (2, AttemptStatus.SUCCEEDED, None),
     ]
-    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == [
-        "step stubborn attempt 1 would not stop after its timeout; the saga is handed over"
+    abandoned = [event for event in seen.events if event.kind is EventKind.ATTEMPT_ABANDONED]
+    assert [(event.saga_id, event.step, event.attempt) for event in abandoned] == [("s-1", "stubborn", 1)]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [(record.getMessage(), record.__dict__.get("step")) for record in errors] == [
+        ("attempt_abandoned", "stubborn")
     ]
 
 
@@ -92,9 +110,10 @@ async def test_keeps_the_lease_of_an_attempt_that_stops_when_its_timeout_cancels
         return {"attempt": ctx.attempt}
 
     saga: Saga[object] = Saga("slow", [SagaStep("slow", slow, timeout=0.05), SagaStep("after", done)])
-    engine = make_engine(saga, lease_seconds=LEASE, recovery_interval=0.05)
+    seen = Recorder()
+    engine = make_engine(saga, lease_seconds=LEASE, recovery_interval=0.05, observers=[seen])
     await engine.start_background()
-    with caplog.at_level(logging.ERROR, logger="ecommerce_saga.saga.engine"):
+    with caplog.at_level(logging.ERROR, logger="ecommerce_saga.saga"):
         await engine.start("slow", {}, saga_id="s-1")
         final = await engine.wait("s-1", timeout=15)
 
@@ -103,11 +122,12 @@ async def test_keeps_the_lease_of_an_attempt_that_stops_when_its_timeout_cancels
         (1, AttemptStatus.FAILED, ErrorCode.TIMEOUT),
         (2, AttemptStatus.SUCCEEDED, None),
     ]
+    assert EventKind.ATTEMPT_ABANDONED not in seen.kinds()
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 async def test_stops_even_when_an_attempt_would_not_stop(
-    make_engine: MakeEngine, store: InMemorySagaStore, caplog: pytest.LogCaptureFixture
+    make_engine: MakeEngine, store: InMemorySagaStore
 ) -> None:
     stubborn = Stubborn()
     entered = asyncio.Event()
@@ -119,10 +139,9 @@ async def test_stops_even_when_an_attempt_would_not_stop(
     saga = Saga("wedged", [SagaStep("stubborn", announce, compensation=stubborn.undo, timeout=0.05)])
     engine = make_engine(saga, lease_seconds=LEASE)
     try:
-        with caplog.at_level(logging.ERROR, logger="ecommerce_saga.saga.engine"):
-            await engine.start("wedged", {}, saga_id="s-1")
-            await entered.wait()
-            await asyncio.wait_for(engine.stop(), timeout=15)  # bounds a failure: stop ends once overdue
+        await engine.start("wedged", {}, saga_id="s-1")
+        await entered.wait()
+        await asyncio.wait_for(engine.stop(), timeout=15)  # bounds a failure: stop ends once overdue
         left = await store.get("s-1")
     finally:
         stubborn.released.set()

@@ -14,6 +14,7 @@ _GONE = (
     EventKind.SAGA_COMPENSATED,
     EventKind.SAGA_PARKED,
     EventKind.LEASE_LOST,
+    EventKind.ATTEMPT_ABANDONED,
 )
 
 

@@ -78,6 +78,11 @@ class SagaMetrics:
         self.parked = counter("saga_parked", "Sagas parked for an operator (REQUIRES_ATTENTION).")
         self.recoveries = counter("saga_recoveries", "Sagas claimed by recovery after their worker stopped.")
         self.lease_lost = counter("saga_lease_lost", "Saga runs stopped: another worker took the lease.")
+        self.attempts_abandoned = counter(
+            "saga_attempts_abandoned",
+            "Attempts that would not stop after their timeout; their saga was handed over.",
+            ("saga_type", "step"),
+        )
         self.definition_missing = counter(
             "saga_definition_missing",
             "Sagas seen waiting for a worker with their definition version (once per saga and process).",
@@ -116,6 +121,9 @@ class SagaMetrics:
             self._finished(event)
         elif event.kind is EventKind.LEASE_LOST:
             self.lease_lost.labels(event.saga_type).inc()
+            self._untrack(event.saga_id)
+        elif event.kind is EventKind.ATTEMPT_ABANDONED:  # the run ends: recovery takes the saga
+            self.attempts_abandoned.labels(event.saga_type, event.step or "").inc()
             self._untrack(event.saga_id)
         elif event.kind is EventKind.DEFINITION_MISSING:  # a saga this process does not drive
             self.definition_missing.labels(event.saga_type).inc()

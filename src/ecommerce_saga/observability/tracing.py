@@ -29,6 +29,7 @@ _OUTCOMES = {
     EventKind.SAGA_COMPENSATED: "compensated",
     EventKind.SAGA_PARKED: "parked",
     EventKind.LEASE_LOST: "lease_lost",
+    EventKind.ATTEMPT_ABANDONED: "attempt_abandoned",
 }
 _OPENING = (EventKind.SAGA_STARTED, EventKind.SAGA_RECOVERED, EventKind.OPERATOR_ACTION)
 _NOTED = (EventKind.RETRY_SCHEDULED, EventKind.COMPENSATION_STARTED)
@@ -161,7 +162,7 @@ class SagaTracer:
         span.set_attribute("saga.outcome", _OUTCOMES[event.kind])
         if event.error is not None:
             span.set_attribute("saga.error.code", event.error.code or event.error.type)
-        if event.kind in (EventKind.SAGA_COMPENSATED, EventKind.SAGA_PARKED):
+        if event.kind in (EventKind.SAGA_COMPENSATED, EventKind.SAGA_PARKED, EventKind.ATTEMPT_ABANDONED):
             description = event.error.code or event.error.type if event.error else event.kind.value
             span.set_status(Status(StatusCode.ERROR, description))
         span.end()

@@ -31,6 +31,9 @@ class EventKind(StrEnum):
     SAGA_PARKED = "saga_parked"
     SAGA_RECOVERED = "saga_recovered"
     LEASE_LOST = "lease_lost"
+    ATTEMPT_ABANDONED = "attempt_abandoned"
+    """An attempt would not stop after its timeout: this worker gave the saga up (see
+    `SagaStep.timeout`); recovery runs the step again."""
     OPERATOR_ACTION = "operator_action"
     DEFINITION_MISSING = "definition_missing"
     """A saga waits for a worker with its definition version (reported once per saga and engine)."""
@@ -80,6 +83,7 @@ _LEVELS = {
     EventKind.STEP_FAILED: logging.WARNING,
     EventKind.COMPENSATION_FAILED: logging.WARNING,
     EventKind.SAGA_PARKED: logging.ERROR,
+    EventKind.ATTEMPT_ABANDONED: logging.ERROR,
     EventKind.LEASE_LOST: logging.WARNING,
     EventKind.DEFINITION_MISSING: logging.WARNING,
 }
@@ -93,7 +97,7 @@ class LoggingObserver:
 
     def notify(self, event: SagaEvent) -> None:
         """Log `event`: step starts and successes at DEBUG, the saga's course at INFO, failures at
-        WARNING, parked sagas at ERROR."""
+        WARNING, parked sagas and abandoned attempts at ERROR."""
         level = _LEVELS.get(event.kind, logging.INFO)
         if not self._logger.isEnabledFor(level):
             return

@@ -170,7 +170,7 @@ class SagaRunner:
         given_up = False
         while True:
             await asyncio.sleep(interval)
-            if self._overdue(saga_id, logged=given_up):
+            if self._overdue(state, reported=given_up):
                 # the run waits for an attempt that would not stop: no renewal, and the run is
                 # cancelled (again at each tick, until it has ended), so that it frees the lease
                 # and recovery runs the step again
@@ -192,16 +192,16 @@ class SagaRunner:
                 runner.cancel()
                 return
 
-    def _overdue(self, saga_id: str, *, logged: bool) -> bool:
-        """Whether the saga's attempt in flight is overdue; the first time, say so in the log."""
-        overdue = self._overdue_at.get(saga_id)
+    def _overdue(self, state: SagaState, *, reported: bool) -> bool:
+        """Whether the saga's attempt in flight is overdue; the first time, report it
+        (`EventKind.ATTEMPT_ABANDONED`)."""
+        overdue = self._overdue_at.get(state.saga_id)
         if overdue is None or asyncio.get_running_loop().time() < overdue[0]:
             return False
-        if not logged:
-            logger.error(
-                "step %s attempt %d would not stop after its timeout; the saga is handed over",
-                overdue[1], overdue[2], extra={"saga_id": saga_id},
-            )  # fmt: skip
+        if not reported:
+            _, step, attempt = overdue
+            detail = "it would not stop after its timeout; the saga is handed over"
+            self._notifier.emit(EventKind.ATTEMPT_ABANDONED, state, step=step, attempt=attempt, detail=detail)
         return True
 
     # ------------------------------------------------------------------ forward
