@@ -146,7 +146,6 @@ class SagaRunner:
             logger.warning("saga run aborted: %r", exc, extra={"saga_id": state.saga_id})
         finally:
             heartbeat.cancel()
-            self._overdue_at.pop(state.saga_id, None)
             self._unsaved.discard(state.saga_id)
             self._ridden.pop(state.saga_id, None)
         return None
