@@ -98,12 +98,17 @@ async def test_the_shutdown_goes_on_without_background_work_that_does_not_stop(
             with contextlib.suppress(asyncio.CancelledError):
                 await released.wait()
 
-    with caplog.at_level(logging.WARNING, logger="ecommerce_saga.bootstrap"):
-        async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush-stuck") as (client, app):
-            container: Container = app.state.container
-            container._repeat("a stubborn pass", stubborn, 60)
-            assert (await client.get("/readyz")).status_code == 200
+    try:
+        with caplog.at_level(logging.WARNING, logger="ecommerce_saga.bootstrap"):
+            async with shop_in_process(mongo_url, mongo_db.name, tmp_path, "flush-stuck") as (client, app):
+                container: Container = app.state.container
+                container._repeat("a stubborn pass", stubborn, 60)
+                assert (await client.get("/readyz")).status_code == 200
+    finally:
+        released.set()  # let the stubborn pass end with the test, whatever the test found
 
     left = [r for r in caplog.records if "left behind" in r.getMessage()]
-    assert [getattr(r, "tasks", None) for r in left] == [["a stubborn pass"]]
-    released.set()
+    assert len(left) == 1
+    # on a loaded machine another pass may still be stopping when the short wait ends: it is
+    # listed too, which is right; the stubborn one must be
+    assert "a stubborn pass" in getattr(left[0], "tasks", [])
