@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -67,11 +68,49 @@ def _read_from(path: Path, offset: int) -> str:
         return log.read().decode(errors="replace")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+"""Where Linux keeps the range its outgoing connections take their local ports from."""
+LOWEST_PORT = 10_000
+"""`free_port` chooses no port below this one."""
+
+
+def ephemeral_ports(source: Path = EPHEMERAL_PORTS) -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (first, last), or None if unknown."""
+    try:
+        first, last = (int(part) for part in source.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return first, last
+
+
+def free_port(host: str = "127.0.0.1", ephemeral: tuple[int, int] | None = None) -> int:
+    """A TCP port that is free on `host` right now, chosen below the ephemeral range when it can be.
+
+    The port is released again before the process that asked binds it. A port of the ephemeral
+    range (what binding port 0 gives) can be taken meanwhile by any outgoing connection on the
+    machine: a module of a benchmark's split deployment failed to start that way, "address
+    already in use". Outgoing connections never take a port below the range, so one is chosen
+    there at random and checked free. Where the range is unknown (`ephemeral`, default: the
+    kernel's) or leaves no room below it, the kernel chooses (port 0).
+    """
+    first = (ephemeral or ephemeral_ports() or (0, 0))[0]
+    if first > LOWEST_PORT:
+        for _ in range(100):
+            port = random.randrange(LOWEST_PORT, first)
+            if _bindable(host, port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _check_data_dir(data_dir: Path) -> Path:
