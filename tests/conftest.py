@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -47,6 +50,42 @@ def process_is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+STUBBORN_TASK_SECONDS = 10.0
+"""How long the run's end waits for the tasks still running on its event loop once cancelled."""
+
+
+@pytest_asyncio.fixture(scope="session", autouse=True, loop_scope="session")
+async def _no_task_outlives_the_run(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """End the run with an error, not a hang, when a test left a task that ignores cancellation.
+
+    The tests share one event loop (pyproject: loop scope "session"). Closing it cancels every
+    task still running and waits for them without a bound, outside any test's pytest-timeout: a
+    task a test left behind that swallows its cancellation (a failed assertion before the test
+    released it, say) kept the suite waiting until the job's own limit. This fixture is set up
+    first and torn down last, just before the loop closes: it cancels what is left, waits
+    `STUBBORN_TASK_SECONDS`, and if a task is still running, prints its stack and ends the process
+    (exit status 3; pytest's summary is lost with it, the test that failed shows as ``F``).
+    """
+    yield
+    me = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _, stubborn = await asyncio.wait(left, timeout=STUBBORN_TASK_SECONDS)
+    if stubborn:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:  # to the terminal, not to the last test's captured output
+            capture.suspend_global_capture(in_=True)
+        seconds = f"{STUBBORN_TASK_SECONDS:.0f} s"
+        sys.stderr.write(f"\n{len(stubborn)} task(s) still running {seconds} after the run cancelled them:\n")
+        for task in stubborn:
+            task.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(3)
 
 
 @pytest.fixture(scope="session")
