@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import logging
@@ -90,18 +91,29 @@ def free_port(host: str = "127.0.0.1", ephemeral: tuple[int, int] | None = None)
     range (what binding port 0 gives) can be taken meanwhile by any outgoing connection on the
     machine: a module of a benchmark's split deployment failed to start that way, "address
     already in use". Outgoing connections never take a port below the range, so one is chosen
-    there at random and checked free. Where the range is unknown (`ephemeral`, default: the
-    kernel's) or leaves no room below it, the kernel chooses (port 0).
+    there at random and checked free. None of the last `_HANDED_OUT.maxlen` ports this process was
+    given is given again, so that callers who ask for several before binding any get different
+    ones. Where the range is unknown (`ephemeral`, default: the kernel's) or leaves no room below
+    it, the kernel chooses (port 0).
     """
     first = (ephemeral or ephemeral_ports() or (0, 0))[0]
+    port = 0
     if first > LOWEST_PORT:
         for _ in range(100):
-            port = random.randrange(LOWEST_PORT, first)
-            if _bindable(host, port):
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+            candidate = random.randrange(LOWEST_PORT, first)
+            if candidate not in _HANDED_OUT and _bindable(host, candidate):
+                port = candidate
+                break
+    if not port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+    _HANDED_OUT.append(port)
+    return port
+
+
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=64)
+"""The ports `free_port` gave last, most recent last."""
 
 
 def _bindable(host: str, port: int) -> bool:
