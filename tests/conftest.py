@@ -71,10 +71,10 @@ async def _no_task_outlives_the_run(request: pytest.FixtureRequest) -> AsyncIter
     yield
     me = asyncio.current_task()
     left = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
-    for task in left:
-        task.cancel()
     if not left:
         return
+    for task in left:
+        task.cancel()
     _, stubborn = await asyncio.wait(left, timeout=STUBBORN_TASK_SECONDS)
     if stubborn:
         capture = request.config.pluginmanager.getplugin("capturemanager")
