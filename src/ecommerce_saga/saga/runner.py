@@ -169,11 +169,18 @@ class SagaRunner:
         given_up = False
         while True:
             await asyncio.sleep(interval)
-            if self._overdue(state, reported=given_up):
+            overdue = self._overdue(saga_id)
+            if overdue is not None:
                 # the run waits for an attempt that would not stop: no renewal, and the run is
                 # cancelled (again at each tick, until it has ended), so that it frees the lease
                 # and recovery runs the step again
-                given_up = True
+                if not given_up:
+                    given_up = True
+                    step, attempt = overdue
+                    detail = "it would not stop after its timeout; the saga is handed over"
+                    self._notifier.emit(
+                        EventKind.ATTEMPT_ABANDONED, state, step=step, attempt=attempt, detail=detail
+                    )
                 if runner is not None:
                     runner.cancel()
                 continue
@@ -191,17 +198,13 @@ class SagaRunner:
                 runner.cancel()
                 return
 
-    def _overdue(self, state: SagaState, *, reported: bool) -> bool:
-        """Whether the saga's attempt in flight is overdue; the first time, report it
-        (`EventKind.ATTEMPT_ABANDONED`)."""
-        overdue = self._overdue_at.get(state.saga_id)
+    def _overdue(self, saga_id: str) -> tuple[str, int] | None:
+        """The step and attempt number of the saga's attempt in flight if it is overdue, else None."""
+        overdue = self._overdue_at.get(saga_id)
         if overdue is None or asyncio.get_running_loop().time() < overdue[0]:
-            return False
-        if not reported:
-            _, step, attempt = overdue
-            detail = "it would not stop after its timeout; the saga is handed over"
-            self._notifier.emit(EventKind.ATTEMPT_ABANDONED, state, step=step, attempt=attempt, detail=detail)
-        return True
+            return None
+        _, step, attempt = overdue
+        return step, attempt
 
     # ------------------------------------------------------------------ forward
 
