@@ -80,7 +80,10 @@ async def test_a_pass_whose_cancellation_surfaces_as_an_outage_stops_with_the_sh
 
     task = next(task for task in container._background if task.get_name() == "a pass cut short")
     assert task.cancelled()  # not asleep until its next pass
-    assert not [r for r in caplog.records if "skipped" in r.getMessage() or "left behind" in r.getMessage()]
+    # the pass was neither taken for an outage nor left behind; the shop's own passes are not
+    # this test's subject (once, in a full run, one of them was still stopping after 2 s)
+    assert not [r.getMessage() for r in caplog.records if "a pass cut short skipped" in r.getMessage()]
+    assert not [r for r in caplog.records if "a pass cut short" in (getattr(r, "tasks", None) or [])]
 
 
 async def test_the_shutdown_goes_on_without_background_work_that_does_not_stop(
