@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.saga import (
@@ -386,6 +387,38 @@ class SagaStoreSpec:
         assert nothing_else is None
         assert [s.saga_id if s else None for s in by_v1] == ["legacy", "v1", None]
 
+    async def test_claims_and_finds_past_more_expired_sagas_than_one_read_takes(
+        self, store: SagaStore
+    ) -> None:
+        v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")
+        foreign = [f"v1-{n:03}" for n in range(70)]  # more than a store may read at once
+        for n, saga_id in enumerate(foreign):
+            status = SagaStatus.RUNNING if n % 2 else SagaStatus.COMPENSATING
+            await store.create(
+                a_saga(
+                    saga_id,
+                    saga_type="trip",
+                    definition_version=1,
+                    definition_fingerprint="fp-1",
+                    status=status,
+                    lease_expires_at_ms=n,
+                )
+            )
+        await store.create(
+            a_saga("v2-last", saga_type="trip", definition_version=2, definition_fingerprint="fp-2",
+                   lease_expires_at_ms=1_000)
+        )  # fmt: skip
+
+        claimed = await store.claim_expired("w-2", NOW_MS, LEASE_MS, definitions=[v2])
+        unrunnable = await store.find_unrunnable(NOW_MS, definitions=[v2], limit=100)
+        by_v1 = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=[v1])
+
+        assert claimed is not None
+        assert claimed.saga_id == "v2-last"
+        assert [s.saga_id for s in unrunnable] == foreign  # in the order their leases expired
+        assert by_v1 is not None
+        assert by_v1.saga_id == "v1-000"
+
     async def test_finds_expired_sagas_that_no_registered_definition_runs(self, store: SagaStore) -> None:
         v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")
         for saga_id, version, status, expiry in [
@@ -589,6 +622,47 @@ class TestMongoSagaStore(SagaStoreSpec):
         store = MongoSagaStore(mongo_db["sagas"])
         await store.create_indexes()
         return store
+
+    async def test_reads_expired_sagas_by_equality_on_their_status_alone(
+        self, mongo_url: str, db_name: str, mongo_db: AsyncDatabase[dict[str, Any]]
+    ) -> None:
+        """Recovery's reads are served by the ``status`` index, on MongoDB and on the embedded
+        server, which reads the whole collection for ``$in``, ``$or``, ``$nor`` and ``$nin``
+        (docs/performance.md, item 32): recovery would read every saga ever stored, every pass."""
+        filters: list[dict[str, Any]] = []
+
+        class Filters(monitoring.CommandListener):
+            def started(self, event: monitoring.CommandStartedEvent) -> None:
+                if event.command_name in ("find", "findAndModify"):
+                    filters.append(dict(event.command.get("filter", event.command.get("query", {}))))
+
+            def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+                pass
+
+            def failed(self, event: monitoring.CommandFailedEvent) -> None:
+                pass
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            mongo_url, tz_aware=True, event_listeners=[Filters()]
+        )
+        try:
+            store = MongoSagaStore(client[db_name]["sagas"])
+            await store.create(a_saga("s-old", definition_version=9, lease_expires_at_ms=1))
+            await store.create(a_saga("s-ours", lease_expires_at_ms=2))
+
+            claimed = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=ORDER)
+            await store.find_unrunnable(NOW_MS, definitions=ORDER, limit=10)
+            await store.fingerprints("order", 1)
+        finally:
+            await client.close()
+
+        assert claimed is not None
+        assert claimed.saga_id == "s-ours"
+        scans = [f for f in filters if "_id" not in f]
+        assert scans
+        for found in scans:
+            assert isinstance(found["status"], str), found
+            assert not {"$in", "$or", "$nor", "$nin"} & set(found), found
 
     async def test_reports_a_status_it_does_not_know_as_stored_when_taking_a_census(
         self, mongo_db: AsyncDatabase[dict[str, Any]]

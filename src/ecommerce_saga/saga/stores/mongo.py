@@ -4,14 +4,16 @@ One document per saga, `_id` = saga id. Writes are whole-document inserts and re
 on `version` and `fencing_token` (optimistic concurrency); the replaces of sagas written at the
 same moment go out together, as do the inserts (`write_group`), with the writes a save carries
 (`save_and_write`). Leases are claimed with one
-`find_one_and_update`. Instants that are compared in queries (lease expiry) are integers
+`find_one_and_update` by the saga's id. Instants that are compared in queries (lease expiry) are integers
 (epoch milliseconds), which behave the same on MongoDB and on MongoDB-compatible servers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Collection, Coroutine, Sequence
+import heapq
+from collections.abc import AsyncGenerator, Callable, Collection, Coroutine, Sequence
 from datetime import UTC
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, PrecedingWriteRefusedError, StoreUnavailableError
-from ecommerce_saga.saga.state import DefinitionRef, SagaState
+from ecommerce_saga.saga.state import DefinitionRef, SagaState, SagaStatus
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 from ecommerce_saga.saga.stores.ordered import (
     DuplicateKeyAtError,
@@ -33,26 +35,30 @@ from ecommerce_saga.saga.stores.ordered import (
 )
 from ecommerce_saga.saga.stores.write_group import WRITE_ID, WriteGroup
 
-_ACTIVE = ["RUNNING", "COMPENSATING"]
+_ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
+_UNFINISHED = (*_ACTIVE, SagaStatus.REQUIRES_ATTENTION.value)
+
+CANDIDATES = 32
+"""Expired sagas read per status and page when claiming or looking for unrunnable ones."""
+
+_CANDIDATE_FIELDS = {
+    "status": 1, "version": 1, "lease_expires_at_ms": 1,
+    "saga_type": 1, "definition_version": 1, "definition_fingerprint": 1,
+}  # fmt: skip
 
 DEFAULT_COLLECTION = "sagas"
 """The collection a store keeps its sagas in unless its user names another."""
 
 
-def _expired(now_ms: int) -> dict[str, Any]:
-    """Active sagas whose lease has expired."""
-    return {"status": {"$in": _ACTIVE}, "lease_expires_at_ms": {"$lt": now_ms}}
-
-
-def _runs_on(definitions: Collection[DefinitionRef]) -> list[dict[str, Any]]:
-    """Clauses matching the sagas that run on one of `definitions` (see `SagaState.runs_on`)."""
-    clauses: list[dict[str, Any]] = [
-        {"saga_type": d.saga_type, "definition_version": d.version, "definition_fingerprint": d.fingerprint}
-        for d in definitions
-    ]
-    # sagas stored before definitions had versions (no definition_version) run on version 1
-    clauses += [{"saga_type": d.saga_type, "definition_version": None} for d in definitions if d.version == 1]
-    return clauses
+def _runs_on(doc: dict[str, Any], definitions: Collection[DefinitionRef]) -> bool:
+    """`SagaState.runs_on` for a stored saga (`_CANDIDATE_FIELDS` suffice)."""
+    version = doc.get("definition_version")
+    if version is None:  # stored before definitions had versions: runs on version 1
+        return any(d.saga_type == doc.get("saga_type") and d.version == 1 for d in definitions)
+    return (
+        DefinitionRef(doc.get("saga_type", ""), version, doc.get("definition_fingerprint") or "")
+        in definitions
+    )
 
 
 P = ParamSpec("P")
@@ -199,11 +205,52 @@ class MongoSagaStore:
     async def claim_expired(
         self, owner: str, now_ms: int, lease_ms: int, *, definitions: Collection[DefinitionRef]
     ) -> SagaState | None:
-        """See `SagaStore.claim_expired`."""
+        """See `SagaStore.claim_expired`: the expired sagas are read first, by status, in the
+        order their leases expired (`_expired`); the first that runs on `definitions` is claimed
+        by its id and version, so that a saga changed since it was read is left alone (another
+        worker claimed it, or its holder saved it)."""
         if not definitions:
             return None
-        query = {**_expired(now_ms), "$or": _runs_on(definitions)}
-        return await self._take(query, owner, now_ms, lease_ms)
+        async with contextlib.aclosing(self._expired(now_ms)) as expired:
+            async for doc in expired:
+                if not _runs_on(doc, definitions):
+                    continue
+                query = {
+                    "_id": doc["_id"],
+                    "version": doc["version"],
+                    "status": doc["status"],
+                    "lease_expires_at_ms": {"$lt": now_ms},  # a renewal changes no version
+                }
+                claimed = await self._take(query, owner, now_ms, lease_ms)
+                if claimed is not None:
+                    return claimed
+        return None
+
+    async def _expired(self, now_ms: int) -> AsyncGenerator[dict[str, Any], None]:
+        """Active sagas whose lease expired (`_CANDIDATE_FIELDS` only), the earliest expiry first.
+
+        Each status is its own query, filtered by equality on it and a range on the expiry, and
+        nothing else: MongoDB serves that from the ``status`` index, and so does the embedded
+        server, which reads the whole collection for a query with ``$in``, ``$or`` or ``$nor``
+        (docs/performance.md, item 32). Read a page of `CANDIDATES` per status at a time.
+        """
+        skip = 0
+        while True:
+            pages = [
+                await self._collection.find(
+                    {"status": status, "lease_expires_at_ms": {"$lt": now_ms}}, _CANDIDATE_FIELDS
+                )
+                .sort([("lease_expires_at_ms", ASCENDING), ("_id", ASCENDING)])
+                .skip(skip)
+                .limit(CANDIDATES)
+                .to_list()
+                for status in _ACTIVE
+            ]
+            for doc in heapq.merge(*pages, key=lambda doc: (doc["lease_expires_at_ms"], doc["_id"])):
+                yield doc
+            if all(len(page) < CANDIDATES for page in pages):
+                return
+            skip += CANDIDATES
 
     @_outages_as_store_errors
     async def take_over(
@@ -218,13 +265,13 @@ class MongoSagaStore:
         return await self._take(query, owner, now_ms, lease_ms)
 
     async def _take(self, query: dict[str, Any], owner: str, now_ms: int, lease_ms: int) -> SagaState | None:
+        """Take the lease of the saga `query` names by its id."""
         doc = await self._collection.find_one_and_update(
             query,
             {
                 "$set": {"lease_owner": owner, "lease_expires_at_ms": now_ms + lease_ms},
                 "$inc": {"version": 1, "fencing_token": 1},
             },
-            sort=[("lease_expires_at_ms", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
         return self._from_doc(doc) if doc else None
@@ -233,23 +280,30 @@ class MongoSagaStore:
     async def find_unrunnable(
         self, now_ms: int, *, definitions: Collection[DefinitionRef], limit: int
     ) -> list[SagaState]:
-        """See `SagaStore.find_unrunnable`."""
-        query = _expired(now_ms)
-        if definitions:
-            query["$nor"] = _runs_on(definitions)
-        cursor = self._collection.find(query).sort([("lease_expires_at_ms", ASCENDING)]).limit(limit)
-        return [self._from_doc(doc) async for doc in cursor]
+        """See `SagaStore.find_unrunnable`: the expired sagas (`_expired`) that run on none of
+        `definitions`, each read whole."""
+        found: list[SagaState] = []
+        async with contextlib.aclosing(self._expired(now_ms)) as expired:
+            async for doc in expired:
+                if len(found) == limit:
+                    break
+                if _runs_on(doc, definitions):
+                    continue
+                stored = await self._collection.find_one({"_id": doc["_id"]})
+                if stored is not None:
+                    found.append(self._from_doc(stored))
+        return found
 
     @_outages_as_store_errors
     async def fingerprints(self, saga_type: str, version: int) -> set[str]:
-        """See `SagaStore.fingerprints`."""
-        query = {
-            "saga_type": saga_type,
-            "definition_version": version,
-            "status": {"$nin": ["COMPLETED", "COMPENSATED"]},
-        }
-        cursor = self._collection.find(query, projection={"definition_fingerprint": 1})
-        return {doc["definition_fingerprint"] async for doc in cursor if doc.get("definition_fingerprint")}
+        """See `SagaStore.fingerprints`: a query per unfinished status (see `_expired` for why)."""
+        found: set[str] = set()
+        for status in _UNFINISHED:
+            query = {"status": status, "saga_type": saga_type, "definition_version": version}
+            async for doc in self._collection.find(query, projection={"definition_fingerprint": 1}):
+                if doc.get("definition_fingerprint"):
+                    found.add(doc["definition_fingerprint"])
+        return found
 
     @_outages_as_store_errors
     async def renew(self, saga_id: str, owner: str, fencing_token: int, expires_at_ms: int) -> bool:
