@@ -156,6 +156,14 @@ class InventoryServiceSpec:
         assert (second.available, second.reserved, second.in_stock) == (0, 3, False)
         assert [(h.order_id, h.quantity) for h in first.reservations] == [("o1", 2)]
 
+    async def test_leaves_the_reservations_out_when_asked_to(self, service: InventoryService) -> None:
+        a = await _product(service, 5)
+        await service.reserve(_reserve("o1", (a, 2)))
+
+        public = await service.get_product(a, with_reservations=False)
+
+        assert (public.available, public.reserved, public.reservations) == (3, 2, [])
+
     async def test_reserves_nothing_when_one_item_is_short(self, service: InventoryService) -> None:
         a, b = await _product(service, 5), await _product(service, 1)
         with pytest.raises(InventoryUnavailableError):

@@ -59,6 +59,22 @@ def test_completes_and_touches_every_module_when_all_goes_well(
     assert "4242424242424242" not in response.text
 
 
+def test_shows_a_products_reservations_to_operators_only(
+    shop: Shop, client: httpx.Client, admin_headers: dict[str, str]
+) -> None:
+    product = new_product(client, admin_headers, quantity=5)
+    order = client.post("/api/orders", json=order_body(product, quantity=2)).json()
+    assert order["status"] == "COMPLETED", order
+
+    seen_by_operator = client.get(f"/api/inventory/{product}").json()
+    with shop.client(token=None) as anonymous:
+        seen_by_anyone = anonymous.get(f"/api/inventory/{product}").json()
+
+    assert seen_by_operator["reservations"] == [{"order_id": order["order_id"], "quantity": 2}]
+    assert seen_by_anyone["reservations"] == []
+    assert (seen_by_anyone["available"], seen_by_anyone["reserved"]) == (3, 2)
+
+
 def test_fails_with_nothing_to_undo_when_out_of_stock(
     client: httpx.Client, admin_headers: dict[str, str]
 ) -> None:

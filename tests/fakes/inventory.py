@@ -131,11 +131,12 @@ class FakeInventoryService:
         self.reservations[command.order_id] = released
         return released
 
-    async def get_product(self, product_id: str) -> Product:
+    async def get_product(self, product_id: str, *, with_reservations: bool = True) -> Product:
         """See `InventoryService.get_product`."""
         if product_id not in self.products:
             raise ProductNotFoundError(f"no product {product_id!r}")
-        return self._product(product_id)
+        product = self._product(product_id)
+        return product if with_reservations else product.model_copy(update={"reservations": []})
 
     async def list_products(self, query: ProductFilter) -> Page[Product]:
         """See `InventoryService.list_products`."""

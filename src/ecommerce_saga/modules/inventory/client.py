@@ -58,9 +58,11 @@ class HttpInventoryService:
         """See `InventoryService.release`."""
         return await self._client.call("POST", "/api/inventory/release", Reservation, json=command)
 
-    async def get_product(self, product_id: str) -> Product:
-        """See `InventoryService.get_product`."""
-        return await self._client.call("GET", f"/api/inventory/{product_id}", Product)
+    async def get_product(self, product_id: str, *, with_reservations: bool = True) -> Product:
+        """See `InventoryService.get_product`: the module shows the reservations to operators
+        only, so with them they come if this client's token is an operator's."""
+        params = None if with_reservations else {"reservations": "false"}
+        return await self._client.call("GET", f"/api/inventory/{product_id}", Product, params=params)
 
     async def list_products(self, query: ProductFilter) -> Page[Product]:
         """See `InventoryService.list_products`."""

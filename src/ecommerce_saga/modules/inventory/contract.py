@@ -236,8 +236,9 @@ class InventoryService(Protocol):
         """Release the order's reservation; idempotent, and a no-op if nothing was reserved."""
         ...
 
-    async def get_product(self, product_id: str) -> Product:
-        """One product with its stock and active reservations.
+    async def get_product(self, product_id: str, *, with_reservations: bool = True) -> Product:
+        """One product with its stock and, unless `with_reservations` is False, its active
+        reservations (they name orders: operators see them, the public does not).
 
         Raises:
             ProductNotFoundError: If there is no such product.

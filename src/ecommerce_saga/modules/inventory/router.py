@@ -51,13 +51,17 @@ def build_router(service: InventoryService, auth: Authenticator) -> APIRouter:
         openapi_extra={"security": [{}, {"bearer": []}]},  # anyone; an operator also sees reservations
     )
     async def get_product(
-        *, product_id: ProductPath, caller: Principal | None = Depends(auth.anyone)
+        *,
+        product_id: ProductPath,
+        reservations: Annotated[
+            bool, Query(description="Operators: false leaves the active reservations out (one read fewer)")
+        ] = True,
+        caller: Principal | None = Depends(auth.anyone),
     ) -> Product:
         """A product's stock levels (`available`, `reserved`); its active reservations for operators only."""
-        product = await service.get_product(product_id)
-        if caller is None or not caller.is_operator:  # reservations name orders: not for the public
-            return product.model_copy(update={"reservations": []})
-        return product
+        # reservations name orders: not for the public, who are spared reading them
+        shown = reservations and caller is not None and caller.is_operator
+        return await service.get_product(product_id, with_reservations=shown)
 
     @router.post(
         "",

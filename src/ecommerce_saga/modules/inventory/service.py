@@ -292,11 +292,13 @@ class LocalInventoryService:
     def _shortage_text(doc: ReservationRecord) -> str:
         return f"order {doc.order_id}: the items were not available when it was reserved"
 
-    async def get_product(self, product_id: str) -> Product:
-        """See `InventoryService.get_product`."""
+    async def get_product(self, product_id: str, *, with_reservations: bool = True) -> Product:
+        """See `InventoryService.get_product`: without reservations, one read."""
         record = await self._stock.product(product_id)
         if record is None:
             raise ProductNotFoundError(f"no product {product_id!r}")
+        if not with_reservations:
+            return _product(record)
         active = await self._stock.active_reservations(product_id, _SHOWN_RESERVATIONS)
         holds = [
             ProductHold(
