@@ -172,17 +172,27 @@ class TokenVerifier:
     A client sends the same token with every request, and checking an ES256 signature costs more
     CPU than the rest of a small request; so a token whose signature was checked with the key the
     key cache still holds (the same key object, not refetched since) is not checked again until
-    its `exp`. Everything else is checked each time: the algorithm, and the key's presence (a
-    key the issuer withdrew is refused as soon as the key cache drops it)."""
+    its `exp`, nor is its header read again (the same string has the same header). The key's
+    presence is checked each time: a key the issuer withdrew is refused as soon as the key
+    cache drops it."""
 
     def __init__(self, claims: OidcClaims, keys: JwksCache, clock: Callable[[], float] = time.time) -> None:
         self.claims = claims
         self._keys = keys
         self._clock = clock
-        self._verified: Recent[str, tuple[Principal, float, object]] = Recent(self.VERIFIED_TOKENS)
+        self._verified: Recent[str, tuple[Principal, float, object, str | None, str]] = Recent(
+            self.VERIFIED_TOKENS
+        )
 
     async def verify(self, token: str) -> Principal:
         """The principal the token names; `InvalidTokenError` if anything is wrong with it."""
+        remembered = self._verified.get(token)
+        if remembered is not None:  # the same string: the header read then is the header now
+            principal, expires_at, checked_with, checked_kid, checked_algorithm = remembered
+            current = await self._keys.key(checked_kid, checked_algorithm)
+            if checked_with is current and self._clock() < expires_at:
+                return principal
+            self._verified.discard(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -190,14 +200,9 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if algorithm not in ALLOWED_ALGORITHMS:
             raise InvalidTokenError(f"algorithm {algorithm!r} is not allowed")
-        kid = header.get("kid")
-        key = await self._keys.key(kid if isinstance(kid, str) else None, algorithm)
-        remembered = self._verified.get(token)
-        if remembered is not None:
-            principal, expires_at, checked_with = remembered
-            if checked_with is key and self._clock() < expires_at:
-                return principal
-            self._verified.discard(token)
+        named = header.get("kid")
+        kid = named if isinstance(named, str) else None
+        key = await self._keys.key(kid, algorithm)
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -211,7 +216,7 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise InvalidTokenError(f"{type(exc).__name__}: {exc}") from None
         principal = self._principal(payload)
-        self._verified.put(token, (principal, float(payload["exp"]), key))
+        self._verified.put(token, (principal, float(payload["exp"]), key, kid, algorithm))
         return principal
 
     def _principal(self, payload: Mapping[str, Any]) -> Principal:
