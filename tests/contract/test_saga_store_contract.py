@@ -391,9 +391,14 @@ class SagaStoreSpec:
         self, store: SagaStore
     ) -> None:
         v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")
-        foreign = [f"v1-{n:03}" for n in range(70)]  # more than a store may read at once
-        for n, saga_id in enumerate(foreign):
-            status = SagaStatus.RUNNING if n % 2 else SagaStatus.COMPENSATING
+        # More than a store may read at once: the earliest expiries all RUNNING, then COMPENSATING
+        # ones, then many that expired at the same instant (a worker that released its leases).
+        foreign = (
+            [(f"v1-a{n:03}", SagaStatus.RUNNING, n) for n in range(40)]
+            + [(f"v1-b{n:03}", SagaStatus.COMPENSATING, 40 + n) for n in range(30)]
+            + [(f"v1-c{n:03}", SagaStatus.RUNNING, 100) for n in range(35)]
+        )
+        for saga_id, status, expiry in foreign:
             await store.create(
                 a_saga(
                     saga_id,
@@ -401,7 +406,7 @@ class SagaStoreSpec:
                     definition_version=1,
                     definition_fingerprint="fp-1",
                     status=status,
-                    lease_expires_at_ms=n,
+                    lease_expires_at_ms=expiry,
                 )
             )
         await store.create(
@@ -410,14 +415,14 @@ class SagaStoreSpec:
         )  # fmt: skip
 
         claimed = await store.claim_expired("w-2", NOW_MS, LEASE_MS, definitions=[v2])
-        unrunnable = await store.find_unrunnable(NOW_MS, definitions=[v2], limit=100)
+        unrunnable = await store.find_unrunnable(NOW_MS, definitions=[v2], limit=200)
         by_v1 = await store.claim_expired("w-1", NOW_MS, LEASE_MS, definitions=[v1])
 
         assert claimed is not None
         assert claimed.saga_id == "v2-last"
-        assert [s.saga_id for s in unrunnable] == foreign  # in the order their leases expired
+        assert [s.saga_id for s in unrunnable] == [saga_id for saga_id, _, _ in foreign]  # by expiry
         assert by_v1 is not None
-        assert by_v1.saga_id == "v1-000"
+        assert by_v1.saga_id == "v1-a000"
 
     async def test_finds_expired_sagas_that_no_registered_definition_runs(self, store: SagaStore) -> None:
         v1, v2 = DefinitionRef("trip", 1, "fp-1"), DefinitionRef("trip", 2, "fp-2")

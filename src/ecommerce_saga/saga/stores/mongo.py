@@ -39,7 +39,7 @@ _ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
 _UNFINISHED = (*_ACTIVE, SagaStatus.REQUIRES_ATTENTION.value)
 
 CANDIDATES = 32
-"""Expired sagas read per status and page when claiming or looking for unrunnable ones."""
+"""Expired sagas read per status at a time when claiming or looking for unrunnable ones."""
 
 _CANDIDATE_FIELDS = {
     "status": 1, "version": 1, "lease_expires_at_ms": 1,
@@ -48,6 +48,11 @@ _CANDIDATE_FIELDS = {
 
 DEFAULT_COLLECTION = "sagas"
 """The collection a store keeps its sagas in unless its user names another."""
+
+
+def _expiry_order(doc: dict[str, Any]) -> tuple[int, str]:
+    """Where a stored saga comes when sagas are taken in the order their leases expired."""
+    return int(doc["lease_expires_at_ms"]), str(doc["_id"])
 
 
 def _runs_on(doc: dict[str, Any], definitions: Collection[DefinitionRef]) -> bool:
@@ -227,30 +232,55 @@ class MongoSagaStore:
         return None
 
     async def _expired(self, now_ms: int) -> AsyncGenerator[dict[str, Any], None]:
-        """Active sagas whose lease expired (`_CANDIDATE_FIELDS` only), the earliest expiry first.
+        """Active sagas whose lease expired (`_CANDIDATE_FIELDS` only), the earliest expiry first
+        (`_expired_of` for each active status, merged)."""
+        statuses = [self._expired_of(status, now_ms) for status in _ACTIVE]
+        try:
+            heads: list[tuple[tuple[int, str], int, dict[str, Any]]] = []
+            for index, docs in enumerate(statuses):
+                first = await anext(docs, None)
+                if first is not None:
+                    heapq.heappush(heads, (_expiry_order(first), index, first))
+            while heads:
+                _, index, doc = heapq.heappop(heads)
+                yield doc
+                following = await anext(statuses[index], None)
+                if following is not None:
+                    heapq.heappush(heads, (_expiry_order(following), index, following))
+        finally:
+            for docs in statuses:
+                await docs.aclose()
 
-        Each status is its own query, filtered by equality on it and a range on the expiry, and
-        nothing else: MongoDB serves that from the ``status`` index, and so does the embedded
-        server, which reads the whole collection for a query with ``$in``, ``$or`` or ``$nor``
-        (docs/performance.md, item 32). Read a page of `CANDIDATES` per status at a time.
+    async def _expired_of(self, status: str, now_ms: int) -> AsyncGenerator[dict[str, Any], None]:
+        """The sagas in `status` whose lease expired, the earliest expiry first, `CANDIDATES` read
+        at a time.
+
+        Filtered by equality on the status and a range on the expiry, and nothing else: MongoDB
+        serves that from the ``status`` index, and so does the embedded server, which reads the
+        whole collection for a filter with ``$in``, ``$or`` or ``$nor`` (docs/performance.md,
+        item 32). So the next page starts at the last expiry read (``$gte``, not an ``$or`` on
+        the expiry and the id), and the sagas read with that expiry are skipped.
         """
-        skip = 0
+        since: int | None = None
+        seen: set[str] = set()
         while True:
-            pages = [
+            lease = {"$lt": now_ms} if since is None else {"$gte": since, "$lt": now_ms}
+            wanted = CANDIDATES + len(seen)
+            page = (
                 await self._collection.find(
-                    {"status": status, "lease_expires_at_ms": {"$lt": now_ms}}, _CANDIDATE_FIELDS
+                    {"status": status, "lease_expires_at_ms": lease}, _CANDIDATE_FIELDS
                 )
                 .sort([("lease_expires_at_ms", ASCENDING), ("_id", ASCENDING)])
-                .skip(skip)
-                .limit(CANDIDATES)
+                .limit(wanted)
                 .to_list()
-                for status in _ACTIVE
-            ]
-            for doc in heapq.merge(*pages, key=lambda doc: (doc["lease_expires_at_ms"], doc["_id"])):
-                yield doc
-            if all(len(page) < CANDIDATES for page in pages):
+            )
+            for doc in page:
+                if doc["_id"] not in seen:
+                    yield doc
+            if len(page) < wanted:
                 return
-            skip += CANDIDATES
+            since = page[-1]["lease_expires_at_ms"]
+            seen = {doc["_id"] for doc in page if doc["lease_expires_at_ms"] == since}
 
     @_outages_as_store_errors
     async def take_over(
