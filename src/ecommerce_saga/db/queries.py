@@ -1,15 +1,24 @@
-"""Queries every module's Beanie repository shares: a page of records created in a time window."""
+"""Queries every module's Beanie repository shares: how many records match, and a page of records
+created in a time window."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from beanie import Document
 
+from ecommerce_saga.saga.stores.counting import count_matching
 from ecommerce_saga.shared.clock import epoch_ms
 from ecommerce_saga.shared.contracts import CreatedWithin
 
 D = TypeVar("D", bound=Document)
+
+
+async def count(document: type[Document], criteria: Mapping[str, Any]) -> int:
+    """How many `document`s match `criteria` (plain field names and values, as stored), counted
+    from the indexes on MongoDB and on the embedded server alike (`count_matching`)."""
+    return await count_matching(document.get_pymongo_collection(), criteria)
 
 
 async def created_within(
@@ -26,7 +35,7 @@ async def created_within(
     if query.to is not None:
         window["$lt"] = epoch_ms(query.to)
     matching = {**criteria, "created_ms": window} if window else criteria
-    total = await document.find(matching).count()
+    total = await count(document, matching)
     docs = (
         await document.find(matching)
         .sort("-created_ms", "-_id")

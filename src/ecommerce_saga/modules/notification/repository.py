@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.encoding import stored_fields
 from ecommerce_saga.db.inserts import InsertGroup
+from ecommerce_saga.db.queries import count
 from ecommerce_saga.modules.notification.contract import (
     NotificationFilter,
     NotificationStatus,
@@ -152,7 +153,7 @@ class BeanieNotificationRepository:
             criteria["type"] = query.type.value
         if query.read_status is not None:
             criteria["read"] = query.read_status is ReadStatus.READ
-        total = await NotificationDocument.find(criteria).count()
+        total = await count(NotificationDocument, criteria)
         docs = (
             await NotificationDocument.find(criteria)
             .sort("-created_at", "-_id")

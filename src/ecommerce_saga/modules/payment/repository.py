@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.inserts import InsertGroup
-from ecommerce_saga.db.queries import created_within
+from ecommerce_saga.db.queries import count, created_within
 from ecommerce_saga.modules.payment.contract import (
     CardBrand,
     PaymentFilter,
@@ -258,7 +258,7 @@ class BeanieSandboxLedger:
 
     async def count(self, kind: Literal["charge", "refund"]) -> int:
         """See `SandboxLedger.count`."""
-        return await GatewayTransactionDocument.find({"kind": kind}).count()
+        return await count(GatewayTransactionDocument, {"kind": kind})
 
 
 class InMemoryPaymentRepository:

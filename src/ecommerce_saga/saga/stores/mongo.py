@@ -25,6 +25,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from ecommerce_saga.saga.errors import ConcurrencyError, PrecedingWriteRefusedError, StoreUnavailableError
 from ecommerce_saga.saga.state import DefinitionRef, SagaState, SagaStatus
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
+from ecommerce_saga.saga.stores.counting import count_matching
 from ecommerce_saga.saga.stores.ordered import (
     DuplicateKeyAtError,
     Insert,
@@ -356,15 +357,18 @@ class MongoSagaStore:
     async def find(self, query: SagaQuery) -> tuple[list[SagaState], int]:
         """See `SagaStore.find`."""
         criteria: dict[str, Any] = {}
-        if query.statuses is not None:
-            criteria["status"] = {"$in": [str(s) for s in query.statuses]}
+        if (
+            query.statuses is not None
+        ):  # one status (the console's, the metrics'): by equality, see `_expired_of`
+            statuses = [str(s) for s in query.statuses]
+            criteria["status"] = statuses[0] if len(statuses) == 1 else {"$in": statuses}
         if query.saga_type is not None:
             criteria["saga_type"] = query.saga_type
         if query.correlation_id is not None:
             criteria["correlation_id"] = query.correlation_id
         if query.since is not None:
             criteria["created_at"] = {"$gte": query.since}
-        total = await self._collection.count_documents(criteria)
+        total = await count_matching(self._collection, criteria)
         cursor = (
             self._collection.find(criteria)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])

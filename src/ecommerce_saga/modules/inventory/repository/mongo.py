@@ -8,6 +8,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ecommerce_saga.db.inserts import InsertGroup
+from ecommerce_saga.db.queries import count
 from ecommerce_saga.modules.inventory.contract import ProductFilter, ReservationStatus
 from ecommerce_saga.modules.inventory.documents import ProductDocument, ReservationDocument
 from ecommerce_saga.modules.inventory.pricing import CatalogPrice
@@ -137,7 +138,7 @@ class BeanieInventoryRepository:
             criteria["category"] = query.category
         if query.in_stock is not None:
             criteria["available"] = {"$gt": 0} if query.in_stock else {"$lte": 0}
-        total = await ProductDocument.find(criteria).count()
+        total = await count(ProductDocument, criteria)
         docs = await ProductDocument.find(criteria).sort("_id").skip(query.skip).limit(query.limit).to_list()
         return [_product(doc) for doc in docs], total
 
