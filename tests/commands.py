@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from pymongo import monitoring
 
@@ -39,6 +40,27 @@ class CommandLog(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+class Started(monitoring.CommandListener):
+    """Keeps every command a client starts, by name, as sent (give it to a client of the test's
+    own in `event_listeners`: it sees that client's commands only)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def named(self, *names: str) -> list[dict[str, Any]]:
+        """The commands of those names, in the order they were started."""
+        return [command for name, command in self.commands if name in names]
 
 
 COMMANDS = CommandLog()

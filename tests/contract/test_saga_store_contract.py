@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.saga import (
@@ -25,6 +25,7 @@ from ecommerce_saga.saga import (
 )
 from ecommerce_saga.saga.stores.memory import InMemorySagaStore
 from ecommerce_saga.saga.stores.mongo import MongoSagaStore
+from tests.commands import Started
 
 AT = datetime(2025, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)  # millisecond precision, as MongoDB keeps
 NOW_MS = 1_000_000
@@ -634,21 +635,9 @@ class TestMongoSagaStore(SagaStoreSpec):
         """Recovery's reads are served by the ``status`` index, on MongoDB and on the embedded
         server, which reads the whole collection for ``$in``, ``$or``, ``$nor`` and ``$nin``
         (docs/performance.md, item 32): recovery would read every saga ever stored, every pass."""
-        filters: list[dict[str, Any]] = []
-
-        class Filters(monitoring.CommandListener):
-            def started(self, event: monitoring.CommandStartedEvent) -> None:
-                if event.command_name in ("find", "findAndModify"):
-                    filters.append(dict(event.command.get("filter", event.command.get("query", {}))))
-
-            def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-                pass
-
-            def failed(self, event: monitoring.CommandFailedEvent) -> None:
-                pass
-
+        started = Started()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            mongo_url, tz_aware=True, event_listeners=[Filters()]
+            mongo_url, tz_aware=True, event_listeners=[started]
         )
         try:
             store = MongoSagaStore(client[db_name]["sagas"])
@@ -663,6 +652,7 @@ class TestMongoSagaStore(SagaStoreSpec):
 
         assert claimed is not None
         assert claimed.saga_id == "s-ours"
+        filters = [dict(c.get("filter", c.get("query", {}))) for c in started.named("find", "findAndModify")]
         scans = [f for f in filters if "_id" not in f]
         assert scans
         for found in scans:

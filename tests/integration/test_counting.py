@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ecommerce_saga.saga.stores.counting import count_matching
+from tests.commands import Started
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 CRITERIA: list[dict[str, Any]] = [
@@ -54,21 +55,9 @@ async def test_counts_with_a_count_stage_unless_a_datetime_is_compared(mongo_url
     """The embedded server serves a ``$count`` from its indexes and reads the whole collection for
     `count_documents`' ``$group`` (docs/performance.md, item 35); but its aggregation does not
     compare datetimes, so a count that compares one stays a `count_documents`."""
-    pipelines: list[list[dict[str, Any]]] = []
-
-    class Pipelines(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            if event.command_name == "aggregate":
-                pipelines.append(list(event.command["pipeline"]))
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
+    started = Started()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, tz_aware=True, event_listeners=[Pipelines()]
+        mongo_url, tz_aware=True, event_listeners=[started]
     )
     try:
         db = client[db_name]
@@ -79,6 +68,6 @@ async def test_counts_with_a_count_stage_unless_a_datetime_is_compared(mongo_url
         await client.drop_database(db_name)
         await client.close()
 
-    by_kind, by_time = pipelines
+    by_kind, by_time = [command["pipeline"] for command in started.named("aggregate")]
     assert by_kind == [{"$match": {"kind": "a"}}, {"$count": "n"}]
     assert any("$group" in stage for stage in by_time)
