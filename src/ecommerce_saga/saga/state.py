@@ -105,6 +105,20 @@ class HistoryEntry(BaseModel):
         return max((self.ended_at - self.started_at).total_seconds(), 0.0)
 
 
+def runs_on(
+    saga_type: str, version: int | None, fingerprint: str | None, definitions: Collection[DefinitionRef]
+) -> bool:
+    """True if one of `definitions` can run a saga stored with this type, definition version and
+    fingerprint (`SagaState.runs_on`; a saga store reads the three fields alone to decide).
+
+    A saga stored before definitions had versions (`version` None) runs on whatever version 1 is
+    registered.
+    """
+    if version is None:
+        return any(ref.saga_type == saga_type and ref.version == 1 for ref in definitions)
+    return DefinitionRef(saga_type, version, fingerprint or "") in definitions
+
+
 class SagaState(BaseModel):
     """Everything the engine persists about one saga.
 
@@ -162,10 +176,7 @@ class SagaState(BaseModel):
 
         A saga stored before definitions had versions runs on whatever version 1 is registered.
         """
-        if self.definition_version is None:
-            return any(ref.saga_type == self.saga_type and ref.version == 1 for ref in definitions)
-        ref = DefinitionRef(self.saga_type, self.definition_version, self.definition_fingerprint or "")
-        return ref in definitions
+        return runs_on(self.saga_type, self.definition_version, self.definition_fingerprint, definitions)
 
     def open_entry(self) -> HistoryEntry | None:
         """The last history entry if it is an attempt still in flight."""

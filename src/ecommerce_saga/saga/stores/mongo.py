@@ -23,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ecommerce_saga.saga.errors import ConcurrencyError, PrecedingWriteRefusedError, StoreUnavailableError
-from ecommerce_saga.saga.state import DefinitionRef, SagaState, SagaStatus
+from ecommerce_saga.saga.state import DefinitionRef, SagaState, SagaStatus, runs_on
 from ecommerce_saga.saga.store import SagaExpectation, SagaQuery
 from ecommerce_saga.saga.stores.counting import count_matching
 from ecommerce_saga.saga.stores.ordered import (
@@ -57,13 +57,12 @@ def _expiry_order(doc: dict[str, Any]) -> tuple[int, str]:
 
 
 def _runs_on(doc: dict[str, Any], definitions: Collection[DefinitionRef]) -> bool:
-    """`SagaState.runs_on` for a stored saga (`_CANDIDATE_FIELDS` suffice)."""
-    version = doc.get("definition_version")
-    if version is None:  # stored before definitions had versions: runs on version 1
-        return any(d.saga_type == doc.get("saga_type") and d.version == 1 for d in definitions)
-    return (
-        DefinitionRef(doc.get("saga_type", ""), version, doc.get("definition_fingerprint") or "")
-        in definitions
+    """`SagaState.runs_on` for a stored saga read with `_CANDIDATE_FIELDS`."""
+    return runs_on(
+        doc.get("saga_type", ""),
+        doc.get("definition_version"),
+        doc.get("definition_fingerprint"),
+        definitions,
     )
 
 
@@ -312,18 +311,19 @@ class MongoSagaStore:
         self, now_ms: int, *, definitions: Collection[DefinitionRef], limit: int
     ) -> list[SagaState]:
         """See `SagaStore.find_unrunnable`: the expired sagas (`_expired`) that run on none of
-        `definitions`, each read whole."""
-        found: list[SagaState] = []
+        `definitions`, then those read whole, in one query by their ids (which the embedded
+        server serves from the `_id`, `$in` or not)."""
+        unrunnable: list[str] = []
         async with contextlib.aclosing(self._expired(now_ms)) as expired:
             async for doc in expired:
-                if len(found) == limit:
+                if len(unrunnable) == limit:
                     break
-                if _runs_on(doc, definitions):
-                    continue
-                stored = await self._collection.find_one({"_id": doc["_id"]})
-                if stored is not None:
-                    found.append(self._from_doc(stored))
-        return found
+                if not _runs_on(doc, definitions):
+                    unrunnable.append(doc["_id"])
+        if not unrunnable:
+            return []
+        found = {doc["_id"]: doc async for doc in self._collection.find({"_id": {"$in": unrunnable}})}
+        return [self._from_doc(found[saga_id]) for saga_id in unrunnable if saga_id in found]
 
     @_outages_as_store_errors
     async def fingerprints(self, saga_type: str, version: int) -> set[str]:
